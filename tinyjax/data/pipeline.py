@@ -1,0 +1,89 @@
+"""The on-device input pipeline: the whole dataset lives on the device.
+
+A split is put on the device once as ``uint8`` images and ``int32`` labels.
+Each epoch draws a permutation with ``jax.random`` and cuts it into a fixed
+``[steps, batch]`` index plan; every batch is gathered, converted and
+normalised on the device from (arrays, batch indices), so there is no
+per-batch host round trip and the same function can be jitted, scanned,
+vmapped or sharded.
+
+A last partial batch is kept, as PyTorch's ``DataLoader(drop_last=False)``
+does (60000 images at batch 128: 469 steps, the last of 96 images). To keep
+one compiled shape it is padded to the full batch size and carries a
+``mask``; losses, metrics and batch statistics ignore the padded rows.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Per-channel mean and std of the train split in [0, 1] pixel units, as used
+# by torchvision's MNIST examples (0.1307, 0.3081) and for Fashion-MNIST.
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+
+
+class DeviceData(NamedTuple):
+    """A split on the device: ``images uint8 [N, H, W, C]``, ``labels int32 [N]``."""
+
+    images: jax.Array
+    labels: jax.Array
+
+
+class Batch(NamedTuple):
+    """One batch: ``image float32 [B, H, W, C]`` (normalised), ``label int32 [B]``,
+    ``mask bool [B]`` (False on padding rows of a last partial batch)."""
+
+    image: jax.Array
+    label: jax.Array
+    mask: jax.Array
+
+
+def to_device(images: np.ndarray, labels: np.ndarray) -> DeviceData:
+    """Copies host arrays to the default device once, keeping ``uint8`` images.
+
+    Raises:
+      ValueError: images are not ``uint8 [N, H, W, C]`` or labels not ``[N]``.
+    """
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
+        raise ValueError(f"expected uint8 images [N,H,W,C] and labels [N], got "
+                         f"{images.dtype} {images.shape} and {labels.shape}.")
+    return DeviceData(jnp.asarray(images), jnp.asarray(labels, jnp.int32))
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+    """Steps per epoch with the last partial batch kept: ``ceil(N / B)``."""
+    return -(-num_examples // batch_size)
+
+
+def batch_plan(key: jax.Array | None, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """The index plan of one epoch.
+
+    Args:
+      key: PRNG key for the shuffle (derive it from (seed, epoch) with
+        ``fold_in``); ``None`` keeps the stored order (evaluation).
+      num_examples: N, static.
+      batch_size: B, static.
+
+    Returns:
+      ``(indices int32 [S, B], mask bool [S, B])`` with ``S = ceil(N / B)``;
+      padding rows point at example 0 and are masked out.
+    """
+    steps = num_batches(num_examples, batch_size)
+    order = (jnp.arange(num_examples) if key is None
+             else jax.random.permutation(key, num_examples))
+    pad = steps * batch_size - num_examples
+    indices = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).astype(jnp.int32)
+    mask = jnp.arange(steps * batch_size) < num_examples
+    return indices.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+
+
+def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array,
+               mean: float, std: float) -> Batch:
+    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device:
+    ``(pixel / 255 - mean) / std`` in float32."""
+    image = data.images[indices].astype(jnp.float32) / 255.0
+    return Batch((image - mean) / std, data.labels[indices], mask)

@@ -1,0 +1,85 @@
+"""Pure, jittable train and eval steps.
+
+Metrics are returned as sums over the unmasked examples of a batch
+(``loss_sum``, ``correct``, ``count``), so they add up over steps and devices
+exactly; divide at the end.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tinyjax.data.pipeline import Batch
+from tinyjax.train.state import TrainState
+
+DROPOUT_STREAM = 1  # fold_in tag separating dropout keys from init (0) and data order (2).
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
+                       mask: jax.Array | None = None) -> jax.Array:
+    """Mean softmax cross-entropy with label smoothing, PyTorch semantics.
+
+    Targets are ``(1 - eps) * onehot + eps / K`` as in
+    ``torch.nn.CrossEntropyLoss(label_smoothing=eps)`` (Szegedy et al.,
+    arXiv:1512.00567); the loss is ``-sum_k target_k * log_softmax(logits)_k``,
+    averaged over the unmasked examples.
+
+    Args:
+      logits: ``float32 [B, K]``.
+      labels: ``int32 [B]`` class indices.
+      mask: ``bool [B]`` or None (all examples count).
+
+    Returns:
+      A float32 scalar.
+    """
+    per_example = per_example_loss(logits, labels, label_smoothing)
+    if mask is None:
+        return per_example.mean()
+    return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def per_example_loss(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:
+    """``float32 [B]`` smoothed cross-entropy of each example (see ``cross_entropy_loss``)."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def batch_metrics(logits: jax.Array, batch: Batch, label_smoothing: float) -> dict[str, jax.Array]:
+    """Sums over the unmasked examples: ``loss_sum`` (float32), ``correct`` and ``count`` (int32)."""
+    mask = batch.mask
+    loss = per_example_loss(logits, batch.label, label_smoothing)
+    return {"loss_sum": jnp.sum(loss * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == batch.label) & mask, dtype=jnp.int32),
+            "count": jnp.sum(mask, dtype=jnp.int32)}
+
+
+def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step in train mode; updates params, optimizer state and
+    batch statistics (from the unmasked examples only).
+
+    Returns:
+      ``(new_state, metrics)``; metrics as ``batch_metrics``, computed from the
+      train-mode logits of this step (what PyTorch loops report as train accuracy).
+    """
+    dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, DROPOUT_STREAM), state.step)
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, batch.image, train=True,
+            mask=batch.mask, mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+        loss = cross_entropy_loss(logits, batch.label, label_smoothing, batch.mask)
+        return loss, (updates["batch_stats"], logits)
+
+    (_, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    return state, batch_metrics(logits, batch, label_smoothing)
+
+
+def eval_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> dict[str, jax.Array]:
+    """Metrics of one batch in eval mode (BatchNorm uses running statistics)."""
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                            batch.image, train=False)
+    return batch_metrics(logits, batch, label_smoothing)
