@@ -13,7 +13,7 @@ from typing import Sequence
 
 import tyro
 
-from tinyjax.config import Config
+from tinyjax.config import Config, ConfigError
 from tinyjax.data import DatasetNotFoundError, IDXFormatError
 
 
@@ -30,7 +30,7 @@ def main(default: Config, args: Sequence[str] | None = None, description: str | 
     config = parse(default, args, description)
     try:
         train_and_evaluate(config)
-    except (ValueError, DatasetNotFoundError, IDXFormatError) as e:
+    except (ConfigError, DatasetNotFoundError, IDXFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

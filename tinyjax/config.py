@@ -15,6 +15,10 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 
+class ConfigError(ValueError):
+    """A config field has a bad value; the message names it and the fix."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     name: Annotated[Literal["mnist", "fashion_mnist"], tyro.conf.arg(name="dataset")] = "mnist"
@@ -97,9 +101,12 @@ def validate(config: Config) -> None:
     """Checks a config before anything is loaded or compiled.
 
     Raises:
-      ValueError: one line naming the bad field and how to fix it.
+      ConfigError: one line naming the bad field and how to fix it.
     """
+    from tinyjax.models import MODELS  # Imports flax: not needed to build or print a config.
+
     checks = [
+        (config.model in MODELS, f"--model {config.model!r} is unknown; choose one of {sorted(MODELS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
         (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),
@@ -126,4 +133,4 @@ def validate(config: Config) -> None:
         ]
     for ok, message in checks:
         if not ok:
-            raise ValueError(message + ".")
+            raise ConfigError(message + ".")

@@ -30,7 +30,7 @@ import zipfile
 
 import numpy as np
 
-from tinyjax.data.idx import read_idx, write_idx
+from tinyjax.data.idx import IDXFormatError, read_idx, write_idx
 
 SPLITS = ("train", "test")
 # Folder names a dataset goes by (TFDS name first, then Debian's).
@@ -139,7 +139,7 @@ def _read_local(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndar
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if len(images) != len(labels):
-        raise ValueError(f"{images_path} has {len(images)} images but {labels_path} "
+        raise IDXFormatError(f"{images_path} has {len(images)} images but {labels_path} "
                          f"has {len(labels)} labels; re-download them together.")
     return images[..., None].astype(np.uint8), labels.astype(np.int32)
 

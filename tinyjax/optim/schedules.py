@@ -25,7 +25,9 @@ class OneCycle(NamedTuple):
 def _anneal(start: float, end: float, pct: jnp.ndarray, strategy: str) -> jnp.ndarray:
     if strategy == "cos":  # torch.optim.lr_scheduler.OneCycleLR._annealing_cos
         return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1.0)
-    return (end - start) * pct + start  # _annealing_linear
+    # _annealing_linear, (end - start) * pct + start, written so that pct = 1
+    # gives `end` exactly in float32.
+    return start * (1.0 - pct) + end * pct
 
 
 def onecycle(total_steps: int, max_lr: float, pct_start: float = 0.3,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from tinyjax import data, models
-from tinyjax.config import Config, validate
+from tinyjax.config import Config, ConfigError, validate
 from tinyjax.optim.optimizers import make_optimizer
 from tinyjax.train.state import TrainState, create_train_state
 from tinyjax.train.steps import eval_step, train_step
@@ -133,7 +133,7 @@ def write_json(path: str, obj) -> None:
 
 
 # ----------------------------------------------------------------------------- main loop
-def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = print
+def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True)
                        ) -> tuple[TrainState, list[dict], str]:
     """Trains ``config`` end to end and writes its run directory.
 
@@ -149,7 +149,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = print
       step), seconds (wall time of the epoch's training and evaluation).
 
     Raises:
-      ValueError: a bad config field (before anything is loaded or compiled).
+      ConfigError: a bad config field (before anything is loaded or compiled).
       DatasetNotFoundError, IDXFormatError: data that cannot be loaded.
     """
     validate(config)
@@ -165,9 +165,11 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = print
     test_data = data.to_device(test_images, test_labels)
 
     steps_per_epoch = data.num_batches(len(train_labels), config.batch_size)
-    tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch)
-    root = jax.random.key(config.seed)
-    state = create_train_state(model, tx, root, (1,) + train_images.shape[1:])
+    try:  # One-cycle limits depend on the number of steps, known once the data is.
+        tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + train_images.shape[1:])
     train_epoch, evaluate = make_epoch_fns(config, config.loop)
 
     run_dir = make_run_dir(config)
@@ -180,7 +182,8 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = print
     history = []
     for epoch in range(config.epochs):
         start = time.perf_counter()
-        key = jax.random.fold_in(jax.random.fold_in(root, DATA_STREAM), epoch)
+        # From state.rng, not a copy of the root key: the state's buffers are donated.
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, DATA_STREAM), epoch)
         state, train_totals = train_epoch(state, train_data, key)
         train_acc, train_loss = summarize(train_totals)
         test_acc, test_loss = summarize(evaluate(state, test_data))

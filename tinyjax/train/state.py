@@ -33,5 +33,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
         from ``fold_in(rng, 0)`` and the state keeps ``rng`` for later draws.
     """
     variables = model.init(jax.random.fold_in(rng, 0), jnp.zeros(input_shape, jnp.float32))
-    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}), rng=rng)
+    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                              batch_stats=variables.get("batch_stats", {}), rng=rng)
+    # flax starts `step` as a Python int, whose weak type differs from the int32
+    # the first update returns: the second call would compile again.
+    return state.replace(step=jnp.zeros((), jnp.int32))

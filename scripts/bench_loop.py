@@ -1,0 +1,117 @@
+"""Training throughput of the epoch loops, side by side in one run.
+
+    python scripts/bench_loop.py                      # seed-000 CNN, batch 128
+    python scripts/bench_loop.py --steps 200 --repeats 5
+
+Times ``--steps`` training steps of the 7,784-param CNN on random MNIST-shaped
+data, per loop: a jitted step per batch called from Python (``step``) and the
+same steps as one ``jax.lax.scan`` (``scan``), after a compile-and-warm-up
+call; the median of ``--repeats`` is reported. If PyTorch is installed (it is
+no dependency of tinyjax), the same network and update in PyTorch is timed
+too, as the reference. Prints a markdown table of images/s and the ratio to
+the fastest row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.mnist_onecycle import CONFIG
+from tinyjax import data, models
+from tinyjax.optim import make_optimizer
+from tinyjax.train import create_train_state, epoch_driver, train_step
+
+
+def bench_jax(loop: str, steps: int, batch: int, repeats: int) -> list[float]:
+    mean, std = data.NORMALIZATION["mnist"]
+    tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 10 * steps * (repeats + 1))
+    state = create_train_state(models.create("mnist_cnn_7k"), tx, jax.random.key(0), (1, 28, 28, 1))
+    rng = np.random.default_rng(0)
+    n = steps * batch
+    device_data = data.to_device(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                                 rng.integers(0, 10, n).astype(np.int32))
+
+    def batch_fn(carry, d, indices, mask):
+        state, count = carry
+        state, metrics = train_step(state, data.make_batch(d, indices, mask, mean, std), 0.02)
+        return state, count + metrics["count"]
+
+    run = epoch_driver(batch_fn, loop, donate=True)
+    indices, mask = data.batch_plan(jax.random.key(1), n, batch)
+    carry = (state, jnp.zeros((), jnp.int32))
+    carry = jax.block_until_ready(run(carry, device_data, indices, mask))  # Compile and warm up.
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        carry = jax.block_until_ready(run(carry, device_data, indices, mask))
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_torch(steps: int, batch: int, repeats: int) -> list[float] | None:
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    layers, cin = [], 1
+    for i, c in enumerate((7, 7, 10, 10, 12, 16, 18)):
+        layers += [nn.Conv2d(cin, c, 3, padding=1 if i >= 5 else 0, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        if i in (2, 4):
+            layers.append(nn.MaxPool2d(2, 2))
+        cin = c
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(18, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.02)
+    x = torch.randn(steps, batch, 1, 28, 28)
+    y = torch.randint(0, 10, (steps, batch))
+
+    def epoch():
+        for i in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[i]), y[i]).backward()
+            opt.step()
+
+    epoch()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=100, help="training steps per timed run")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
+    args = parser.parse_args()
+    rows = {f"tinyjax loop=step ({jax.default_backend()})": bench_jax("step", args.steps, args.batch_size, args.repeats),
+            f"tinyjax loop=scan ({jax.default_backend()})": bench_jax("scan", args.steps, args.batch_size, args.repeats)}
+    torch_times = bench_torch(args.steps, args.batch_size, args.repeats)
+    if torch_times is not None:
+        import torch
+        rows[f"PyTorch {torch.__version__} eager (reference)"] = torch_times
+    rates = {k: args.steps * args.batch_size / statistics.median(v) for k, v in rows.items()}
+    best = max(rates.values())
+    print(f"# Training throughput, seed-000 CNN (7,784 params), batch {args.batch_size}, "
+          f"{args.steps} steps x {args.repeats} repeats (median)")
+    print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} {jax.default_backend()} "
+          f"device(s), jax {jax.__version__}\n")
+    print("| loop | images/s | ms/step | vs fastest |")
+    print("|---|---:|---:|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:,.0f} | {1000 * args.batch_size / rate:.2f} | {rate / best:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tinyjax import models
+
+
+def init(model, batch=1):
+    return model.init(jax.random.key(0), jnp.zeros((batch, 28, 28, 1)))
+
+
+def test_seed_000_cnn_has_7784_params_and_10_logits():
+    model = models.create("mnist_cnn_7k")
+    variables = init(model)
+    assert models.count_params(variables["params"]) == 7784
+    # 7 BatchNorms over 7+7+10+10+12+16+18 = 80 channels: mean and var each.
+    assert models.count_params(variables["batch_stats"]) == 160
+    logits = model.apply(variables, jnp.ones((5, 28, 28, 1)))
+    chex.assert_shape(logits, (5, 10))
+    chex.assert_tree_all_finite(logits)
+
+
+def test_layer_shapes_follow_the_seed():
+    params = init(models.create("mnist_cnn_7k"))["params"]
+    kernels = [params[f"Conv_{i}"]["kernel"].shape for i in range(7)]
+    assert kernels == [(3, 3, 1, 7), (3, 3, 7, 7), (3, 3, 7, 10), (3, 3, 10, 10), (3, 3, 10, 12),
+                       (3, 3, 12, 16), (3, 3, 16, 18)]
+    assert all("bias" not in params[f"Conv_{i}"] for i in range(7))
+    assert params["Dense_0"]["kernel"].shape == (18, 10)
+
+
+def test_pytorch_default_init_bounds():
+    # kaiming_uniform(a=sqrt(5)) and the Linear bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    params = init(models.create("mnist_cnn_7k"))["params"]
+    for name, fan_in in [("Conv_0", 9), ("Conv_6", 16 * 9)]:
+        w = np.asarray(params[name]["kernel"])
+        bound = 1 / np.sqrt(fan_in)
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
+    dense = params["Dense_0"]
+    assert np.abs(dense["kernel"]).max() <= 1 / np.sqrt(18)
+    assert np.abs(dense["bias"]).max() <= 1 / np.sqrt(18) and np.abs(dense["bias"]).max() > 0
+
+
+def test_mask_keeps_padding_out_of_batch_statistics():
+    model = models.create("mnist_cnn_7k")
+    variables = init(model)
+    x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
+    padded = jnp.concatenate([x, 100.0 * jnp.ones((2, 28, 28, 1))])
+    mask = jnp.array([True] * 4 + [False] * 2)
+    logits, stats = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    logits_p, stats_p = model.apply(variables, padded, train=True, mask=mask, mutable=["batch_stats"])
+    np.testing.assert_allclose(logits_p[:4], logits, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(stats_p, stats, rtol=1e-4, atol=1e-6)
+
+
+def test_unknown_model_raises():
+    with pytest.raises(ValueError, match="unknown model 'resnet9'"):
+        models.create("resnet9")
