@@ -55,6 +55,19 @@ def test_mask_keeps_padding_out_of_batch_statistics():
     chex.assert_trees_all_close(stats_p, stats, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [22, 7, 4])
+def test_max_pool_matches_flax_in_value_and_gradient(size):
+    from flax import linen as nn
+    from tinyjax.models.cnn import max_pool
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+    chex.assert_shape(max_pool(x), (2, size // 2, size // 2, 3))
+    np.testing.assert_array_equal(max_pool(x), reference(x))
+    weights = jax.random.normal(jax.random.key(1), (2, size // 2, size // 2, 3))
+    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
+    np.testing.assert_array_equal(grad(max_pool), grad(reference))
+
+
 def test_unknown_model_raises():
     with pytest.raises(ValueError, match="unknown model 'resnet9'"):
         models.create("resnet9")

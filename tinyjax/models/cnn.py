@@ -22,6 +22,23 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x, mask=mask)
 
 
+def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
+    """``torch.nn.MaxPool2d(size, size)``: stride ``size``, no padding, floor mode.
+
+    ``x float32 [B, H, W, C]`` -> ``[B, H // size, W // size, C]``. Written as
+    reshape + max rather than ``nn.max_pool``: XLA:CPU runs the latter's
+    gradient (select_and_scatter) slowly, and this form made a training step
+    of the seed-000 CNN ~30% faster on a 2-core CPU (60 -> 42 ms at batch 128).
+    Same values; the gradient is the same except on exact ties inside a
+    window, which it shares where PyTorch gives it to the first maximum (ties
+    are in practice ReLU zeros, whose gradient ReLU stops anyway).
+    """
+    b, h, w, c = x.shape
+    h, w = h // size, w // size
+    x = x[:, :h * size, :w * size].reshape(b, h, size, w, size, c)
+    return x.max(axis=(2, 4))
+
+
 class MnistCNN7k(nn.Module):
     """The 7,784-parameter MNIST CNN of seed 000 ("Model 1"), layer for layer.
 
@@ -45,6 +62,6 @@ class MnistCNN7k(nn.Module):
             x = nn.Conv(features, (3, 3), padding=padding, use_bias=False, kernel_init=kernel_init)(x)
             x = nn.relu(batch_norm(x, train, mask))
             if i in (2, 4):
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, 2)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=bias_init(x.shape[-1]))(x)
