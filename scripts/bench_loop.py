@@ -6,9 +6,9 @@
 Times ``--steps`` training steps of the 7,784-param CNN on random MNIST-shaped
 data, per loop: a jitted step per batch called from Python (``step``) and the
 same steps as one ``jax.lax.scan`` (``scan``), after a compile-and-warm-up
-call; the median of ``--repeats`` is reported. If PyTorch is installed (it is
-no dependency of tinyjax), the same network and update in PyTorch is timed
-too, as the reference. Prints a markdown table of images/s and the ratio to
+call; the rows' repeats are interleaved and the median of ``--repeats`` is
+reported. If PyTorch is installed (it is no dependency of tinyjax), the same
+network and update in PyTorch eager is timed too, as the reference. Prints a markdown table of images/s and the ratio to
 the fastest row.
 """
 
@@ -29,9 +29,10 @@ from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state, epoch_driver, train_step
 
 
-def bench_jax(loop: str, steps: int, batch: int, repeats: int) -> list[float]:
+def jax_epoch(loop: str, steps: int, batch: int):
+    """A compiled, warmed-up ``run()`` of ``steps`` training steps with ``loop``."""
     mean, std = data.NORMALIZATION["mnist"]
-    tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 10 * steps * (repeats + 1))
+    tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 1000 * steps)
     state = create_train_state(models.create("mnist_cnn_7k"), tx, jax.random.key(0), (1, 28, 28, 1))
     rng = np.random.default_rng(0)
     n = steps * batch
@@ -45,17 +46,17 @@ def bench_jax(loop: str, steps: int, batch: int, repeats: int) -> list[float]:
 
     run = epoch_driver(batch_fn, loop, donate=True)
     indices, mask = data.batch_plan(jax.random.key(1), n, batch)
-    carry = (state, jnp.zeros((), jnp.int32))
-    carry = jax.block_until_ready(run(carry, device_data, indices, mask))  # Compile and warm up.
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        carry = jax.block_until_ready(run(carry, device_data, indices, mask))
-        times.append(time.perf_counter() - start)
-    return times
+    carry = [(state, jnp.zeros((), jnp.int32))]
+
+    def epoch():
+        carry[0] = jax.block_until_ready(run(carry[0], device_data, indices, mask))
+
+    epoch()  # Compile and warm up.
+    return epoch
 
 
-def bench_torch(steps: int, batch: int, repeats: int) -> list[float] | None:
+def torch_epoch(steps: int, batch: int):
+    """The same network and SGD step in PyTorch eager, warmed up; None without torch."""
     try:
         import torch
         from torch import nn
@@ -81,12 +82,7 @@ def bench_torch(steps: int, batch: int, repeats: int) -> list[float] | None:
             opt.step()
 
     epoch()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - start)
-    return times
+    return epoch
 
 
 def main() -> None:
@@ -95,12 +91,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     args = parser.parse_args()
-    rows = {f"tinyjax loop=step ({jax.default_backend()})": bench_jax("step", args.steps, args.batch_size, args.repeats),
-            f"tinyjax loop=scan ({jax.default_backend()})": bench_jax("scan", args.steps, args.batch_size, args.repeats)}
-    torch_times = bench_torch(args.steps, args.batch_size, args.repeats)
-    if torch_times is not None:
+    backend = jax.default_backend()
+    runners = {f"tinyjax loop=step ({backend})": jax_epoch("step", args.steps, args.batch_size),
+               f"tinyjax loop=scan ({backend})": jax_epoch("scan", args.steps, args.batch_size)}
+    reference = torch_epoch(args.steps, args.batch_size)
+    if reference is not None:
         import torch
-        rows[f"PyTorch {torch.__version__} eager (reference)"] = torch_times
+        runners[f"PyTorch {torch.__version__} eager (reference)"] = reference
+    rows = {name: [] for name in runners}
+    for _ in range(args.repeats):  # Interleaved, so that machine noise hits every row alike.
+        for name, epoch in runners.items():
+            start = time.perf_counter()
+            epoch()
+            rows[name].append(time.perf_counter() - start)
     rates = {k: args.steps * args.batch_size / statistics.median(v) for k, v in rows.items()}
     best = max(rates.values())
     print(f"# Training throughput, seed-000 CNN (7,784 params), batch {args.batch_size}, "

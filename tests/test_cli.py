@@ -56,7 +56,7 @@ def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args
     assert not (tmp_path / "runs").exists()  # Nothing was loaded, compiled or written.
 
 
-def test_too_few_steps_for_one_cycle_is_a_config_error(tmp_path, capsys, monkeypatch):
+def test_too_few_steps_for_one_cycle_is_a_config_error(tmp_path, capsys):
     status = main(CONFIG, ["--epochs", "1", "--train-limit", "100", "--batch-size", "128",
                            "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err

