@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,14 @@ def test_tfds_data_source_route(isolated):
         x, y = data.load("mnist", "test", sources=("tfds",))
     assert x.dtype == np.uint8 and x.shape == (7, 28, 28, 1)
     assert y.dtype == np.int32 and y.shape == (7,)
+
+
+def test_tfds_without_prepared_data_or_tensorflow_says_so(isolated):
+    pytest.importorskip("tensorflow_datasets")
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed: tfds.load would try to download")
+    with pytest.raises(DatasetNotFoundError, match="tfds.load needs TensorFlow: pip install 'tinyjax.tfds.'"):
+        data.load("mnist", "test", data_dir=str(isolated / "empty"), sources=("tfds",))
 
 
 def test_real_mnist_is_the_official_data(mnist_train, mnist_test):

