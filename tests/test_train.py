@@ -111,3 +111,18 @@ def test_one_epoch_on_10k_real_images_reaches_95_percent(tmp_path):
     assert set(metrics[0]) == {"epoch", "train_acc", "test_acc", "train_loss", "test_loss", "lr", "seconds"}
     np.testing.assert_allclose(metrics[0]["lr"], 5e-5, rtol=1e-4)  # One-cycle ends at max_lr/10/100.
     assert int(state.step) == 313  # ceil(10000 / 32): the last partial batch is kept.
+
+
+def test_train_state_vmaps_over_seeds():
+    """The state is a pure pytree: N seeds train as one vmapped program."""
+    tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 10)
+    model = models.create("mnist_cnn_7k")
+    keys = jax.vmap(jax.random.key)(jnp.arange(3))
+    states = jax.vmap(lambda k: create_train_state(model, tx, k, (1, 28, 28, 1)))(keys)
+    batch = data.make_batch(fake_data(64), jnp.arange(64), jnp.ones(64, bool), 0.1307, 0.3081)
+    new, metrics = jax.jit(jax.vmap(train_step, in_axes=(0, None)))(states, batch)
+    chex.assert_shape(metrics["loss_sum"], (3,))
+    assert new.step.tolist() == [1, 1, 1]
+    single, _ = jax.jit(train_step)(create_train_state(model, tx, jax.random.key(1), (1, 28, 28, 1)), batch)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], new.params), single.params, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(new.params["Dense_0"]["kernel"][0], new.params["Dense_0"]["kernel"][1])
