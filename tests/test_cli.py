@@ -45,14 +45,14 @@ def test_help_lists_fields_with_units():
 @pytest.mark.parametrize("args,message", [
     (["--epochs", "0"], "error: --epochs must be >= 1, got 0."),
     (["--pct-start", "1.5"], "error: --pct-start must be in (0, 1), got 1.5."),
-    (["--model", "nope"], "error: --model 'nope' is unknown; choose one of ['mnist_cnn_7k']."),
+    (["--model", "nope"], "error: --model 'nope' is unknown; choose one of ['mlp_1hl_50', "),
     (["--optimizer", "adam", "--nesterov", "True"], "error: --nesterov applies to SGD only, not adam."),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):
     status = main(CONFIG, args + ["--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert status == 2
-    assert err.strip() == message
+    assert err.strip().startswith(message) and "\n" not in err.strip()
     assert not (tmp_path / "runs").exists()  # Nothing was loaded, compiled or written.
 
 

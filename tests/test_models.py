@@ -24,21 +24,21 @@ def test_seed_000_cnn_has_7784_params_and_10_logits():
 
 def test_layer_shapes_follow_the_seed():
     params = init(models.create("mnist_cnn_7k"))["params"]
-    kernels = [params[f"Conv_{i}"]["kernel"].shape for i in range(7)]
+    kernels = [params[f"conv{i}"]["kernel"].shape for i in range(1, 8)]
     assert kernels == [(3, 3, 1, 7), (3, 3, 7, 7), (3, 3, 7, 10), (3, 3, 10, 10), (3, 3, 10, 12),
                        (3, 3, 12, 16), (3, 3, 16, 18)]
-    assert all("bias" not in params[f"Conv_{i}"] for i in range(7))
-    assert params["Dense_0"]["kernel"].shape == (18, 10)
+    assert all("bias" not in params[f"conv{i}"] for i in range(1, 8))
+    assert params["fc"]["kernel"].shape == (18, 10)
 
 
 def test_pytorch_default_init_bounds():
     # kaiming_uniform(a=sqrt(5)) and the Linear bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     params = init(models.create("mnist_cnn_7k"))["params"]
-    for name, fan_in in [("Conv_0", 9), ("Conv_6", 16 * 9)]:
+    for name, fan_in in [("conv1", 9), ("conv7", 16 * 9)]:
         w = np.asarray(params[name]["kernel"])
         bound = 1 / np.sqrt(fan_in)
         assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
-    dense = params["Dense_0"]
+    dense = params["fc"]
     assert np.abs(dense["kernel"]).max() <= 1 / np.sqrt(18)
     assert np.abs(dense["bias"]).max() <= 1 / np.sqrt(18) and np.abs(dense["bias"]).max() > 0
 
@@ -66,6 +66,43 @@ def test_max_pool_matches_flax_in_value_and_gradient(size):
     weights = jax.random.normal(jax.random.key(1), (2, size // 2, size // 2, 3))
     grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
     np.testing.assert_array_equal(grad(max_pool), grad(reference))
+
+
+@pytest.mark.parametrize("name,params", [
+    ("mnist_cnn_7k", 7_784), ("mnist_cnn_7k_dropout", 7_784),  # seed 000
+    ("mnist_cnn_18k", 18_662),                                  # seed 001
+    ("mnist_dsconv_2k", 1_986),                                 # seed 002
+    ("mlp_2hl_50", 42_310), ("mlp_3hl_1000", 2_797_010),        # seed 003, as it states
+    ("mlp_1hl_50", 784 * 50 + 50 + 50 * 10 + 10),               # and by the formula
+    ("mlp_3hl_10", 784 * 10 + 10 + 2 * (10 * 10 + 10) + 10 * 10 + 10),
+    ("mlp_3hl_50", 784 * 50 + 50 + 2 * (50 * 50 + 50) + 50 * 10 + 10),
+    ("mlp_3hl_50_sigmoid", 784 * 50 + 50 + 2 * (50 * 50 + 50) + 50 * 10 + 10),
+    ("mlp_3hl_100", 784 * 100 + 100 + 2 * (100 * 100 + 100) + 100 * 10 + 10),
+])
+def test_preset_parameter_counts(name, params):
+    model = models.create(name)
+    variables = jax.eval_shape(lambda: init(model))
+    assert models.count_params(variables["params"]) == params
+    chex.assert_shape(jax.eval_shape(lambda: model.apply(init(model), jnp.ones((3, 28, 28, 1)))), (3, 10))
+
+
+def test_seed_001_layers_have_bias_and_reach_1x1():
+    model = models.create("mnist_cnn_18k")
+    params = jax.eval_shape(lambda: init(model))["params"]
+    assert params["conv1"]["bias"].shape == (14,) and params["conv7"]["kernel"].shape == (3, 3, 22, 22)
+    _, state = jax.eval_shape(lambda: model.apply(init(model), jnp.ones((2, 28, 28, 1)), train=True,
+                                                 mutable=["batch_stats"]))
+    assert state["batch_stats"]["bn7"]["mean"].shape == (22,)
+
+
+def test_dropout_variant_differs_in_train_mode_only():
+    model = models.create("mnist_cnn_7k_dropout")
+    variables = init(model)
+    x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
+    np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+    a, _ = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
+    b, _ = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    assert not np.allclose(a, b)
 
 
 def test_unknown_model_raises():

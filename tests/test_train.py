@@ -125,4 +125,4 @@ def test_train_state_vmaps_over_seeds():
     assert new.step.tolist() == [1, 1, 1]
     single, _ = jax.jit(train_step)(create_train_state(model, tx, jax.random.key(1), (1, 28, 28, 1)), batch)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], new.params), single.params, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(new.params["Dense_0"]["kernel"][0], new.params["Dense_0"]["kernel"][1])
+    assert not np.allclose(new.params["fc"]["kernel"][0], new.params["fc"]["kernel"][1])

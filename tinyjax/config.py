@@ -77,7 +77,7 @@ class Config:
     experiment: str = "experiment"
     """Name used for the run directory runs/<experiment>-<timestamp>/."""
     model: str = "mnist_cnn_7k"
-    """Model name (tinyjax.models.MODELS)."""
+    """Model preset name (tinyjax.models.PRESETS)."""
     seed: int = 0
     """Seed of every random draw: init, data order, dropout (via fold_in)."""
     epochs: int = 20
@@ -103,10 +103,10 @@ def validate(config: Config) -> None:
     Raises:
       ConfigError: one line naming the bad field and how to fix it.
     """
-    from tinyjax.models import MODELS  # Imports flax: not needed to build or print a config.
+    from tinyjax.models import PRESETS  # Imports flax: not needed to build or print a config.
 
     checks = [
-        (config.model in MODELS, f"--model {config.model!r} is unknown; choose one of {sorted(MODELS)}"),
+        (config.model in PRESETS, f"--model {config.model!r} is unknown; choose one of {sorted(PRESETS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
         (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),

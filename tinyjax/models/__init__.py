@@ -1,30 +1,82 @@
-"""Models, found by name (``create(name)``), and parameter counting."""
+"""Model families and the named presets of the seeds; ``create(name)``.
+
+Presets (trainable parameters in brackets, as in the seeds):
+
+- ``mnist_cnn_7k`` (7,784): seed 000 "Model 1", 7 convs 3x3 without bias,
+  BatchNorm + ReLU, pools after conv3 and conv5, padding 1 on conv6-7.
+- ``mnist_cnn_7k_dropout`` (7,784): seed 000 "Model 2", the same with
+  dropout 0.1 after every conv block but the last (the seed gives no rate or
+  place; 0.1 per block is the course's usual choice).
+- ``mnist_cnn_18k`` (18,662): seed 001, conv bias on, channels 14-14-16 |
+  18-20 | 22-22, conv6 padding 1, conv7 3x3 on the 3x3 map (-> 1x1).
+- ``mnist_dsconv_2k`` (1,986): seed 002, conv 1->16, depthwise 16,
+  pointwise 16->58, BatchNorm after each, no conv bias, dense 58->10 (the
+  seed does not give padding and pooling; we use padding 1 on the 3x3 convs
+  and 2x2 pools after conv1 and the pointwise conv, as its baseline network).
+- ``mlp_<n>hl_<width>[_sigmoid]``: seed 003's MLPs, e.g. ``mlp_2hl_50``
+  (42,310) and ``mlp_3hl_1000`` (2,797,010).
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import numpy as np
 from flax import linen as nn
 
-from tinyjax.models.cnn import MnistCNN7k
+from tinyjax.models.cnn import CNN, ConvSpec
+from tinyjax.models.mlp import MLP
 
-MODELS = {"mnist_cnn_7k": MnistCNN7k}
+
+def seed000_cnn(dropout: float = 0.0) -> CNN:
+    channels = (7, 7, 10, 10, 12, 16, 18)
+    return CNN(tuple(ConvSpec(c, padding=1 if i >= 5 else 0, pool=i in (2, 4),
+                              dropout=dropout if i < len(channels) - 1 else 0.0)
+                     for i, c in enumerate(channels)))
+
+
+def seed001_cnn() -> CNN:
+    channels = (14, 14, 16, 18, 20, 22, 22)
+    return CNN(tuple(ConvSpec(c, bias=True, padding=1 if i == 5 else 0, pool=i in (2, 4))
+                     for i, c in enumerate(channels)))
+
+
+def seed002_dsconv() -> CNN:
+    return CNN((ConvSpec(16, padding=1, pool=True),
+                ConvSpec(16, padding=1, depthwise=True),
+                ConvSpec(58, kernel=1, pool=True)))
+
+
+PRESETS: dict[str, Callable[[], nn.Module]] = {
+    "mnist_cnn_7k": seed000_cnn,
+    "mnist_cnn_7k_dropout": lambda: seed000_cnn(dropout=0.1),
+    "mnist_cnn_18k": seed001_cnn,
+    "mnist_dsconv_2k": seed002_dsconv,
+    "mlp_1hl_50": lambda: MLP((50,)),
+    "mlp_2hl_50": lambda: MLP((50, 50)),
+    "mlp_3hl_10": lambda: MLP((10, 10, 10)),
+    "mlp_3hl_50": lambda: MLP((50, 50, 50)),
+    "mlp_3hl_50_sigmoid": lambda: MLP((50, 50, 50), activation="sigmoid"),
+    "mlp_3hl_100": lambda: MLP((100, 100, 100)),
+    "mlp_3hl_1000": lambda: MLP((1000, 1000, 1000)),
+}
 
 
 def create(name: str) -> nn.Module:
-    """The model registered as ``name``.
+    """The preset registered as ``name``.
 
     Raises:
       ValueError: unknown name; the message lists the known ones.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
-    return MODELS[name]()
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(PRESETS)}.")
+    return PRESETS[name]()
 
 
 def count_params(params) -> int:
-    """Number of trainable parameters (scalars) in a params pytree."""
+    """Number of scalars in a pytree (trainable params, or batch statistics)."""
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
-__all__ = ["MODELS", "MnistCNN7k", "create", "count_params"]
+__all__ = ["CNN", "ConvSpec", "MLP", "PRESETS", "create", "count_params"]

@@ -1,6 +1,15 @@
-"""Small MNIST convolutional networks (NHWC, flax.linen)."""
+"""The CNN family: a network described by a short spec of conv layers (NHWC).
+
+``CNN(layers=(ConvSpec(...), ...))`` applies, per spec, a convolution
+(standard, depthwise or pointwise 1x1), optional BatchNorm, activation,
+dropout and a 2x2 max-pool; then global average pooling and a dense head.
+The seed networks are presets of this one module (``tinyjax.models.PRESETS``).
+Layers are named ``conv1, bn1, ..., fc`` as in the seeds' PyTorch code.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +17,40 @@ from flax import linen as nn
 
 from tinyjax.models.torch_init import bias_init, kernel_init
 
+ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu,
+               "none": lambda x: x}
 
-def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """One conv block: conv -> [BatchNorm] -> activation -> [dropout] -> [2x2 max-pool].
+
+    Attributes:
+      features: output channels (``depthwise``: a multiple of the input channels).
+      kernel: square kernel size (pixels); 1 makes a pointwise conv.
+      padding: zero padding on each side (pixels), as ``nn.Conv2d(padding=p)``.
+      stride: stride (pixels).
+      bias: conv bias (PyTorch's ``bias=``).
+      depthwise: one filter per input channel (``groups = in_channels``).
+      batch_norm: BatchNorm after the conv (PyTorch defaults).
+      activation: a key of ``ACTIVATIONS``.
+      dropout: dropout rate after the activation (0: none).
+      pool: 2x2 max-pool, stride 2, after the block.
+    """
+
+    features: int
+    kernel: int = 3
+    padding: int = 0
+    stride: int = 1
+    bias: bool = False
+    depthwise: bool = False
+    batch_norm: bool = True
+    activation: str = "relu"
+    dropout: float = 0.0
+    pool: bool = False
+
+
+def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | None = None) -> jax.Array:
     """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (flax: 0.9), eps 1e-5.
 
     ``mask bool [B]`` leaves padded rows out of the batch statistics. One
@@ -19,7 +60,7 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None) -> jax.Array:
     """
     if mask is not None:
         mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x, mask=mask)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)(x, mask=mask)
 
 
 def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
@@ -39,29 +80,33 @@ def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     return x.max(axis=(2, 4))
 
 
-class MnistCNN7k(nn.Module):
-    """The 7,784-parameter MNIST CNN of seed 000 ("Model 1"), layer for layer.
+class CNN(nn.Module):
+    """A CNN given by ``layers``, then global average pool and ``Dense(num_classes)``.
 
-    Seven 3x3 convolutions without bias, each followed by BatchNorm and ReLU,
-    2x2 max-pools after conv3 and conv5, padding 1 on conv6 and conv7, global
-    average pool and ``Dense(18 -> 10)``. Spatial sizes: 28 -> 26 -> 24 -> 22
-    -> pool 11 -> 9 -> 7 -> pool 3 -> 3 -> 3 -> GAP.
-
-    Call: ``apply(variables, x float32 [B, 28, 28, 1], train, mask bool [B] | None)``
-    returns logits ``float32 [B, 10]``; with ``train=True`` pass
-    ``mutable=["batch_stats"]``.
+    Call: ``apply(variables, x float32 [B, H, W, C], train, mask bool [B] | None)``
+    returns logits ``float32 [B, num_classes]``. With ``train=True`` pass
+    ``mutable=["batch_stats"]`` and, if any layer has dropout,
+    ``rngs={"dropout": key}``. Initialisers are PyTorch's defaults.
     """
 
-    channels: tuple[int, ...] = (7, 7, 10, 10, 12, 16, 18)
+    layers: tuple[ConvSpec, ...]
     num_classes: int = 10
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-        for i, features in enumerate(self.channels):
-            padding = 1 if i >= 5 else 0
-            x = nn.Conv(features, (3, 3), padding=padding, use_bias=False, kernel_init=kernel_init)(x)
-            x = nn.relu(batch_norm(x, train, mask))
-            if i in (2, 4):
+        for i, spec in enumerate(self.layers, start=1):
+            groups = x.shape[-1] if spec.depthwise else 1
+            fan_in = x.shape[-1] // groups * spec.kernel ** 2
+            x = nn.Conv(spec.features, (spec.kernel, spec.kernel), strides=spec.stride,
+                        padding=spec.padding, use_bias=spec.bias, feature_group_count=groups,
+                        kernel_init=kernel_init, bias_init=bias_init(fan_in), name=f"conv{i}")(x)
+            if spec.batch_norm:
+                x = batch_norm(x, train, mask, name=f"bn{i}")
+            x = ACTIVATIONS[spec.activation](x)
+            if spec.dropout:
+                x = nn.Dropout(spec.dropout, deterministic=not train)(x)
+            if spec.pool:
                 x = max_pool(x, 2)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=bias_init(x.shape[-1]))(x)
+        return nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=bias_init(x.shape[-1]),
+                        name="fc")(x)
