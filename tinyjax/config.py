@@ -37,7 +37,7 @@ class OptimConfig:
     lr: float = 0.001
     """Learning rate of the constant schedule; one-cycle replaces it, as OneCycleLR does."""
     momentum: float = 0.0
-    """SGD momentum, or Adam's beta1; replaced by the one-cycle momentum when cycled."""
+    """SGD momentum, or Adam's beta1 (PyTorch's default 0.9); replaced by the one-cycle momentum when cycled."""
     beta2: float = 0.999
     """Adam/AdamW beta2."""
     eps: float = 1e-8
@@ -75,9 +75,13 @@ class ScheduleConfig:
 @dataclasses.dataclass(frozen=True)
 class Config:
     experiment: str = "experiment"
-    """Name used for the run directory runs/<experiment>-<timestamp>/."""
+    """Name used for the run directory runs/<experiment>-<variant>-<timestamp>/."""
+    variant: tyro.conf.Suppress[str] = "default"
+    """The experiment's named base config (chosen with --variant)."""
     model: str = "mnist_cnn_7k"
     """Model preset name (tinyjax.models.PRESETS)."""
+    max_params: Optional[int] = None
+    """Parameter budget (trainable parameters); a bigger model stops the run before anything is compiled."""
     seed: int = 0
     """Seed of every random draw: init, data order, dropout (via fold_in)."""
     epochs: int = 20
@@ -109,6 +113,8 @@ def validate(config: Config) -> None:
         (config.model in PRESETS, f"--model {config.model!r} is unknown; choose one of {sorted(PRESETS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
+        (config.max_params is None or config.max_params >= 1,
+         f"--max-params must be >= 1, got {config.max_params}"),
         (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),
         (0.0 <= config.label_smoothing < 1.0,
          f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),

@@ -24,6 +24,8 @@ import numpy as np
 # Per-channel mean and std of the train split in [0, 1] pixel units, as used
 # by torchvision's MNIST examples (0.1307, 0.3081) and for Fashion-MNIST.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+# Image shape (H, W, C) of each dataset, known before its files are read.
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
 
 
 class DeviceData(NamedTuple):

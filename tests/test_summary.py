@@ -1,0 +1,66 @@
+import pytest
+
+from tinyjax import models
+from tinyjax.summary import layer_table, param_count
+
+# Seed 001's layer table, its "Parameters" and "Output Size" columns. Its
+# receptive-field column has mistakes (e.g. 14x14 after the first pool); the
+# expected values here follow r_out = r_in + (k - 1) * j_in, j_out = j_in * s.
+SEED_001 = [
+    # name, params, output, receptive field, jump
+    ("conv1", 140, (26, 26, 14), 3, 1), ("bn1", 28, (26, 26, 14), 3, 1),
+    ("conv2", 1778, (24, 24, 14), 5, 1), ("bn2", 28, (24, 24, 14), 5, 1),
+    ("conv3", 2032, (22, 22, 16), 7, 1), ("bn3", 32, (22, 22, 16), 7, 1),
+    ("pool1", 0, (11, 11, 16), 8, 2),
+    ("conv4", 2610, (9, 9, 18), 12, 2), ("bn4", 36, (9, 9, 18), 12, 2),
+    ("conv5", 3260, (7, 7, 20), 16, 2), ("bn5", 40, (7, 7, 20), 16, 2),
+    ("pool2", 0, (3, 3, 20), 18, 4),
+    ("conv6", 3982, (3, 3, 22), 26, 4), ("bn6", 44, (3, 3, 22), 26, 4),
+    ("conv7", 4378, (1, 1, 22), 34, 4), ("bn7", 44, (1, 1, 22), 34, 4),
+    ("gap", 0, (1, 1, 22), 34, 4),
+    ("fc", 230, (10,), None, None),
+]
+
+
+def test_seed_001_table():
+    table = layer_table(models.create("mnist_cnn_18k"), (28, 28, 1))
+    got = [(r.name, r.params, r.output, r.receptive_field, r.jump) for r in table.rows]
+    assert got == SEED_001
+    assert table.trainable_params == 18_662
+    assert table.batch_stats == 2 * (14 + 14 + 16 + 18 + 20 + 22 + 22)
+    assert table.bytes == 4 * (18_662 + 252)
+
+
+def test_seed_000_receptive_field_covers_the_digit():
+    table = layer_table(models.create("mnist_cnn_7k"), (28, 28, 1))
+    by_name = {r.name: r for r in table.rows}
+    assert by_name["conv7"].output == (3, 3, 18)
+    assert (by_name["pool2"].receptive_field, by_name["pool2"].jump) == (18, 4)
+    assert by_name["gap"].receptive_field == 26 + 2 * 4 + 2 * 4
+    assert sum(r.params for r in table.rows) == table.trainable_params == 7_784
+
+
+def test_depthwise_pointwise_and_mlp_rows():
+    ds = {r.name: r for r in layer_table(models.create("mnist_dsconv_2k"), (28, 28, 1)).rows}
+    assert ds["conv2"].type == "Conv2d(16->16, k=3, p=1, s=1, groups=16)" and ds["conv2"].params == 144
+    assert ds["conv3"].params == 928 and ds["conv3"].output == (14, 14, 58)
+    mlp = layer_table(models.create("mlp_2hl_50"), (28, 28, 1))
+    assert [(r.name, r.params) for r in mlp.rows] == [("flatten", 0), ("fc1", 39_250), ("fc2", 2_550),
+                                                      ("fc3", 510)]
+    assert mlp.batch_stats == 0
+
+
+def test_markdown_has_a_row_per_layer_and_totals():
+    text = layer_table(models.create("mnist_cnn_7k"), (28, 28, 1)).markdown()
+    assert "| conv1 | Conv2d(1->7, k=3, p=0, s=1) | 26x26x7 | 63 | 3x3 | 1 |" in text
+    assert "trainable params: 7,784; batch-norm statistics: 160; size: 31,776 bytes (float32)" in text
+
+
+def test_param_count_needs_no_compile():
+    assert param_count(models.create("mlp_3hl_1000"), (28, 28, 1)) == 2_797_010
+
+
+def test_other_families_are_refused():
+    from flax import linen as nn
+    with pytest.raises(TypeError, match="no layer table for Dense"):
+        layer_table(nn.Dense(3), (28, 28, 1))

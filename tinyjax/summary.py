@@ -1,0 +1,122 @@
+"""Layer tables: per layer its output shape, parameters, receptive field and jump.
+
+Receptive field (r) and jump (j, the product of strides: input pixels between
+adjacent outputs) follow the standard recursion (Araujo et al., "Computing
+Receptive Fields of Convolutional Neural Networks", Distill 2019):
+``r_out = r_in + (k - 1) * j_in`` and ``j_out = j_in * s``, from r = j = 1 at
+the input. A 2x2 max-pool is k = s = 2; global average pooling is a kernel as
+large as its input map. Parameter counts come from the model's real
+parameter tree, so the table cannot drift from the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from tinyjax.models import CNN, MLP, count_params
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One row: ``output`` is (H, W, C) or (features,); ``receptive_field`` and
+    ``jump`` are in input pixels (None for layers after flattening)."""
+
+    name: str
+    type: str
+    output: tuple[int, ...]
+    params: int
+    receptive_field: int | None
+    jump: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTable:
+    """All rows plus totals: trainable parameters, batch-norm statistics
+    (running means and variances, not trained), and their float32 bytes."""
+
+    rows: tuple[LayerRow, ...]
+    trainable_params: int
+    batch_stats: int
+
+    @property
+    def bytes(self) -> int:
+        return 4 * (self.trainable_params + self.batch_stats)
+
+    def markdown(self) -> str:
+        """The table as markdown, with a totals line."""
+        lines = ["| layer | type | output | params | receptive field | jump |",
+                 "|---|---|---|---:|---:|---:|"]
+        for r in self.rows:
+            rf = "" if r.receptive_field is None else f"{r.receptive_field}x{r.receptive_field}"
+            jump = "" if r.jump is None else str(r.jump)
+            lines.append(f"| {r.name} | {r.type} | {'x'.join(map(str, r.output))} | {r.params:,} | {rf} | {jump} |")
+        lines.append(f"\ntrainable params: {self.trainable_params:,}; batch-norm statistics: "
+                     f"{self.batch_stats:,}; size: {self.bytes:,} bytes (float32)")
+        return "\n".join(lines)
+
+
+def param_count(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Trainable parameters of ``model`` on ``input_shape`` (H, W, C), without
+    compiling or allocating (``jax.eval_shape``)."""
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
+    return count_params(variables["params"])
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
+    """The layer table of a ``CNN`` or ``MLP`` on inputs of ``input_shape`` (H, W, C).
+
+    Raises:
+      TypeError: a model of another family.
+    """
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
+    params = variables["params"]
+    counted = lambda name: count_params(params.get(name, {}))
+    if isinstance(model, CNN):
+        rows = _cnn_rows(model, input_shape, counted)
+    elif isinstance(model, MLP):
+        rows = _mlp_rows(model, input_shape, counted)
+    else:
+        raise TypeError(f"no layer table for {type(model).__name__}; CNN and MLP have one.")
+    return LayerTable(tuple(rows), count_params(params), count_params(variables.get("batch_stats", {})))
+
+
+def _cnn_rows(model: CNN, input_shape, counted) -> list[LayerRow]:
+    h, w, c = input_shape
+    r, j = 1, 1
+    rows, pools = [], 0
+    for i, spec in enumerate(model.layers, start=1):
+        k, p, s = spec.kernel, spec.padding, spec.stride
+        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        r, j = r + (k - 1) * j, j * s
+        groups = f", groups={c}" if spec.depthwise else ""
+        kind = f"Conv2d({c}->{spec.features}, k={k}, p={p}, s={s}{groups}{', bias' if spec.bias else ''})"
+        c = spec.features
+        rows.append(LayerRow(f"conv{i}", kind, (h, w, c), counted(f"conv{i}"), r, j))
+        if spec.batch_norm:
+            rows.append(LayerRow(f"bn{i}", f"BatchNorm2d({c})", (h, w, c), counted(f"bn{i}"), r, j))
+        if spec.dropout:
+            rows.append(LayerRow(f"dropout{i}", f"Dropout({spec.dropout})", (h, w, c), 0, r, j))
+        if spec.pool:
+            pools += 1
+            h, w = h // 2, w // 2
+            r, j = r + j, j * 2
+            rows.append(LayerRow(f"pool{pools}", "MaxPool2d(2, 2)", (h, w, c), 0, r, j))
+    r = r + (max(h, w) - 1) * j
+    rows.append(LayerRow("gap", "AdaptiveAvgPool2d(1)", (1, 1, c), 0, r, j * max(h, w)))
+    rows.append(LayerRow("fc", f"Linear({c}->{model.num_classes})", (model.num_classes,),
+                         counted("fc"), None, None))
+    return rows
+
+
+def _mlp_rows(model: MLP, input_shape, counted) -> list[LayerRow]:
+    width = int(jnp.prod(jnp.array(input_shape)))
+    rows = [LayerRow("flatten", "Flatten", (width,), 0, None, None)]
+    for i, out in enumerate(model.hidden + (model.num_classes,), start=1):
+        act = f" + {model.activation}" if i <= len(model.hidden) else ""
+        rows.append(LayerRow(f"fc{i}", f"Linear({width}->{out}){act}", (out,), counted(f"fc{i}"), None, None))
+        width = out
+    return rows
