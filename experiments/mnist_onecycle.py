@@ -2,12 +2,18 @@
 
     python -m experiments.mnist_onecycle              # 20 epochs, batch 128
     python -m experiments.mnist_onecycle --epochs 3 --batch-size 256 --seed 1
+    python -m experiments.mnist_onecycle --variant dropout    # seed 000 "Model 2"
+    python -m experiments.mnist_onecycle --variant baseline   # seed 000 "Model 3"
 
 Recipe (seed 000): SGD, OneCycleLR(max_lr=0.05, pct_start=0.2, div_factor=10,
 final_div_factor=100, cos), label smoothing 0.02, batch 128, 20 epochs. The
 seed builds ``SGD(lr=0.001)`` without momentum, but OneCycleLR overwrites both
 lr and momentum, so the run it really trains -- and our default -- is SGD with
 lr 0.005 -> 0.05 -> 5e-5 and momentum cycling 0.95 -> 0.85 -> 0.95.
+Variants: ``dropout`` ("Model 2", ~98.5-99% in the seed) adds dropout 0.1
+after every conv block but the last; ``baseline`` ("Model 3", 94.47%) trains
+without the scheduler, i.e. what the seed's optimizer is without OneCycleLR:
+SGD at a constant lr 0.001, no momentum.
 
 Measured (seed 0, 2-core x86-64 CPU, jax 0.10.2, loop=step): 99.41% test
 accuracy after 20 epochs (99.83% train), 7 min 28 s wall, ~21 s per epoch;
@@ -16,6 +22,8 @@ running the same recipe on this machine reached 99.41%.
 """
 
 import sys
+
+import dataclasses
 
 from tinyjax.cli import main
 from tinyjax.config import Config, OptimConfig, ScheduleConfig
@@ -32,5 +40,11 @@ CONFIG = Config(
                             base_momentum=0.85, max_momentum=0.95),
 )
 
+VARIANTS = {
+    "default": CONFIG,
+    "dropout": dataclasses.replace(CONFIG, model="mnist_cnn_7k_dropout"),
+    "baseline": dataclasses.replace(CONFIG, schedule=ScheduleConfig(name="constant")),
+}
+
 if __name__ == "__main__":
-    sys.exit(main(CONFIG, description=__doc__))
+    sys.exit(main(VARIANTS, description=__doc__))

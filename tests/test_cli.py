@@ -4,14 +4,16 @@ import sys
 
 import pytest
 
-from experiments.mnist_onecycle import CONFIG
+from experiments import mnist_mlp, mnist_onecycle, mnist_optimizers
+from tinyjax import models
 from tinyjax.cli import main, parse
+from tinyjax.config import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_defaults_are_the_seed_000_effective_recipe():
-    config = parse(CONFIG, [])
+    config = parse(mnist_onecycle.VARIANTS, [])
     assert (config.epochs, config.batch_size, config.label_smoothing) == (20, 128, 0.02)
     assert config.optim.name == "sgd" and config.schedule.name == "onecycle"
     s = config.schedule
@@ -21,7 +23,7 @@ def test_defaults_are_the_seed_000_effective_recipe():
 
 
 def test_every_field_is_a_flat_flag():
-    config = parse(CONFIG, ["--epochs", "3", "--batch-size", "256", "--seed", "1", "--max-lr", "0.1",
+    config = parse(mnist_onecycle.VARIANTS, ["--epochs", "3", "--batch-size", "256", "--seed", "1", "--max-lr", "0.1",
                             "--optimizer", "adamw", "--weight-decay", "1e-4", "--data-dir", "/x",
                             "--three-phase", "True", "--loop", "scan"])
     assert (config.epochs, config.batch_size, config.seed, config.loop) == (3, 256, 1, "scan")
@@ -47,9 +49,11 @@ def test_help_lists_fields_with_units():
     (["--pct-start", "1.5"], "error: --pct-start must be in (0, 1), got 1.5."),
     (["--model", "nope"], "error: --model 'nope' is unknown; choose one of ['mlp_1hl_50', "),
     (["--optimizer", "adam", "--nesterov", "True"], "error: --nesterov applies to SGD only, not adam."),
+    (["--max-params", "7000"], "error: --model mnist_cnn_7k has 7,784 trainable parameters, over "
+                               "--max-params 7,000; choose a smaller model or raise the budget."),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):
-    status = main(CONFIG, args + ["--out", str(tmp_path / "runs")])
+    status = main(mnist_onecycle.VARIANTS, args + ["--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert status == 2
     assert err.strip().startswith(message) and "\n" not in err.strip()
@@ -57,8 +61,49 @@ def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args
 
 
 def test_too_few_steps_for_one_cycle_is_a_config_error(tmp_path, capsys):
-    status = main(CONFIG, ["--epochs", "1", "--train-limit", "100", "--batch-size", "128",
+    status = main(mnist_onecycle.VARIANTS, ["--epochs", "1", "--train-limit", "100", "--batch-size", "128",
                            "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: one-cycle needs at least 2 total steps")
     assert "\n" not in err.strip()
+
+
+def test_variants_pick_the_base_config_and_flags_apply_over_it():
+    config = parse(mnist_optimizers.VARIANTS, ["--variant", "sgd_fixed", "--epochs", "2"])
+    assert config.variant == "sgd_fixed" and config.epochs == 2
+    assert config.schedule.name == "constant" and config.optim.lr == 0.06 and config.optim.weight_decay == 1e-4
+    assert parse(mnist_optimizers.VARIANTS, []).variant == "adam_onecycle"
+    assert parse(mnist_onecycle.VARIANTS, ["--variant", "dropout"]).model == "mnist_cnn_7k_dropout"
+    baseline = parse(mnist_onecycle.VARIANTS, ["--variant", "baseline"])
+    assert baseline.schedule.name == "constant" and baseline.optim.lr == 0.001 and baseline.optim.momentum == 0
+
+
+def test_unknown_variant_is_one_error_line(capsys, tmp_path):
+    assert main(mnist_mlp.VARIANTS, ["--variant", "4hl_7", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --variant '4hl_7' is unknown; choose one of ['2hl_50', ")
+
+
+@pytest.mark.parametrize("module", [mnist_onecycle, mnist_optimizers, mnist_mlp])
+def test_every_variant_is_valid_and_names_a_preset(module):
+    for name, config in module.VARIANTS.items():
+        validate(config)
+        assert config.model in models.PRESETS, name
+
+
+def test_help_lists_the_variants():
+    out = subprocess.run([sys.executable, "-m", "experiments.mnist_optimizers", "--help"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    assert "--variant {adam_onecycle,sgd_onecycle,sgd_fixed,adamw_onecycle}" in out.stdout
+
+
+def test_sweep_trains_every_variant_and_writes_one_table(tmp_path):
+    variants = {name: mnist_mlp.VARIANTS[name] for name in ("2hl_50", "3hl_10")}
+    status = main(variants, ["--sweep", "--epochs", "1", "--train-limit", "500", "--out", str(tmp_path)])
+    assert status == 0
+    tables = list(tmp_path.glob("mnist_mlp-sweep-*.md"))
+    assert len(tables) == 1
+    rows = tables[0].read_text().splitlines()[2:]
+    assert [r.split(" | ")[1] for r in rows] == ["2hl_50", "3hl_10"]
+    assert len(list(tmp_path.glob("mnist_mlp-*-*/results.json"))) == 2

@@ -71,13 +71,16 @@ def test_epoch_driver_compiles_once_and_is_deterministic(loop):
     run = epoch_driver(batch_fn, loop, donate=True)
     device_data = fake_data(300)
     indices, mask = data.batch_plan(jax.random.key(2), 300, 128)
-    start, results = small_state(), []
+    start, results, reported = small_state(), [], []
     for _ in range(2):  # Twice from the same start (copied: the carry is donated).
         carry = (jax.tree.map(jnp.copy, start), jnp.zeros((), jnp.int32))
-        state, count = run(carry, device_data, indices, mask)
+        state, count = run(carry, device_data, indices, mask,
+                           progress=lambda done, carry: reported.append((done, int(carry[1]))))
         results.append(state.params)
         assert int(count) == 300 and int(state.step) == 3
     chex.assert_trees_all_equal(*results)
+    per_run = [(1, 128), (2, 256), (3, 300)] if loop == "step" else [(3, 300)]
+    assert reported == per_run * 2
 
 
 def test_step_and_scan_loops_agree():
@@ -86,8 +89,10 @@ def test_step_and_scan_loops_agree():
     key = jax.random.key(3)
     out = {}
     for loop in ("step", "scan"):
-        train_epoch, evaluate = make_epoch_fns(config, loop)
+        train_epoch, evaluate, predict = make_epoch_fns(config, loop)
         state, totals = train_epoch(small_state(), device_data, key)
+        predictions = predict(state, device_data)
+        assert predictions.shape == (200,) and predictions.dtype == np.int32
         out[loop] = (state.params, state.batch_stats, totals["count"], evaluate(state, device_data)["count"])
     chex.assert_trees_all_close(out["step"], out["scan"], rtol=1e-4, atol=1e-5)
 
@@ -105,11 +110,22 @@ def test_one_epoch_on_10k_real_images_reaches_95_percent(tmp_path):
         saved = json.load(f)
     assert saved["loop"] in ("step", "scan") and saved["data"]["train_limit"] == 10000
     assert saved["schedule"]["max_lr"] == 0.05 and saved["label_smoothing"] == 0.02
+    with open(os.path.join(run_dir, "layers.md")) as f:
+        assert "| conv7 | Conv2d(16->18, k=3, p=1, s=1) | 3x3x18 | 2,592 | 34x34 | 4 |" in f.read()
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics == history
     assert set(metrics[0]) == {"epoch", "train_acc", "test_acc", "train_loss", "test_loss", "lr", "seconds"}
     np.testing.assert_allclose(metrics[0]["lr"], 5e-5, rtol=1e-4)  # One-cycle ends at max_lr/10/100.
+    with open(os.path.join(run_dir, "results.json")) as f:
+        results = json.load(f)
+    assert results["params"] == 7784 and results["test_accuracy"] == history[0]["test_acc"]
+    assert results["model_type"] == "mnist_cnn_7k" and results["optimizer"] == "sgd"
+    assert results["learning_rate"] == 0.05 and results["batch_size"] == 32
+    assert results["versions"]["jax"] == jax.__version__ and results["hardware"]["backend"] == jax.default_backend()
+    for png in ("curves.png", "confusion.png", "misclassified.png"):
+        with open(os.path.join(run_dir, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert int(state.step) == 313  # ceil(10000 / 32): the last partial batch is kept.
 
 

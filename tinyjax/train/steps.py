@@ -78,8 +78,11 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
     return state, batch_metrics(logits, batch, label_smoothing)
 
 
+def eval_logits(state: TrainState, image: jax.Array) -> jax.Array:
+    """Logits ``float32 [B, K]`` in eval mode (BatchNorm uses running statistics)."""
+    return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, image, train=False)
+
+
 def eval_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> dict[str, jax.Array]:
-    """Metrics of one batch in eval mode (BatchNorm uses running statistics)."""
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                            batch.image, train=False)
-    return batch_metrics(logits, batch, label_smoothing)
+    """Metrics of one batch in eval mode."""
+    return batch_metrics(eval_logits(state, batch.image), batch, label_smoothing)

@@ -1,0 +1,47 @@
+"""MNIST optimizers: seed 001's 18,662-parameter CNN under four optimizers, 20 epochs.
+
+    python -m experiments.mnist_optimizers --variant sgd_onecycle
+    python -m experiments.mnist_optimizers --variant sgd_fixed
+    python -m experiments.mnist_optimizers --variant adam_onecycle      # the default
+    python -m experiments.mnist_optimizers --variant adamw_onecycle
+
+Recipes (seed 001): label smoothing 0.05, 20 epochs, batch 128 (the seed does
+not state its batch size; 128 is the course's). ``sgd_onecycle``: SGD, weight
+decay 1e-6, OneCycleLR(max_lr=0.02). ``sgd_fixed``: SGD at a constant lr
+0.06, weight decay 1e-4, no momentum (PyTorch's default; the seed names
+none). ``adam_onecycle``: Adam (coupled L2 1e-4), OneCycleLR with max_lr 0.01,
+the lr the seed lists. ``adamw_onecycle``: AdamW (decoupled 1e-4),
+OneCycleLR(max_lr=0.02). OneCycleLR's other settings are PyTorch's defaults
+(pct_start 0.3, div_factor 25, final_div_factor 1e4, cos, momentum / beta1
+cycled 0.95 -> 0.85 -> 0.95), which overwrite the optimizers' own lr and
+momentum. Seed figures: 99.56 / 99.10 / 99.61 / 99.60%.
+
+Measured: see the README's results table.
+"""
+
+import dataclasses
+import sys
+
+from tinyjax.cli import main
+from tinyjax.config import Config, OptimConfig, ScheduleConfig
+
+ONECYCLE = ScheduleConfig(name="onecycle", pct_start=0.3, div_factor=25.0, final_div_factor=1e4)
+BASE = Config(experiment="mnist_optimizers", model="mnist_cnn_18k", epochs=20, batch_size=128,
+              label_smoothing=0.05)
+
+VARIANTS = {
+    "adam_onecycle": dataclasses.replace(
+        BASE, optim=OptimConfig(name="adam", lr=0.01, momentum=0.9, weight_decay=1e-4),
+        schedule=dataclasses.replace(ONECYCLE, max_lr=0.01)),
+    "sgd_onecycle": dataclasses.replace(
+        BASE, optim=OptimConfig(name="sgd", lr=0.006, weight_decay=1e-6),
+        schedule=dataclasses.replace(ONECYCLE, max_lr=0.02)),
+    "sgd_fixed": dataclasses.replace(
+        BASE, optim=OptimConfig(name="sgd", lr=0.06, weight_decay=1e-4), schedule=ScheduleConfig(name="constant")),
+    "adamw_onecycle": dataclasses.replace(
+        BASE, optim=OptimConfig(name="adamw", lr=0.02, momentum=0.9, weight_decay=1e-4),
+        schedule=dataclasses.replace(ONECYCLE, max_lr=0.02)),
+}
+
+if __name__ == "__main__":
+    sys.exit(main(VARIANTS, description=__doc__))

@@ -1,0 +1,68 @@
+"""PNG plots of a run (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # No display needed; must precede pyplot.
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def curves(history: list[dict], path: str, title: str) -> None:
+    """Loss and accuracy per epoch, train and test, side by side."""
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "test"):
+        loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", ms=3, label=split)
+        acc_ax.plot(epochs, [h[f"{split}_acc"] for h in history], marker="o", ms=3, label=split)
+    loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """``int64 [K, K]``: row = true class, column = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str) -> None:
+    """The test-set confusion matrix with counts in the cells."""
+    matrix = confusion_matrix(labels, predictions)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > matrix.max() / 4 else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, label="log(1 + count)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
+                  title: str, limit: int = 40) -> None:
+    """A grid of the first ``limit`` misclassified images (``uint8 [N, H, W, 1]``)
+    with their true and predicted labels."""
+    wrong = np.flatnonzero(labels != predictions)[:limit]
+    cols = 10
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i, ..., 0], cmap="gray_r")
+        ax.set_title(f"{labels[i]} -> {predictions[i]}", fontsize=8, color="crimson")
+    fig.suptitle(f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

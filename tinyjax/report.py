@@ -1,0 +1,63 @@
+"""Compare runs: ``python -m tinyjax.report runs/*`` prints a markdown table.
+
+One row per run directory that holds a ``results.json`` (directories
+without one, e.g. runs still training, are listed as skipped on stderr):
+experiment, variant, model, parameters, optimizer and schedule, epochs,
+batch, best and final test accuracy, final train accuracy, epochs to 99%
+(first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+COLUMNS = ("run", "variant", "model", "params", "optimizer", "epochs", "batch", "best test %",
+           "final test %", "final train %", "epochs to 99%", "wall time")
+
+
+def row(run_dir: str) -> list[str]:
+    """The table row of one run directory.
+
+    Raises:
+      FileNotFoundError: no results.json in ``run_dir``.
+    """
+    with open(os.path.join(run_dir, "results.json")) as f:
+        r = json.load(f)
+    history = []
+    if os.path.exists(os.path.join(run_dir, "metrics.json")):
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            history = json.load(f)
+    to_99 = next((str(h["epoch"]) for h in history if h["test_acc"] >= 99.0), "never")
+    minutes, seconds = divmod(round(r["wall_time_s"]), 60)
+    return [os.path.basename(os.path.normpath(run_dir)), r["variant"], r["model_type"], f"{r['params']:,}",
+            f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})", str(r["epochs"]),
+            str(r["batch_size"]), f"{r['best_test_accuracy']:.2f}", f"{r['test_accuracy']:.2f}",
+            f"{r['train_accuracy']:.2f}", to_99, f"{minutes}m{seconds:02d}s"]
+
+
+def table(run_dirs: Sequence[str]) -> str:
+    """Markdown comparison of the runs in ``run_dirs`` that have results."""
+    rows = []
+    for d in run_dirs:
+        try:
+            rows.append(row(d))
+        except FileNotFoundError:
+            print(f"skipped {d}: no results.json", file=sys.stderr)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run_dirs = list(sys.argv[1:] if argv is None else argv)
+    if not run_dirs:
+        print("usage: python -m tinyjax.report RUN_DIR [RUN_DIR ...]   (e.g. runs/*)", file=sys.stderr)
+        return 2
+    print(table(run_dirs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
