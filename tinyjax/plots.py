@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # No display needed; must precede pyplot.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def curves(history: list[dict], path: str, title: str) -> None:
@@ -19,6 +20,7 @@ def curves(history: list[dict], path: str, title: str) -> None:
     loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # Epochs are whole.
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
