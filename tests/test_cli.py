@@ -4,10 +4,11 @@ import sys
 
 import pytest
 
-from experiments import mnist_mlp, mnist_onecycle, mnist_optimizers
+from experiments import mnist_mlp, mnist_onecycle, mnist_optimizers, mnist_tiny
 from tinyjax import models
 from tinyjax.cli import main, parse
 from tinyjax.config import validate
+from tinyjax.summary import layer_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +84,7 @@ def test_unknown_variant_is_one_error_line(capsys, tmp_path):
     assert capsys.readouterr().err.strip().startswith("error: --variant '4hl_7' is unknown; choose one of ['2hl_50', ")
 
 
-@pytest.mark.parametrize("module", [mnist_onecycle, mnist_optimizers, mnist_mlp])
+@pytest.mark.parametrize("module", [mnist_onecycle, mnist_optimizers, mnist_mlp, mnist_tiny])
 def test_every_variant_is_valid_and_names_a_preset(module):
     for name, config in module.VARIANTS.items():
         validate(config)
@@ -107,3 +108,10 @@ def test_sweep_trains_every_variant_and_writes_one_table(tmp_path):
     rows = tables[0].read_text().splitlines()[2:]
     assert [r.split(" | ")[1] for r in rows] == ["2hl_50", "3hl_10"]
     assert len(list(tmp_path.glob("mnist_mlp-*-*/results.json"))) == 2
+
+
+def test_tiny_experiment_keeps_the_budget_and_fixed_training():
+    for config in mnist_tiny.VARIANTS.values():
+        assert config.max_params == 2048 and config.epochs == 10 and config.batch_size == 128
+        assert (config.optim.name, config.optim.lr, config.schedule.name) == ("adam", 1e-3, "constant")
+        assert layer_table(models.create(config.model), (28, 28, 1)).trainable_params <= 2048

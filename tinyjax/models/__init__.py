@@ -13,6 +13,7 @@ Presets (trainable parameters in brackets, as in the seeds):
   pointwise 16->58, BatchNorm after each, no conv bias, dense 58->10 (the
   seed does not give padding and pooling; we use padding 1 on the 3x3 convs
   and 2x2 pools after conv1 and the pointwise conv, as its baseline network).
+- ``mnist_tiny_2k`` (2,026): ours for seed 002's challenge (``tiny_2k``).
 - ``mlp_<n>hl_<width>[_sigmoid]``: seed 003's MLPs, e.g. ``mlp_2hl_50``
   (42,310) and ``mlp_3hl_1000`` (2,797,010).
 """
@@ -42,6 +43,15 @@ def seed001_cnn() -> CNN:
                      for i, c in enumerate(channels)))
 
 
+def tiny_2k() -> CNN:
+    """Ours for seed 002's challenge: conv 1->16, then depthwise-separable
+    blocks (depthwise 3x3 + pointwise 1x1, BatchNorm + ReLU after each) to 24
+    channels with two 2x2 pools, a last pointwise 24->14 and the GAP head."""
+    return CNN((ConvSpec(16), ConvSpec(16, depthwise=True), ConvSpec(16, kernel=1, pool=True),
+                ConvSpec(16, depthwise=True), ConvSpec(24, kernel=1, pool=True),
+                ConvSpec(24, depthwise=True, padding=1), ConvSpec(14, kernel=1)))
+
+
 def seed002_dsconv() -> CNN:
     return CNN((ConvSpec(16, padding=1, pool=True),
                 ConvSpec(16, padding=1, depthwise=True),
@@ -53,6 +63,7 @@ PRESETS: dict[str, Callable[[], nn.Module]] = {
     "mnist_cnn_7k_dropout": lambda: seed000_cnn(dropout=0.1),
     "mnist_cnn_18k": seed001_cnn,
     "mnist_dsconv_2k": seed002_dsconv,
+    "mnist_tiny_2k": tiny_2k,
     "mlp_1hl_50": lambda: MLP((50,)),
     "mlp_2hl_50": lambda: MLP((50, 50)),
     "mlp_3hl_10": lambda: MLP((10, 10, 10)),
