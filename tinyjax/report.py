@@ -2,7 +2,7 @@
 
 One row per run directory that holds a ``results.json`` (directories
 without one, e.g. runs still training, are listed as skipped on stderr):
-experiment, variant, model, parameters, optimizer and schedule, epochs,
+run, variant, seed, model, parameters, optimizer and schedule, epochs,
 batch, best and final test accuracy, final train accuracy, epochs to 99%
 (first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
 """
@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Sequence
 
-COLUMNS = ("run", "variant", "model", "params", "optimizer", "epochs", "batch", "best test %",
+COLUMNS = ("run", "variant", "seed", "model", "params", "optimizer", "epochs", "batch", "best test %",
            "final test %", "final train %", "epochs to 99%", "wall time")
 
 
@@ -32,7 +32,8 @@ def row(run_dir: str) -> list[str]:
             history = json.load(f)
     to_99 = next((str(h["epoch"]) for h in history if h["test_acc"] >= 99.0), "never")
     minutes, seconds = divmod(round(r["wall_time_s"]), 60)
-    return [os.path.basename(os.path.normpath(run_dir)), r["variant"], r["model_type"], f"{r['params']:,}",
+    return [os.path.basename(os.path.normpath(run_dir)), r["variant"], str(r["seed"]), r["model_type"],
+            f"{r['params']:,}",
             f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})", str(r["epochs"]),
             str(r["batch_size"]), f"{r['best_test_accuracy']:.2f}", f"{r['test_accuracy']:.2f}",
             f"{r['train_accuracy']:.2f}", to_99, f"{minutes}m{seconds:02d}s"]
