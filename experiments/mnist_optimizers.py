@@ -16,7 +16,9 @@ OneCycleLR(max_lr=0.02). OneCycleLR's other settings are PyTorch's defaults
 cycled 0.95 -> 0.85 -> 0.95), which overwrite the optimizers' own lr and
 momentum. Seed figures: 99.56 / 99.10 / 99.61 / 99.60%.
 
-Measured: see the README's results table.
+Measured (seed 0, 2-core CPU, jax 0.10.2): ``adam_onecycle`` 99.58% test
+accuracy after 20 epochs (99.95% train), 16 min wall (~45 s per epoch); the
+seed reports 99.61%. The other variants are not yet measured here.
 """
 
 import dataclasses
