@@ -59,15 +59,11 @@ class LayerTable:
         return "\n".join(lines)
 
 
-def param_count(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Trainable parameters of ``model`` on ``input_shape`` (H, W, C), without
-    compiling or allocating (``jax.eval_shape``)."""
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
-    return count_params(variables["params"])
-
-
 def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     """The layer table of a ``CNN`` or ``MLP`` on inputs of ``input_shape`` (H, W, C).
+
+    Shapes only (``jax.eval_shape``): nothing is compiled or allocated, so a
+    parameter budget can be checked before training starts.
 
     Raises:
       TypeError: a model of another family.
