@@ -68,6 +68,31 @@ def test_max_pool_matches_flax_in_value_and_gradient(size):
     np.testing.assert_array_equal(grad(max_pool), grad(reference))
 
 
+@pytest.mark.parametrize("channels,features,kernel,stride,padding,bias", [
+    (16, 16, 3, 1, 0, False), (16, 16, 3, 1, 1, True), (8, 16, 3, 2, 1, False), (4, 12, 5, 2, 0, True),
+])
+def test_depthwise_conv_matches_grouped_conv(channels, features, kernel, stride, padding, bias):
+    from flax import linen as nn
+    from tinyjax.models.cnn import DepthwiseConv
+    from tinyjax.models.torch_init import bias_init, kernel_init
+    x = jax.random.normal(jax.random.key(0), (2, 11, 11, channels))
+    ours = DepthwiseConv(features, kernel, stride, padding, bias)
+    grouped = nn.Conv(features, (kernel, kernel), strides=stride, padding=padding, use_bias=bias,
+                      feature_group_count=channels, kernel_init=kernel_init, bias_init=bias_init(kernel ** 2))
+    variables = ours.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal(variables, grouped.init(jax.random.key(1), x))  # Same init draw.
+    chex.assert_trees_all_close(ours.apply(variables, x), grouped.apply(variables, x), rtol=1e-5, atol=1e-5)
+    weights = jax.random.normal(jax.random.key(2), grouped.apply(variables, x).shape)
+    grad = lambda m: jax.grad(lambda v, x: jnp.sum(m.apply(v, x) * weights), argnums=(0, 1))(variables, x)
+    chex.assert_trees_all_close(grad(ours), grad(grouped), rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv_rejects_features_not_a_multiple_of_channels():
+    from tinyjax.models.cnn import DepthwiseConv
+    with pytest.raises(ValueError, match="multiple of its 16 input channels"):
+        DepthwiseConv(24).init(jax.random.key(0), jnp.zeros((1, 8, 8, 16)))
+
+
 @pytest.mark.parametrize("name,params", [
     ("mnist_cnn_7k", 7_784), ("mnist_cnn_7k_dropout", 7_784),  # seed 000
     ("mnist_cnn_18k", 18_662),                                  # seed 001

@@ -80,6 +80,45 @@ def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     return x.max(axis=(2, 4))
 
 
+class DepthwiseConv(nn.Module):
+    """``torch.nn.Conv2d(c, features, kernel, stride, padding, groups=c)`` as a sum of shifted products.
+
+    ``x float32 [B, H, W, C]`` -> ``[B, H', W', features]`` with
+    ``H' = (H + 2 * padding - kernel) // stride + 1``; ``features`` must be a
+    multiple of ``C`` (output channel ``o`` filters input channel
+    ``o // (features // C)``, as grouped convolution does). Same parameters
+    (``kernel [k, k, 1, features]``, ``bias [features]``) and values as
+    ``nn.Conv(..., feature_group_count=C)``, but XLA:CPU runs a grouped
+    convolution's gradient slowly: ``scripts/bench_depthwise.py`` measures
+    this form several times faster there.
+
+    Raises:
+      ValueError: ``features`` is not a multiple of the input channels.
+    """
+
+    features: int
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 0
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c, k, s, p = x.shape[-1], self.kernel, self.stride, self.padding
+        if self.features % c:
+            raise ValueError(f"a depthwise conv needs features a multiple of its {c} input channels, "
+                             f"got {self.features}; use depthwise=False or change features.")
+        w = self.param("kernel", kernel_init, (k, k, 1, self.features))
+        x = jnp.repeat(x, self.features // c, axis=-1) if self.features != c else x
+        x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+        h, wd = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+        y = sum(x[:, i:i + (h - 1) * s + 1:s, j:j + (wd - 1) * s + 1:s] * w[i, j, 0]
+                for i in range(k) for j in range(k))
+        if self.use_bias:
+            y = y + self.param("bias", bias_init(k * k), (self.features,))
+        return y
+
+
 class CNN(nn.Module):
     """A CNN given by ``layers``, then global average pool and ``Dense(num_classes)``.
 
@@ -95,11 +134,13 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         for i, spec in enumerate(self.layers, start=1):
-            groups = x.shape[-1] if spec.depthwise else 1
-            fan_in = x.shape[-1] // groups * spec.kernel ** 2
-            x = nn.Conv(spec.features, (spec.kernel, spec.kernel), strides=spec.stride,
-                        padding=spec.padding, use_bias=spec.bias, feature_group_count=groups,
-                        kernel_init=kernel_init, bias_init=bias_init(fan_in), name=f"conv{i}")(x)
+            if spec.depthwise:
+                x = DepthwiseConv(spec.features, spec.kernel, spec.stride, spec.padding, spec.bias,
+                                  name=f"conv{i}")(x)
+            else:
+                x = nn.Conv(spec.features, (spec.kernel, spec.kernel), strides=spec.stride,
+                            padding=spec.padding, use_bias=spec.bias, kernel_init=kernel_init,
+                            bias_init=bias_init(x.shape[-1] * spec.kernel ** 2), name=f"conv{i}")(x)
             if spec.batch_norm:
                 x = batch_norm(x, train, mask, name=f"bn{i}")
             x = ACTIVATIONS[spec.activation](x)
