@@ -64,3 +64,14 @@ def test_other_families_are_refused():
     from flax import linen as nn
     with pytest.raises(TypeError, match="no layer table for Dense"):
         layer_table(nn.Dense(3), (28, 28, 1))
+
+
+def test_batch_norm_without_scale_keeps_only_the_shift():
+    from tinyjax.models import CNN, ConvSpec
+    with_scale = layer_table(CNN((ConvSpec(8), ConvSpec(8, depthwise=True))), (12, 12, 1))
+    no_scale = layer_table(CNN((ConvSpec(8, bn_scale=False), ConvSpec(8, depthwise=True, bn_scale=False))),
+                           (12, 12, 1))
+    rows = {r.name: r for r in no_scale.rows}
+    assert rows["bn1"].type == "BatchNorm2d(8, no scale)" and rows["bn1"].params == 8
+    assert with_scale.trainable_params - no_scale.trainable_params == 16
+    assert no_scale.batch_stats == with_scale.batch_stats == 32

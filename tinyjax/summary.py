@@ -93,7 +93,7 @@ def _cnn_rows(model: CNN, input_shape, counted) -> list[LayerRow]:
         c = spec.features
         rows.append(LayerRow(f"conv{i}", kind, (h, w, c), counted(f"conv{i}"), r, j))
         if spec.batch_norm:
-            rows.append(LayerRow(f"bn{i}", f"BatchNorm2d({c})", (h, w, c), counted(f"bn{i}"), r, j))
+            rows.append(LayerRow(f"bn{i}", f"BatchNorm2d({c}{'' if spec.bn_scale else ', no scale'})", (h, w, c), counted(f"bn{i}"), r, j))
         if spec.dropout:
             rows.append(LayerRow(f"dropout{i}", f"Dropout({spec.dropout})", (h, w, c), 0, r, j))
         if spec.pool:

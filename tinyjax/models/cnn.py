@@ -33,6 +33,10 @@ class ConvSpec:
       bias: conv bias (PyTorch's ``bias=``).
       depthwise: one filter per input channel (``groups = in_channels``).
       batch_norm: BatchNorm after the conv (PyTorch defaults).
+      bn_scale: BatchNorm's learned scale (gamma). Before a ReLU and a linear
+        layer it is redundant (that layer can absorb it), so turning it off
+        saves ``features`` parameters at no loss of what the network can
+        express, as in Keras's ``BatchNormalization(scale=False)``.
       activation: a key of ``ACTIVATIONS``.
       dropout: dropout rate after the activation (0: none).
       pool: 2x2 max-pool, stride 2, after the block.
@@ -45,13 +49,16 @@ class ConvSpec:
     bias: bool = False
     depthwise: bool = False
     batch_norm: bool = True
+    bn_scale: bool = True
     activation: str = "relu"
     dropout: float = 0.0
     pool: bool = False
 
 
-def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | None = None) -> jax.Array:
-    """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (flax: 0.9), eps 1e-5.
+def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | None = None,
+               scale: bool = True) -> jax.Array:
+    """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (flax: 0.9), eps 1e-5;
+    ``scale=False`` leaves out the learned scale (gamma), keeping the shift.
 
     ``mask bool [B]`` leaves padded rows out of the batch statistics. One
     documented difference to PyTorch: the running variance is updated with the
@@ -60,7 +67,8 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | No
     """
     if mask is not None:
         mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)(x, mask=mask)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=scale,
+                        name=name)(x, mask=mask)
 
 
 def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
@@ -142,7 +150,7 @@ class CNN(nn.Module):
                             padding=spec.padding, use_bias=spec.bias, kernel_init=kernel_init,
                             bias_init=bias_init(x.shape[-1] * spec.kernel ** 2), name=f"conv{i}")(x)
             if spec.batch_norm:
-                x = batch_norm(x, train, mask, name=f"bn{i}")
+                x = batch_norm(x, train, mask, name=f"bn{i}", scale=spec.bn_scale)
             x = ACTIVATIONS[spec.activation](x)
             if spec.dropout:
                 x = nn.Dropout(spec.dropout, deterministic=not train)(x)
