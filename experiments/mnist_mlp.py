@@ -17,7 +17,9 @@ lr 1e-4) [97.44], 2hl_50_v6 (500, 1e-4) [97.29], 2hl_50_v7 (50, batch 1000,
 
 Measured (2-core CPU, jax 0.10.2): ``2hl_50`` 97.15 +- 0.12% test accuracy
 over seeds 0, 1, 2 (97.02, 97.25, 97.17), ~10 s wall each (seed: 97.24%).
-Not yet run here: the longer variants (3hl_1000 needs 50 epochs at batch 50).
+``3hl_1000`` (2,797,010 params) 98.23% after its 50 epochs, seed 0 (99.87%
+train; best epoch 98.51%; seed: 98.32%), 14.6 min wall (~17 s per epoch)
+beside one other job. The other variants are not yet measured here.
 """
 
 import sys
