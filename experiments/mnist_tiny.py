@@ -7,15 +7,22 @@ Fixed recipe (seed 002, the Deep-ML lab): Adam (PyTorch defaults, lr 1e-3,
 constant), batch 128, 10 epochs, no label smoothing; only the network may
 change, under ``--max-params 2048`` (checked before anything compiles).
 ``seed`` is the seed's depthwise-separable network (1,986 params; 76.6% in
-the seed). The default, ``mnist_tiny_2k`` (2,026 params), is ours: conv 1->16
-at full resolution, then depthwise-separable blocks (depthwise 3x3 +
-pointwise 1x1, BatchNorm + ReLU after each) widening to 24 channels with two
-2x2 pools, a last pointwise 24->14, global average pooling and a 14->10 head.
+the seed). The default, ``mnist_tiny_2k`` (2,031 params), is ours: conv
+1->12 at full resolution, depthwise-separable blocks widening 12 -> 16 -> 24
+with a 2x2 pool after each, a pointwise 24->17 on the 3x3 map and a last
+depthwise 3x3 that reads that map whole (3x3 -> 1x1: the head still knows
+where a stroke is, which global average pooling of a 5x5 map forgets), then
+a 17->10 head; BatchNorm without its scale and GELU after every conv (see
+``tinyjax.models.tiny_2k``).
 
-Measured (seed 0, 2-core CPU, jax 0.10.2): default 98.24% test accuracy
-after the 10 epochs (98.0% train: the network still underfits; the 98.5%
-target is not reached yet); ``--variant seed`` 92.71%, where the seed
-reports 76.6% (the seed leaves padding and pooling open; ours are above).
+Measured (2-core CPU, jax 0.10.2), test accuracy after the 10 epochs:
+default 98.72 +- 0.05% over seeds 0, 1, 2 (98.78, 98.69, 98.69), 5 min 46 s
+wall alone (~32 s per epoch); ``--variant seed`` 93.27% (seed 0; the seed
+reports 76.6% and leaves padding and pooling open, ours are in
+``tinyjax.models``). On the way there, seed 0, same recipe: the 2,026-param
+network of GAP over a 5x5 map, ReLU, BatchNorm with scale 98.24%; with the
+spatial head (2,010 params) 98.32%; that with GELU 98.53%; then BatchNorm
+without scale, the parameters gamma took spent on width: 98.78%.
 """
 
 import dataclasses

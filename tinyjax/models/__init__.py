@@ -51,7 +51,7 @@ def tiny_2k() -> CNN:
     pointwise 24->17 on the 3x3 map and a last depthwise 3x3 that reads it
     whole (3x3 -> 1x1, so the head still sees where a stroke is), then the
     17->10 head. Each conv is followed by BatchNorm without its scale and by
-    GELU: the 136 parameters gamma would take went into width (with GELU,
+    GELU: the 138 parameters gamma would take went into width (with GELU,
     unlike ReLU, dropping gamma fixes each pre-activation's scale at 1; the
     two changes together measured better than ReLU with gamma, see
     ``experiments/mnist_tiny.py``)."""
