@@ -21,9 +21,9 @@ Measured (seed 0, 2-core CPU, jax 0.10.2), test accuracy after 20 epochs:
 seed reports 99.61%. ``sgd_onecycle`` 99.50% and ``adamw_onecycle`` 99.53%
 (seed: 99.56 and 99.60%), 26 min each, run side by side. ``sgd_fixed``
 99.44% (99.84% train), ~45 s per epoch alone; the seed reports 99.10%, but
-its train accuracy (64% after epoch 1,
-98.5% after 20, below its test accuracy) suggests it trained on harder,
-probably augmented, images it does not describe; we train on plain MNIST.
+its train accuracy (64% after epoch 1, 98.5% after 20, below its test
+accuracy) suggests it trained on harder, probably augmented, images it does
+not describe; we train on plain MNIST.
 """
 
 import dataclasses
