@@ -110,6 +110,15 @@ def test_sweep_trains_every_variant_and_writes_one_table(tmp_path):
     assert len(list(tmp_path.glob("mnist_mlp-*-*/results.json"))) == 2
 
 
+def test_sweep_checks_every_budget_before_the_first_variant_trains(tmp_path, capsys):
+    variants = {name: mnist_mlp.VARIANTS[name] for name in ("2hl_50", "3hl_1000")}
+    status = main(variants, ["--sweep", "--max-params", "50000", "--out", str(tmp_path / "runs")])
+    assert status == 2
+    assert capsys.readouterr().err.strip().startswith("error: --model mlp_3hl_1000 has 2,797,010 trainable "
+                                                      "parameters, over --max-params 50,000;")
+    assert not (tmp_path / "runs").exists()  # 2hl_50 (42,310 params) did not train first.
+
+
 def test_tiny_experiment_keeps_the_budget_and_fixed_training():
     for config in mnist_tiny.VARIANTS.values():
         assert config.max_params == 2048 and config.epochs == 10 and config.batch_size == 128

@@ -102,10 +102,13 @@ class Config:
 
 
 def validate(config: Config) -> None:
-    """Checks a config before anything is loaded or compiled.
+    """Checks a config before anything is loaded or compiled, including
+    ``--max-params`` against the model's trainable parameters (counted from
+    shapes only, see ``tinyjax.summary.layer_table``).
 
     Raises:
-      ConfigError: one line naming the bad field and how to fix it.
+      ConfigError: one line naming the bad field, or the model over its
+        budget, and how to fix it.
     """
     from tinyjax.models import PRESETS  # Imports flax: not needed to build or print a config.
 
@@ -140,3 +143,12 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message + ".")
+    if config.max_params is not None:
+        from tinyjax.data import IMAGE_SHAPES
+        from tinyjax.models import create
+        from tinyjax.summary import layer_table
+
+        params = layer_table(create(config.model), IMAGE_SHAPES[config.data.name]).trainable_params
+        if params > config.max_params:
+            raise ConfigError(f"--model {config.model} has {params:,} trainable parameters, over --max-params "
+                              f"{config.max_params:,}; choose a smaller model or raise the budget.")

@@ -229,9 +229,6 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     validate(config)
     model = models.create(config.model)
     table = layer_table(model, data.IMAGE_SHAPES[config.data.name])  # Shapes only: no compile.
-    if config.max_params is not None and table.trainable_params > config.max_params:
-        raise ConfigError(f"--model {config.model} has {table.trainable_params:,} trainable parameters, "
-                          f"over --max-params {config.max_params:,}; choose a smaller model or raise the budget.")
     config = dataclasses.replace(config, loop=resolve_loop(config.loop))
 
     train_images, train_labels = data.load(config.data.name, "train", config.data.data_dir)
@@ -252,9 +249,10 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
 
     run_dir = make_run_dir(config)
     write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))
+    layers = table.markdown()
     with open(os.path.join(run_dir, "layers.md"), "w") as f:
-        f.write(table.markdown() + "\n")
-    print_fn(table.markdown())
+        f.write(layers + "\n")
+    print_fn(layers)
     print_fn(f"{config.experiment}: {config.model} ({table.trainable_params:,} params), "
              f"{config.data.name} {len(train_labels)} train / {len(test_labels)} test, "
              f"{config.epochs} epochs x {steps_per_epoch} steps of {config.batch_size}, "
