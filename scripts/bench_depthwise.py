@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 from tinyjax.models.cnn import DepthwiseConv
+
+from timing import interleaved_medians  # scripts/timing.py, beside this file
 
 # (input H = W, channels, padding) of mnist_tiny_2k's depthwise layers.
 LAYERS = ((26, 16, 0), (12, 16, 0), (5, 24, 1))
@@ -56,21 +56,16 @@ def main() -> None:
             feature_group_count=x.shape[-1])
         ours = lambda x, w, p=p: DepthwiseConv(w.shape[-1], 3, 1, p).apply({"params": {"kernel": w}}, x)
         name = f"{args.batch_size}x{size}x{size}x{c}, 3x3, padding {p}"
-        runners[name] = (timed(grouped, x, w, args.calls), timed(ours, x, w, args.calls))
-    times = {name: ([], []) for name in runners}
-    for _ in range(args.repeats):  # Interleaved, so that machine noise hits every row alike.
-        for name, pair in runners.items():
-            for run, out in zip(pair, times[name]):
-                start = time.perf_counter()
-                run()
-                out.append((time.perf_counter() - start) / args.calls * 1000)
+        runners[name, "grouped"] = timed(grouped, x, w, args.calls)
+        runners[name, "ours"] = timed(ours, x, w, args.calls)
+    ms = {key: seconds / args.calls * 1000 for key, seconds in interleaved_medians(runners, args.repeats).items()}
     print(f"# Depthwise conv forward + backward, ms per call, {args.calls} calls x {args.repeats} repeats (median)")
     print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} {jax.default_backend()} "
           f"device(s), jax {jax.__version__}\n")
     print("| layer input | grouped conv (ms) | DepthwiseConv (ms) | speed-up |")
     print("|---|---:|---:|---:|")
-    for name, (grouped, ours) in times.items():
-        g, o = statistics.median(grouped), statistics.median(ours)
+    for name in dict.fromkeys(name for name, _ in runners):
+        g, o = ms[name, "grouped"], ms[name, "ours"]
         print(f"| {name} | {g:.2f} | {o:.2f} | {g / o:.1f}x |")
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,8 @@ from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, models
 from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state, epoch_driver, train_step
+
+from timing import interleaved_medians  # scripts/timing.py, beside this file
 
 
 def jax_epoch(loop: str, steps: int, batch: int):
@@ -98,13 +98,8 @@ def main() -> None:
     if reference is not None:
         import torch
         runners[f"PyTorch {torch.__version__} eager (reference)"] = reference
-    rows = {name: [] for name in runners}
-    for _ in range(args.repeats):  # Interleaved, so that machine noise hits every row alike.
-        for name, epoch in runners.items():
-            start = time.perf_counter()
-            epoch()
-            rows[name].append(time.perf_counter() - start)
-    rates = {k: args.steps * args.batch_size / statistics.median(v) for k, v in rows.items()}
+    medians = interleaved_medians(runners, args.repeats)
+    rates = {k: args.steps * args.batch_size / seconds for k, seconds in medians.items()}
     best = max(rates.values())
     print(f"# Training throughput, seed-000 CNN (7,784 params), batch {args.batch_size}, "
           f"{args.steps} steps x {args.repeats} repeats (median)")
