@@ -22,9 +22,8 @@ std), 7 min 40 s wall for seed 0 (~21 s per epoch, eval included). Seed
 99.41%.
 """
 
-import sys
-
 import dataclasses
+import sys
 
 from tinyjax.cli import main
 from tinyjax.config import Config, OptimConfig, ScheduleConfig

@@ -12,6 +12,7 @@ parameter tree, so the table cannot drift from the model.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -93,7 +94,8 @@ def _cnn_rows(model: CNN, input_shape, counted) -> list[LayerRow]:
         c = spec.features
         rows.append(LayerRow(f"conv{i}", kind, (h, w, c), counted(f"conv{i}"), r, j))
         if spec.batch_norm:
-            rows.append(LayerRow(f"bn{i}", f"BatchNorm2d({c}{'' if spec.bn_scale else ', no scale'})", (h, w, c), counted(f"bn{i}"), r, j))
+            bn = f"BatchNorm2d({c}{'' if spec.bn_scale else ', no scale'})"
+            rows.append(LayerRow(f"bn{i}", bn, (h, w, c), counted(f"bn{i}"), r, j))
         if spec.dropout:
             rows.append(LayerRow(f"dropout{i}", f"Dropout({spec.dropout})", (h, w, c), 0, r, j))
         if spec.pool:
@@ -109,7 +111,7 @@ def _cnn_rows(model: CNN, input_shape, counted) -> list[LayerRow]:
 
 
 def _mlp_rows(model: MLP, input_shape, counted) -> list[LayerRow]:
-    width = int(jnp.prod(jnp.array(input_shape)))
+    width = math.prod(input_shape)
     rows = [LayerRow("flatten", "Flatten", (width,), 0, None, None)]
     for i, out in enumerate(model.hidden + (model.num_classes,), start=1):
         act = f" + {model.activation}" if i <= len(model.hidden) else ""
