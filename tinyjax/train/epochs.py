@@ -1,0 +1,176 @@
+"""Epoch drivers: one epoch of train or eval steps, all on the device.
+
+``make_epoch_fns(config, loop)`` gives ``train_epoch``, ``evaluate`` and
+``predict``. A train epoch can start at any batch (a resumed run skips the
+batches already trained) and stop after any step (SIGINT, SIGTERM, a
+non-finite step): the plan of the epoch depends only on (seed, epoch), so
+the batches a run trains are the same whether or not it was interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from tinyjax import data
+from tinyjax.config import Config
+from tinyjax.train.steps import eval_logits, eval_step, train_step
+
+BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry
+SYNC_EVERY = 25  # Steps between host syncs of the step loop (progress bar, non-finite check).
+
+
+def resolve_loop(loop: str) -> str:
+    """``"auto"`` -> ``"step"`` on CPU, where XLA:CPU ran this kind of model
+    about 2x faster per jitted step than as one scan (scripts/bench_loop.py),
+    and ``"scan"`` on GPU/TPU, where per-step dispatch costs more than the
+    small steps themselves."""
+    if loop == "auto":
+        return "step" if jax.default_backend() == "cpu" else "scan"
+    return loop
+
+
+def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool) -> Callable:
+    """Runs ``batch_fn`` over an epoch's ``[S, B]`` index plan, all on the device.
+
+    ``loop="step"`` jits one batch and calls it from Python (the host only
+    dispatches); ``loop="scan"`` jits the steps as one ``jax.lax.scan``. Both
+    compile once per shape and give the same result. With ``donate`` the
+    carry's buffers are donated to the update.
+
+    Returns:
+      ``run(carry, data, indices, mask, start=0, on_step=None) -> (carry, done)``
+      that runs steps ``start .. S-1``. ``on_step(done, carry)`` is called after
+      every step (``step``) or once at the end (``scan``, which compiles once
+      more for a resumed epoch's shorter plan); when it returns True the epoch
+      stops there. ``done`` is the number of steps of the epoch done.
+    """
+    donate_argnums = (0,) if donate else ()
+    if loop == "scan":
+        @functools.partial(jax.jit, donate_argnums=donate_argnums)
+        def scan_epoch(carry, device_data, indices, mask):
+            def body(c, xs):
+                return batch_fn(c, device_data, *xs), None
+            return jax.lax.scan(body, carry, (indices, mask))[0]
+
+        def run_scan(carry, device_data, indices, mask, start=0, on_step=None):
+            carry = scan_epoch(carry, device_data, indices[start:], mask[start:])
+            if on_step is not None:
+                on_step(indices.shape[0], carry)
+            return carry, indices.shape[0]
+        return run_scan
+
+    @functools.partial(jax.jit, donate_argnums=donate_argnums)
+    def one_batch(carry, device_data, indices, mask, i):
+        return batch_fn(carry, device_data, indices[i], mask[i])
+
+    def run_steps(carry, device_data, indices, mask, start=0, on_step=None):
+        for i in range(start, indices.shape[0]):
+            carry = one_batch(carry, device_data, indices, mask, i)
+            if on_step is not None and on_step(i + 1, carry):
+                return carry, i + 1
+        return carry, indices.shape[0]
+    return run_steps
+
+
+def zero_metrics(train: bool = False) -> dict[str, jax.Array]:
+    """Zero sums: ``loss_sum`` (float32), ``correct`` and ``count`` (int32), and
+    for training ``nonfinite`` (int32: steps with a non-finite loss, gradient or parameter)."""
+    totals = {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+              "count": jnp.zeros((), jnp.int32)}
+    return {**totals, "nonfinite": jnp.zeros((), jnp.int32)} if train else totals
+
+
+def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
+    """(accuracy in %, mean loss) from summed metrics."""
+    totals = jax.device_get(totals)
+    count = max(int(totals["count"]), 1)
+    return 100.0 * float(totals["correct"]) / count, float(totals["loss_sum"]) / count
+
+
+def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Callable]:
+    """``(train_epoch, evaluate, predict)`` for a config.
+
+    ``train_epoch(state, device_data, key, start=0, totals=None, should_stop=None,
+    description="train") -> (state, totals, done)`` trains the epoch shuffled
+    by ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's
+    sums); it stops early after a step where ``should_stop()`` is true or, with
+    ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the
+    end) that finds a non-finite step. With ``--on-nan stop`` no step after the
+    first non-finite one is applied; with ``skip`` only non-finite steps are
+    not, and their metrics are left out of the sums. A tqdm progress bar (live
+    loss and accuracy) shows when stderr is a terminal.
+    ``evaluate(state, device_data) -> totals`` runs the split in order with
+    running batch statistics; ``predict(state, device_data) -> int32 [N]`` (host)
+    the predicted classes.
+    """
+    mean, std = data.NORMALIZATION[config.data.name]
+    smoothing = config.label_smoothing
+    stop_on_nan = config.on_nan == "stop"
+
+    def train_batch(carry, device_data, indices, mask):
+        state, totals = carry
+        new, metrics = train_step(state, data.make_batch(device_data, indices, mask, mean, std), smoothing)
+        bad = metrics.pop("nonfinite")
+        apply = (bad == 0) & ~(stop_on_nan & (totals["nonfinite"] > 0))
+
+        def keep(new_value, old_value):
+            return jax.tree.map(lambda n, o: jnp.where(apply, n, o), new_value, old_value)
+        state = new.replace(step=keep(new.step, state.step), params=keep(new.params, state.params),
+                            batch_stats=keep(new.batch_stats, state.batch_stats),
+                            opt_state=keep(new.opt_state, state.opt_state))
+        totals = {**{k: totals[k] + jnp.where(apply, v, jnp.zeros_like(v)) for k, v in metrics.items()},
+                  "nonfinite": totals["nonfinite"] + bad}
+        return state, totals
+
+    def eval_batch(carry, device_data, indices, mask):
+        state, totals = carry
+        metrics = eval_step(state, data.make_batch(device_data, indices, mask, mean, std), smoothing)
+        return state, jax.tree.map(jnp.add, totals, metrics)
+
+    run_train = epoch_driver(train_batch, loop, donate=True)
+    run_eval = epoch_driver(eval_batch, loop, donate=False)
+    plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
+
+    def train_epoch(state, device_data, key, start=0, totals=None, should_stop=None, description="train"):
+        indices, mask = plan(key, len(device_data.labels), config.batch_size)
+        with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
+                       disable=not sys.stderr.isatty()) as bar:
+            def on_step(done, carry):
+                if should_stop is not None and should_stop():
+                    return True
+                if done % SYNC_EVERY and done != len(indices):
+                    return False
+                if stop_on_nan and int(carry[1]["nonfinite"]):  # A host sync: not every step.
+                    return True
+                if not bar.disable:
+                    bar.update(done - bar.n)
+                    accuracy, loss = summarize(carry[1])
+                    bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2f}%", refresh=False)
+                return False
+            (state, totals), done = run_train((state, zero_metrics(train=True) if totals is None else totals),
+                                              device_data, indices, mask, start, on_step)
+        return state, totals, done
+
+    def evaluate(state, device_data):
+        indices, mask = plan(None, len(device_data.labels), config.eval_batch_size)
+        return run_eval((state, zero_metrics()), device_data, indices, mask)[0][1]
+
+    @jax.jit
+    def predict_batch(state, device_data, indices, mask):
+        image = data.make_batch(device_data, indices, mask, mean, std).image
+        return jnp.argmax(eval_logits(state, image), -1).astype(jnp.int32)
+
+    def predict(state, device_data):
+        n = len(device_data.labels)
+        indices, mask = plan(None, n, config.eval_batch_size)
+        batches = [predict_batch(state, device_data, indices[i], mask[i]) for i in range(len(indices))]
+        return np.asarray(jnp.concatenate(batches))[:n]
+
+    return train_epoch, evaluate, predict
