@@ -14,3 +14,18 @@ def mnist_train():
 @pytest.fixture(scope="session")
 def mnist_test():
     return data.load("mnist", "test")
+
+
+TINY_RUN = ["--epochs", "3", "--train-limit", "512", "--batch-size", "32"]  # 16 steps per epoch.
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished 3-epoch run of the seed-000 CNN on 512 real images: its run directory."""
+    from experiments import mnist_onecycle
+    from tinyjax.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    assert main(mnist_onecycle.VARIANTS, TINY_RUN + ["--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    return str(run_dir)

@@ -5,3 +5,11 @@ Data flows ``data`` -> ``models`` -> ``optim`` -> ``train``; experiments are
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # ``tinyjax.predict`` without importing jax on ``import tinyjax`` (the CLI's --help stays fast).
+    if name == "predict":
+        from tinyjax.inference import predict
+        return predict
+    raise AttributeError(f"module 'tinyjax' has no attribute {name!r}")

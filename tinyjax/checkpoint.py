@@ -81,7 +81,7 @@ class Checkpoints:
                 policies.LatestN(config.checkpoint.keep),
                 policies.BestN(get_metric_fn=score, reverse=mode == "min", n=1,
                                keep_checkpoints_without_metrics=False)]),
-            cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only,
+            cleanup_tmp_directories=not read_only, create=not read_only,
             enable_async_checkpointing=True)
         self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
         self.manager = ocp.CheckpointManager(self.directory, options=options)

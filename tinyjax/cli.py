@@ -161,8 +161,9 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("aborted by a second Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr)
-        return 130
+        print("aborted by a second Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)  # At once: not waiting for a background checkpoint write (saves are atomic).
     sweep = known.sweep
     if sweep:
         table = report.table(run_dirs)

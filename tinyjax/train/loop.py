@@ -34,19 +34,18 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     images, labels = data.load(config.data.name, "train", config.data.data_dir)
     limit = config.data.train_limit
     images, labels = images[:limit], labels[:limit]
-    splits = {"test": data.load(config.data.name, "test", config.data.data_dir)}
-    n = config.data.val_split
+    test = data.load(config.data.name, "test", config.data.data_dir)
+    n, val = config.data.val_split, None
     if n:
         if n >= len(labels):
             raise ConfigError(f"--val-split {n} leaves no training images (the train split has {len(labels)}); "
                               "choose a smaller --val-split.")
         key = jax.random.fold_in(jax.random.key(0), streams.VALIDATION)
-        (images, labels), splits["val"] = data.pipeline.hold_out(images, labels, n, key)
+        (images, labels), val = data.pipeline.hold_out(images, labels, n, key)
     if config.batch_size > len(labels):
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
                           "after --train-limit and --val-split); choose --batch-size <= that.")
-    splits["train"] = (images, labels)
-    return splits
+    return {"train": (images, labels), **({"val": val} if n else {}), "test": test}
 
 
 def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),

@@ -1,0 +1,217 @@
+"""Faults a run must survive: SIGKILL anywhere, SIGINT / SIGTERM, non-finite steps,
+an unwritable output folder, resumes that do not fit. Runs are tiny: the
+seed-000 CNN on 2,048 real images, 4 epochs of 64 steps."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments import mnist_mlp, mnist_onecycle
+from tinyjax import checkpoint, data
+from tinyjax.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = ["--epochs", "4", "--train-limit", "2048", "--batch-size", "32"]
+# Runs the experiment as `python -m` would; with TINYJAX_TEST_STALL_SAVE=<id>, the background
+# write of checkpoint <id> stalls (after touching <out>/stalled) so the test can kill it mid-save.
+DRIVER = """
+import os, runpy, sys, time
+stall = os.environ.get("TINYJAX_TEST_STALL_SAVE")
+if stall:
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+    original = handler.JsonCheckpointHandler._save_fn
+    async def stalled(self, x, directory):
+        if f"checkpoints/{stall}." in str(directory):
+            open(os.environ["TINYJAX_TEST_STALL_MARK"], "w").close()
+            time.sleep(600)
+        return await original(self, x, directory)
+    handler.JsonCheckpointHandler._save_fn = stalled
+sys.argv = ["experiments.mnist_onecycle"] + sys.argv[1:]
+runpy.run_module("experiments.mnist_onecycle", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """The uninterrupted run every interrupted one must equal."""
+    out = tmp_path_factory.mktemp("baseline")
+    assert main(mnist_onecycle.VARIANTS, ARGS + ["--out", str(out)]) == 0
+    return str(next(out.iterdir()))
+
+
+class Run:
+    """``python -m experiments.mnist_onecycle`` in a subprocess, logs in files."""
+
+    def __init__(self, tmp_path, args, stall=None):
+        self.tmp_path = tmp_path
+        self.stdout, self.stderr = tmp_path / f"out{time.monotonic_ns()}", tmp_path / f"err{time.monotonic_ns()}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TINYJAX_TEST_STALL_MARK": str(tmp_path / "stalled")}
+        if stall is not None:
+            env["TINYJAX_TEST_STALL_SAVE"] = str(stall)
+        with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
+            self.process = subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=ROOT, env=env,
+                                            stdout=out, stderr=err)
+
+    def epochs_printed(self) -> int:
+        return sum(line.startswith("epoch") for line in self.stdout.read_text().splitlines())
+
+    def wait_for(self, condition, timeout=180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.process.poll() is None, self.stderr.read_text()[-2000:]
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    def finish(self, timeout=300) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+def run_dir(out) -> str:
+    (only,) = [p for p in out.iterdir() if p.is_dir()]
+    return str(only)
+
+
+def assert_same_run(resumed: str, baseline: str) -> None:
+    """Per-epoch metrics but `seconds`, and the final parameters, bit for bit."""
+    def records(d):
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
+    assert records(resumed) == records(baseline)
+    a, b = checkpoint.load(resumed, "latest"), checkpoint.load(baseline, "latest")
+    chex.assert_trees_all_equal(a.variables, b.variables)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, baseline):
+    rng, out = random.Random(7), tmp_path / "runs"
+    run = Run(tmp_path, ARGS + ["--out", str(out)])
+    for _ in range(3):  # Kill it mid-epoch or mid-save, wherever the dice land, and resume.
+        start = run.epochs_printed()
+        run.wait_for(lambda: run.epochs_printed() > start)
+        time.sleep(rng.uniform(0.0, 1.0))
+        if run.process.poll() is not None:
+            break
+        run.process.kill()
+        assert run.finish() == -signal.SIGKILL
+        run = Run(tmp_path, ["--resume", run_dir(out)])
+    assert run.finish() == 0, run.stderr.read_text()[-2000:]
+    assert_same_run(run_dir(out), baseline)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_save_leaves_the_older_checkpoint_latest(tmp_path, baseline):
+    out = tmp_path / "runs"
+    run = Run(tmp_path, ARGS + ["--out", str(out)], stall=128)  # The save after epoch 2.
+    run.wait_for(lambda: (tmp_path / "stalled").exists())
+    run.process.kill()
+    run.finish()
+    entries = os.listdir(os.path.join(run_dir(out), "checkpoints"))
+    assert "64" in entries and "128" not in entries and any(e.startswith("128.") for e in entries), entries
+    resumed = Run(tmp_path, ["--resume", run_dir(out)])
+    assert resumed.finish() == 0, resumed.stderr.read_text()[-2000:]
+    assert "resumed at epoch 2, step 0" in resumed.stdout.read_text()
+    assert not any(e.startswith("128.") for e in os.listdir(os.path.join(run_dir(out), "checkpoints")))
+    assert_same_run(run_dir(out), baseline)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_save_print_the_resume_command_and_exit(tmp_path, baseline, signum, status):
+    out = tmp_path / "runs"
+    run = Run(tmp_path, ARGS + ["--out", str(out)])
+    run.wait_for(lambda: run.epochs_printed() >= 1)
+    time.sleep(0.3)
+    run.process.send_signal(signum)
+    assert run.finish() == status
+    lines = run.stderr.read_text().strip().splitlines()
+    assert lines[-1] == f"python -m experiments.mnist_onecycle --resume {run_dir(out)}"
+    assert lines[-2].startswith(f"stopped: {signal.Signals(signum).name} ") and "saved" in lines[-2]
+    resumed = Run(tmp_path, lines[-1].split()[3:])
+    assert resumed.finish() == 0, resumed.stderr.read_text()[-2000:]
+    assert_same_run(run_dir(out), baseline)
+
+
+@pytest.mark.slow
+def test_a_second_sigint_aborts_at_once(tmp_path):
+    run = Run(tmp_path, ARGS + ["--out", str(tmp_path / "runs")], stall=64)  # Saves hang from epoch 1 on.
+    run.wait_for(lambda: (tmp_path / "stalled").exists())
+    run.process.send_signal(signal.SIGINT)  # The run finishes its step, then waits on the stalled save...
+    time.sleep(1.0)
+    run.process.send_signal(signal.SIGINT)  # ...which a second Ctrl-C does not wait for.
+    assert run.finish(timeout=30) == 130
+    assert run.stderr.read_text().strip().endswith("aborted by a second Ctrl-C: nothing saved since the last "
+                                                   "checkpoint.")
+
+
+def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, capsys):
+    status = main(mnist_onecycle.VARIANTS, ARGS + ["--max-lr", "1e8", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 1 and "\n" not in err, err
+    assert err.startswith("error: non-finite loss or gradient at epoch 1, step ")
+    assert "nothing after the last good checkpoint was saved (none yet)" in err and "--on-nan skip" in err
+    assert os.listdir(os.path.join(run_dir(tmp_path), "checkpoints")) == []
+    assert not os.path.exists(os.path.join(run_dir(tmp_path), "metrics.jsonl"))
+
+
+def test_on_nan_skip_drops_non_finite_steps_and_goes_on(tmp_path):
+    args = ["--epochs", "2", "--train-limit", "512", "--batch-size", "32", "--max-lr", "1e4",
+            "--on-nan", "skip", "--out", str(tmp_path)]
+    assert main(mnist_onecycle.VARIANTS, args) == 0
+    history = [json.loads(line) for line in open(os.path.join(run_dir(tmp_path), "metrics.jsonl"))]
+    assert sum(h["skipped"] for h in history) > 0
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+    restored = checkpoint.load(run_dir(tmp_path), "latest")
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.variables))
+
+
+def test_out_under_a_regular_file_is_one_error_line_before_data_loads(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data was loaded"))
+    status = main(mnist_onecycle.VARIANTS, ["--out", str(tmp_path / "file" / "runs")])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == (f"error: --out {tmp_path}/file/runs: {tmp_path}/file is a file, "
+                                               "not a folder; choose another --out.")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "5", "--seed", "1", "--optimizer", "adam"],
+     "--seed 1 (the run has 0), --epochs 5 (the run has 3), --optimizer adam (the run has sgd) would change "
+     "the run's result; drop them to resume, or start a new run."),
+    (["--batch-size", "64"], "--batch-size 64 (the run has 32) would change the run's result; drop it"),
+    (["--variant", "dropout"], "is a run of --variant default, not dropout; drop --variant."),
+])
+def test_resume_refuses_flags_that_change_the_result(tiny_run, capsys, args, message):
+    assert main(mnist_onecycle.VARIANTS, ["--resume", tiny_run] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume {tiny_run}") and message in err and "\n" not in err, err
+
+
+def test_resume_of_another_experiment_or_a_folder_without_checkpoints(tiny_run, tmp_path, capsys):
+    assert main(mnist_mlp.VARIANTS, ["--resume", tiny_run]) == 2
+    assert f"is a run of experiment mnist_onecycle, not mnist_mlp; run: python -m experiments.mnist_onecycle " \
+           f"--resume {tiny_run}" in capsys.readouterr().err
+    assert main(mnist_onecycle.VARIANTS, ["--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path} is not a tinyjax run directory")
+    empty = tmp_path / "empty"
+    assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--save-every", "0", "--out", str(empty)]) == 0
+    assert main(mnist_onecycle.VARIANTS, ["--resume", run_dir(empty)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: --resume {run_dir(empty)}: the run holds no "
+                                                    "checkpoint to resume from.")
+
+
+def test_resuming_a_finished_run_only_rewrites_its_results(tiny_run):
+    before = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
+    assert main(mnist_onecycle.VARIANTS, ["--resume", tiny_run, "--out", "/elsewhere"]) == 0
+    assert [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))] == before
+
+
+TINY_ARGS = ["--epochs", "1", "--train-limit", "256", "--batch-size", "32"]
