@@ -11,10 +11,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def curves(history: list[dict], path: str, title: str) -> None:
-    """Loss and accuracy per epoch, train and test, side by side."""
+    """Loss and accuracy per epoch, train, validation (when held out) and test, side by side."""
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "test"):
+    for split in [s for s in ("train", "val", "test") if f"{s}_loss" in history[0]]:
         loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", ms=3, label=split)
         acc_ax.plot(epochs, [h[f"{split}_acc"] for h in history], marker="o", ms=3, label=split)
     loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")

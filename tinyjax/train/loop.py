@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 import time
 from typing import Callable
 
@@ -184,7 +185,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
             best = history[checkpoints.meta(best_id)["epoch"] - 1] if best_id is not None else best
     finally:
         events.close()
-        if checkpoints:
+        if checkpoints and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # An abort does not wait.
             checkpoints.close()
     test_images, test_labels = splits["test"]
     runs.write_plots(run_dir, config, history, test_images, test_labels, predict(state, device["test"]))
