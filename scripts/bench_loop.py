@@ -6,8 +6,10 @@
 Times ``--steps`` training steps of the 7,784-param CNN on random MNIST-shaped
 data, per loop: a jitted step per batch called from Python (``step``) and the
 same steps as one ``jax.lax.scan`` (``scan``), after a compile-and-warm-up
-call; the rows' repeats are interleaved and the median of ``--repeats`` is
-reported. If PyTorch is installed (it is no dependency of tinyjax), the same
+call; then the same steps through ``make_epoch_fns``' ``train_epoch``, the
+path a run takes, whose step also checks for non-finite values and drops a
+bad step, with a host sync every 25 steps. The rows' repeats are interleaved
+and the median of ``--repeats`` is reported. If PyTorch is installed (it is no dependency of tinyjax), the same
 network and update in PyTorch eager is timed too, as the reference. Prints a markdown table of images/s and the ratio to
 the fastest row.
 """
@@ -15,6 +17,7 @@ the fastest row.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 
 import jax
@@ -24,7 +27,7 @@ import numpy as np
 from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, models
 from tinyjax.optim import make_optimizer
-from tinyjax.train import create_train_state, epoch_driver, train_step
+from tinyjax.train import create_train_state, epoch_driver, make_epoch_fns, train_step
 
 from timing import interleaved_medians  # scripts/timing.py, beside this file
 
@@ -49,7 +52,28 @@ def jax_epoch(loop: str, steps: int, batch: int):
     carry = [(state, jnp.zeros((), jnp.int32))]
 
     def epoch():
-        carry[0] = jax.block_until_ready(run(carry[0], device_data, indices, mask))
+        carry[0] = jax.block_until_ready(run(carry[0], device_data, indices, mask)[0])
+
+    epoch()  # Compile and warm up.
+    return epoch
+
+
+def guarded_epoch(loop: str, steps: int, batch: int):
+    """The same steps through ``make_epoch_fns``' ``train_epoch``, as a run trains:
+    plus the non-finite guard (checks, and the select that drops a bad step)
+    and its host sync every ``SYNC_EVERY`` steps."""
+    config = dataclasses.replace(CONFIG, batch_size=batch)
+    tx, _ = make_optimizer(config.optim, config.schedule, 1000 * steps)
+    holder = [create_train_state(models.create("mnist_cnn_7k"), tx, jax.random.key(0), (1, 28, 28, 1))]
+    rng = np.random.default_rng(0)
+    n = steps * batch
+    device_data = data.to_device(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                                 rng.integers(0, 10, n).astype(np.int32))
+    train_epoch = make_epoch_fns(config, loop)[0]
+
+    def epoch():
+        holder[0], totals, _ = train_epoch(holder[0], device_data, jax.random.key(1))
+        jax.block_until_ready(totals)
 
     epoch()  # Compile and warm up.
     return epoch
@@ -93,7 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     backend = jax.default_backend()
     runners = {f"tinyjax loop=step ({backend})": jax_epoch("step", args.steps, args.batch_size),
-               f"tinyjax loop=scan ({backend})": jax_epoch("scan", args.steps, args.batch_size)}
+               f"tinyjax loop=scan ({backend})": jax_epoch("scan", args.steps, args.batch_size),
+               f"tinyjax train_epoch, loop=step, non-finite guard ({backend})":
+                   guarded_epoch("step", args.steps, args.batch_size)}
     reference = torch_epoch(args.steps, args.batch_size)
     if reference is not None:
         import torch

@@ -132,3 +132,24 @@ def test_tiny_experiment_keeps_the_budget_and_fixed_training():
         assert config.max_params == 2048 and config.epochs == 10 and config.batch_size == 128
         assert (config.optim.name, config.optim.lr, config.schedule.name) == ("adam", 1e-3, "constant")
         assert layer_table(models.create(config.model), (28, 28, 1)).trainable_params <= 2048
+
+
+def test_a_corrupt_data_file_is_one_error_line_and_no_run_directory(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from tinyjax.data import write_idx
+
+    monkeypatch.delenv("TINYJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("TINYJAX_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 64), ("t10k", 32)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 28), np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.zeros(n, np.uint8))
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:100])  # A download cut short.
+    status = main(mnist_onecycle.VARIANTS, ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err
+    assert err == f"error: {images}: the gzip stream ends early (truncated download?); re-download the file."
+    assert not (tmp_path / "runs").exists()

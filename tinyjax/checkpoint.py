@@ -6,7 +6,7 @@ Each holds two orbax items: ``state``, the whole ``TrainState`` pytree
 (params, batch statistics, optimizer state with its step count and injected
 hyperparameters, step, and the PRNG key as its raw ``uint32`` key data), and
 ``meta``, JSON: the epoch and position in it, the partial epoch's metric
-sums, steps per epoch, and the epoch's metrics. orbax adds ``metrics`` for the
+sums, steps per epoch, and the run's config. orbax adds ``metrics`` for the
 best-checkpoint ranking.
 
 Written against orbax-checkpoint 0.12 (``ocp.CheckpointManager``, still the

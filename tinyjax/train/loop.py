@@ -101,6 +101,8 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     start_epoch, start_position, totals, history = 0, 0, None, []
     if resume is not None:
         if checkpoints is None or checkpoints.latest() is None:
+            if checkpoints:
+                checkpoints.close()
             raise ConfigError(f"--resume {run_dir}: the run holds no checkpoint to resume from.")
         state, meta = checkpoints.restore(checkpoints.latest(), state)
         if meta["steps_per_epoch"] != steps_per_epoch:
@@ -120,7 +122,8 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
 
     def save(epoch: int, position: int, totals, metrics: dict | None = None) -> None:
         meta = {"epoch": epoch, "position": position, "steps_per_epoch": steps_per_epoch,
-                "totals": {k: v.item() for k, v in jax.device_get(totals).items()}}
+                "totals": {k: v.item() for k, v in jax.device_get(totals).items()},
+                "config": dataclasses.asdict(config)}
         checkpoints.save(epoch * steps_per_epoch + position, state, meta, metrics)
 
     # ------------------------------------------------------------------ epoch loop
