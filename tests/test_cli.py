@@ -52,6 +52,17 @@ def test_help_lists_fields_with_units():
     (["--optimizer", "adam", "--nesterov", "True"], "error: --nesterov applies to SGD only, not adam."),
     (["--max-params", "7000"], "error: --model mnist_cnn_7k has 7,784 trainable parameters, over "
                                "--max-params 7,000; choose a smaller model or raise the budget."),
+    (["--model", "mnist_cnn_7"], "error: --model 'mnist_cnn_7' is unknown (did you mean 'mnist_cnn_7k'?); "),
+    (["--optimizer", "adamx"], "error: --optimizer 'adamx' is unknown (did you mean 'adam'?); "
+                               "choose one of ['sgd', 'adam', 'adamw']."),
+    (["--dataset=mnsit"], "error: --dataset 'mnsit' is unknown (did you mean 'mnist'?); "),
+    (["--epoch", "3"], "error: unknown flag --epoch (did you mean '--epochs'?); see --help for the flags."),
+    (["--epochs", "x"], "error: --epochs needs an integer, got 'x'."),
+    (["--max-lr", "fast"], "error: --max-lr needs a number, got 'fast'."),
+    (["--three-phase", "yes"], "error: --three-phase needs True or False, got 'yes'."),
+    (["--seed"], "error: --seed needs a value; see --help."),
+    (["--on-nan", "ignore"], "error: --on-nan 'ignore' is unknown; choose one of ['stop', 'skip']."),
+    (["--save-every", "-1"], "error: --save-every must be >= 0 (epochs), got -1."),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):
     status = main(mnist_onecycle.VARIANTS, args + ["--out", str(tmp_path / "runs")])

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import os
 import sys
+import typing
 from typing import Mapping, Sequence
 
 import tyro
@@ -70,7 +71,62 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
     return known, rest
 
 
+def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, tuple]]:
+    """``{"--epochs": (int, ()), "--optimizer": (str, ("sgd", "adam", "adamw")), ...}``:
+    each flag of ``Config`` with its value type and, for a ``Literal``, its choices."""
+    flags, hints = {}, typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            flags.update(_flag_types(type(f.default), f"{prefix}{f.name}."))
+            continue
+        hint = hints[f.name]
+        while typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]  # Optional[X] -> X.
+        if typing.get_origin(hint) is typing.Literal:
+            kind, choices = str, typing.get_args(hint)
+        else:
+            kind, choices = (args[0] if args else hint), ()
+        if f.name != "variant":  # Chosen with --variant, not a flag of its own.
+            flags["--" + _FLAG_NAMES.get(prefix + f.name, f.name).replace("_", "-")] = (kind, choices)
+    return flags
+
+
+def check_flags(args: Sequence[str]) -> None:
+    """Checks the config flags in ``args`` before tyro parses them, so that a
+    mistake is one line (tyro would print a multi-line box): unknown flags,
+    values outside a flag's choices (both with the closest name suggested) and
+    values that are not numbers where numbers are needed.
+
+    Raises:
+      ConfigError: the first bad flag, named with the fix.
+    """
+    flags = _flag_types()
+    tokens = list(args)
+    for i, token in enumerate(tokens):
+        if not token.startswith("--") or token == "--help":
+            continue
+        name, eq, value = token.partition("=")
+        if name not in flags:
+            raise ConfigError(f"unknown flag {name}{closest(name, flags)}; see --help for the flags.")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise ConfigError(f"{name} needs a value; see --help.")
+            value = tokens[i + 1]
+        kind, choices = flags[name]
+        if choices and value not in choices:
+            raise ConfigError(f"{name} {value!r} is unknown{closest(value, choices)}; choose one of {list(choices)}.")
+        try:
+            if value != "None" and kind in (int, float):
+                kind(value)
+        except ValueError:
+            raise ConfigError(f"{name} needs {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
+        if kind is bool and value not in ("True", "False"):
+            raise ConfigError(f"{name} needs True or False, got {value!r}.")
+
+
 def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], description: str | None) -> Config:
+    check_flags(rest)
     names = list(variants)
     help_text = (description or "") + (
         f"\n\n--variant {{{','.join(names)}}}: the base config (default: {names[0]}). "
