@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import sys
 import time
 from typing import Callable
@@ -130,6 +131,10 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     events = runs.EventWriter(run_dir, purge_step=start_epoch + 1 if resume else None)
     try:
         with Interrupts() as interrupts:
+            def interrupted(where: str) -> Interrupted:
+                return Interrupted(f"{signal.Signals(interrupts.signal).name} {where}: {_saved(checkpoints)}",
+                                   interrupts.signal, resume_command if checkpoints else None)
+
             for epoch in range(start_epoch, config.epochs):
                 start = time.perf_counter()
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
@@ -150,9 +155,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
                 if done < steps_per_epoch:  # Interrupted inside the epoch: save where it stopped.
                     if checkpoints:
                         save(epoch, done, totals)
-                    raise Interrupted(f"{_signal_name(interrupts.signal)} at epoch {epoch + 1}, step "
-                                      f"{done}/{steps_per_epoch}: " + _saved(checkpoints), interrupts.signal,
-                                      resume_command if checkpoints else None)
+                    raise interrupted(f"at epoch {epoch + 1}, step {done}/{steps_per_epoch}")
                 train_acc, train_loss = summarize(totals)
                 row = {"epoch": epoch + 1, "train_acc": train_acc}
                 evals = {name: summarize(evaluate(state, device[name])) for name in ("val", "test") if name in device}
@@ -178,8 +181,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
                          {k: v for k, v in row.items() if k != "seconds"})
                 totals = None
                 if interrupts.requested() and not last_epoch:
-                    raise Interrupted(f"{_signal_name(interrupts.signal)} after epoch {epoch + 1}: "
-                                      + _saved(checkpoints), interrupts.signal, resume_command if checkpoints else None)
+                    raise interrupted(f"after epoch {epoch + 1}")
         # -------------------------------------------------------------- end of run
         best = runs.best_epoch(config, history)
         if checkpoints:
@@ -194,11 +196,6 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     runs.write_plots(run_dir, config, history, test_images, test_labels, predict(state, device["test"]))
     runs.write_results(run_dir, config, table.trainable_params, history, best, time.perf_counter() - started)
     return state, history, run_dir
-
-
-def _signal_name(signum: int) -> str:
-    import signal
-    return signal.Signals(signum).name
 
 
 def _saved(checkpoints: Checkpoints | None) -> str:
