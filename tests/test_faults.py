@@ -94,9 +94,13 @@ def assert_same_run(resumed: str, baseline: str) -> None:
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, baseline):
     rng, out = random.Random(7), tmp_path / "runs"
     run = Run(tmp_path, ARGS + ["--out", str(out)])
+    def saved() -> bool:  # A complete checkpoint exists (before one, there is nothing to resume).
+        folder = os.path.join(run_dir(out), "checkpoints")
+        return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
     for _ in range(3):  # Kill it mid-epoch or mid-save, wherever the dice land, and resume.
         start = run.epochs_printed()
-        run.wait_for(lambda: run.epochs_printed() > start)
+        run.wait_for(lambda: run.epochs_printed() > start and saved())
         time.sleep(rng.uniform(0.0, 1.0))
         if run.process.poll() is not None:
             break
@@ -148,8 +152,7 @@ def test_a_second_sigint_aborts_at_once(tmp_path):
     time.sleep(1.0)
     run.process.send_signal(signal.SIGINT)  # ...which a second Ctrl-C does not wait for.
     assert run.finish(timeout=30) == 130
-    assert run.stderr.read_text().strip().endswith("aborted by a second Ctrl-C: nothing saved since the last "
-                                                   "checkpoint.")
+    assert run.stderr.read_text().strip().endswith("aborted by Ctrl-C: nothing saved since the last checkpoint.")
 
 
 def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, capsys):
@@ -203,9 +206,42 @@ def test_resume_of_another_experiment_or_a_folder_without_checkpoints(tiny_run, 
     assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path} is not a tinyjax run directory")
     empty = tmp_path / "empty"
     assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--save-every", "0", "--out", str(empty)]) == 0
+    capsys.readouterr()
     assert main(mnist_onecycle.VARIANTS, ["--resume", run_dir(empty)]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"error: --resume {run_dir(empty)}: the run holds no "
-                                                    "checkpoint to resume from.")
+    assert capsys.readouterr().err.strip() == (f"error: {run_dir(empty)} holds no checkpoint (no checkpoints/ "
+                                               "folder; was it run with --save-every 0?).")
+    assert main(mnist_onecycle.VARIANTS, ["--resume", tiny_run, "--save-every", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --resume {tiny_run} with --save-every 0 could not save "
+                                               "again; give --save-every N >= 1.")
+
+
+def test_resume_on_other_data_is_refused(tiny_run, tmp_path, capsys):
+    from tinyjax.data import write_idx
+
+    rng, folder = np.random.default_rng(0), tmp_path / "mnist"
+    folder.mkdir()
+    for prefix, n in (("train", 512), ("t10k", 100)):  # As many images as the run trained on, but others.
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    before = sorted(os.listdir(os.path.join(tiny_run, "checkpoints")))
+    assert main(mnist_onecycle.VARIANTS, ["--resume", tiny_run, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume {tiny_run}: the training data differs from the run's (") and "\n" not in err
+    assert err.endswith("point --data-dir at the data the run began with.")
+    assert sorted(os.listdir(os.path.join(tiny_run, "checkpoints"))) == before  # Nothing saved is lost.
+    assert json.load(open(os.path.join(tiny_run, "config.json")))["data"]["data_dir"] is None
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_error_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+    async def disk_full(self, x, directory):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
+    assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--epochs", "2", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: saving checkpoint 8 in ") and "No space left on device" in err, err
+    assert err.endswith("older checkpoints are intact.") and "\n" not in err
 
 
 def test_resuming_a_finished_run_only_rewrites_its_results(tiny_run):

@@ -70,7 +70,7 @@ def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkey
     assert list(history[0]) == ["epoch", "train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss",
                                 "lr", "seconds"]
     results = json.loads((run_dir / "results.json").read_text())
-    best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    best = max(history, key=lambda h: (h["val_acc"], h["epoch"]))  # The last of equals, as orbax keeps it.
     assert results["selected_by"] == "val_acc (max)" and results["val_split"] == 200
     assert results["best_epoch"] == best["epoch"] and results["best_epoch_val_accuracy"] == best["val_acc"]
     assert results["best_epoch_test_accuracy"] == best["test_acc"]

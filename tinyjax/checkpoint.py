@@ -23,9 +23,11 @@ stable training-loop API there; ``orbax.checkpoint.v1`` is not). In 0.12:
 - Saves are asynchronous: ``save`` returns after the device-to-host copy
   (made here, explicitly, so that buffers donated to the next step cannot
   change what is written) and the write goes on in a background thread.
-- A failed background write is only logged by orbax's finalize thread, so
-  ``Checkpoints`` checks that each save is listed once it finishes, and
-  raises ``CheckpointError`` if not.
+- A failed background write surfaces as an exception from orbax's
+  ``wait_until_finished``, which ``Checkpoints.wait`` turns into
+  ``CheckpointError``. orbax's finalize thread catches and only logs some
+  failures (``_finalize_checkpoint``), so ``wait`` also checks that the save
+  is listed once it finishes.
 """
 
 from __future__ import annotations
@@ -54,10 +56,6 @@ def _state_tree(state: TrainState) -> dict:
     """The savable pytree of a state: the typed key as its ``uint32`` key data."""
     return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
             "opt_state": state.opt_state, "rng": jax.random.key_data(state.rng)}
-
-
-def _all_finite(tree) -> bool:
-    return all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(tree) if np.issubdtype(x.dtype, np.floating))
 
 
 class Checkpoints:
@@ -96,9 +94,11 @@ class Checkpoints:
           CheckpointError: the state is not finite (never saved), or the
             previous save failed.
         """
+        from tinyjax.train.steps import all_finite  # tinyjax.train imports this module.
+
         self.wait()
         host = jax.tree.map(lambda x: np.array(x, copy=True), _state_tree(state))
-        if not _all_finite(host):
+        if not all_finite(host):
             raise CheckpointError(f"refusing to save checkpoint {checkpoint_id}: the state is not finite.")
         self.manager.save(checkpoint_id, args=ocp.args.Composite(
             state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)), metrics=metrics or {}, force=True)
@@ -128,7 +128,11 @@ class Checkpoints:
         try:
             self.wait()
         finally:
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception as e:  # orbax re-raises a failed background write here too.
+                raise CheckpointError(f"closing the checkpoints in {self.directory} failed ({type(e).__name__}: "
+                                      f"{e}); older checkpoints are intact.") from e
 
     def latest(self) -> int | None:
         """The newest checkpoint's id, or None."""
@@ -142,8 +146,16 @@ class Checkpoints:
         return step
 
     def meta(self, checkpoint_id: int) -> dict:
-        """The JSON ``meta`` of a checkpoint."""
-        return self.manager.restore(checkpoint_id, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        """The JSON ``meta`` of a checkpoint.
+
+        Raises:
+          CheckpointError: it cannot be read.
+        """
+        try:
+            return self.manager.restore(checkpoint_id, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as e:
+            raise CheckpointError(f"cannot read checkpoint {checkpoint_id} in {self.directory} "
+                                  f"({type(e).__name__}: {' '.join(str(e).split())[:300]}).") from e
 
     def restore(self, checkpoint_id: int, template: TrainState) -> tuple[TrainState, dict]:
         """``(state, meta)`` of a checkpoint; ``template`` (a fresh state of the

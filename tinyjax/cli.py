@@ -157,7 +157,7 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
       ConfigError: not a run of this experiment, or flags that would change
         its result (one line naming each, with the saved value).
     """
-    from tinyjax.checkpoint import load_config
+    from tinyjax.checkpoint import find, load_config
 
     saved = load_config(run_dir)
     experiments = {v.experiment for v in variants.values()}
@@ -175,6 +175,10 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
                           f"(the run has {before[k]})" for k in changed)
         raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "
                           f"{'it' if len(changed) == 1 else 'them'} to resume, or start a new run.")
+    checkpoints, _ = find(run_dir, config, "latest")  # Raises ConfigError when there is none.
+    checkpoints.close()
+    if config.checkpoint.save_every == 0:
+        raise ConfigError(f"--resume {run_dir} with --save-every 0 could not save again; give --save-every N >= 1.")
     return config
 
 
@@ -217,7 +221,7 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("aborted by a second Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr, flush=True)
+        print("aborted by Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)  # At once: not waiting for a background checkpoint write (saves are atomic).
     sweep = known.sweep

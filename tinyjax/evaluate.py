@@ -4,8 +4,8 @@
 Prints the test accuracy and loss of the checkpoint, computed exactly as the
 run computed them (same eval batch, label smoothing and code path), beside the
 figures the run recorded for that epoch in ``metrics.jsonl``. Exit status 2
-with one ``error:`` line for a folder that is not a run or holds no such
-checkpoint.
+with one ``error:`` line for a folder that is not a run, holds no such
+checkpoint, or holds one that cannot be read.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def evaluate_checkpoint(run_dir: str, which: str = "best") -> dict:
 
     Raises:
       ConfigError: not a run directory, or no such checkpoint.
+      CheckpointError: the checkpoint cannot be read.
       DatasetNotFoundError, DataError: the test split cannot be loaded.
     """
     import jax
@@ -48,12 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one error line")
     args = parser.parse_args(argv)
 
+    from tinyjax.checkpoint import CheckpointError
     from tinyjax.config import ConfigError
     from tinyjax.data import DataError, DatasetNotFoundError
 
     try:
         result = evaluate_checkpoint(args.run_dir, args.which)
-    except (ConfigError, DatasetNotFoundError, DataError) as e:
+    except (ConfigError, DatasetNotFoundError, DataError, CheckpointError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

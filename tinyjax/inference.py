@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tinyjax.data.pipeline import NORMALIZATION
+from tinyjax.data.pipeline import NORMALIZATION, normalize
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _probabilities(model, variables, images, mean, std):
+    return jax.nn.softmax(model.apply(variables, normalize(images, mean, std), train=False), axis=-1)
 
 
 def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist",
@@ -35,11 +41,7 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist",
     if dataset not in NORMALIZATION:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(NORMALIZATION)}.")
     mean, std = NORMALIZATION[dataset]
-
-    @jax.jit
-    def probabilities(batch):
-        x = (batch.astype(jnp.float32) / 255.0 - mean) / std
-        return jax.nn.softmax(model.apply(variables, x, train=False), axis=-1)
-
-    out = [np.asarray(probabilities(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    # Compiled once per model and batch shape (a last partial batch once more), not per call.
+    out = [np.asarray(_probabilities(model, variables, images[i:i + batch_size], mean, std))
+           for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -72,12 +72,17 @@ def create(config: Config, layers: str) -> str:
     return path
 
 
-def write_json(path: str, obj) -> None:
-    """Writes ``obj`` to a temporary file renamed into place: a reader never sees half a file."""
+def write_text(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file renamed into place: a reader never sees half a file."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as indented JSON, written atomically (``write_text``)."""
+    write_text(path, json.dumps(obj, indent=1))
 
 
 # ----------------------------------------------------------------------------- per-epoch metrics
@@ -111,10 +116,7 @@ def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
             if epochs is None or record["epoch"] <= epochs:
                 history.append(record)
     if epochs is not None:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-        os.replace(tmp, path)
+        write_text(path, "".join(json.dumps(h) + "\n" for h in history))
         write_json(os.path.join(run_dir, "metrics.json"), history)
     return history
 
@@ -125,12 +127,16 @@ class EventWriter:
     run writes) makes TensorBoard drop events that a crash left past it."""
 
     def __init__(self, run_dir: str, purge_step: int | None = None):
+        self.writer = None
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
-            self.writer = None
-        else:
-            self.writer = SummaryWriter(run_dir, purge_step=purge_step)
+            return
+        except Exception as e:  # E.g. a protobuf it cannot work with: the events are optional, the run is not.
+            print(f"warning: no TensorBoard events: tensorboardX fails to import ({type(e).__name__}: {e}).",
+                  file=sys.stderr)
+            return
+        self.writer = SummaryWriter(run_dir, purge_step=purge_step)
 
     def epoch(self, row: dict) -> None:
         if self.writer is not None:
@@ -159,11 +165,12 @@ def environment() -> dict:
 
 
 def best_epoch(config: Config, history: list[dict]) -> dict:
-    """The epoch record that is best by ``best_metric(config)`` and ``--best-mode``
-    (the first of equals): the best checkpoint's epoch when every epoch is saved."""
+    """The epoch record that is best by ``best_metric(config)`` and ``--best-mode``,
+    the last of equals as orbax's ``BestN`` keeps it: the best checkpoint's
+    epoch when every epoch is saved."""
     metric = best_metric(config)
     sign = 1 if config.checkpoint.best_mode == "max" else -1
-    return max(history, key=lambda h: (sign * h[metric], -h["epoch"]))
+    return max(history, key=lambda h: (sign * h[metric], h["epoch"]))
 
 
 def write_results(run_dir: str, config: Config, params: int, history: list[dict], best: dict,

@@ -85,10 +85,13 @@ def batch_plan(key: jax.Array | None, num_examples: int, batch_size: int) -> tup
 
 def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array,
                mean: float, std: float) -> Batch:
-    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device:
-    ``(pixel / 255 - mean) / std`` in float32."""
-    image = data.images[indices].astype(jnp.float32) / 255.0
-    return Batch((image - mean) / std, data.labels[indices], mask)
+    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device (``normalize``)."""
+    return Batch(normalize(data.images[indices], mean, std), data.labels[indices], mask)
+
+
+def normalize(images: jax.Array, mean: float, std: float) -> jax.Array:
+    """``uint8 [..., H, W, C]`` pixels to float32 ``(pixel / 255 - mean) / std``."""
+    return (images.astype(jnp.float32) / 255.0 - mean) / std
 
 
 def hold_out(images: np.ndarray, labels: np.ndarray, n: int, key: jax.Array

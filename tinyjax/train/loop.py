@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zlib
 import signal
 import sys
 import time
@@ -89,6 +90,9 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     train_images, train_labels = splits["train"]
     device = {name: data.to_device(*arrays) for name, arrays in splits.items()}
     steps_per_epoch = data.num_batches(len(train_labels), config.batch_size)
+    # Identifies the training data, so that a resume on other data is refused.
+    fingerprint = {"train_examples": len(train_labels),
+                   "train_crc32": zlib.crc32(train_labels.tobytes(), zlib.crc32(train_images.tobytes()))}
     try:  # One-cycle limits depend on the number of steps, known once the data is.
         tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch)
     except ValueError as e:
@@ -101,18 +105,22 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     checkpoints = Checkpoints(run_dir, config) if config.checkpoint.save_every else None
     start_epoch, start_position, totals, history = 0, 0, None, []
     if resume is not None:
-        if checkpoints is None or checkpoints.latest() is None:
+        try:
+            if checkpoints is None or checkpoints.latest() is None:
+                raise ConfigError(f"--resume {run_dir}: the run holds no checkpoint to resume from.")
+            state, meta = checkpoints.restore(checkpoints.latest(), state)
+            if meta.get("data", fingerprint) != fingerprint or meta["steps_per_epoch"] != steps_per_epoch:
+                raise ConfigError(f"--resume {run_dir}: the training data differs from the run's ({meta.get('data')}, "
+                                  f"now {fingerprint}); point --data-dir at the data the run began with.")
+        except Exception:
             if checkpoints:
                 checkpoints.close()
-            raise ConfigError(f"--resume {run_dir}: the run holds no checkpoint to resume from.")
-        state, meta = checkpoints.restore(checkpoints.latest(), state)
-        if meta["steps_per_epoch"] != steps_per_epoch:
-            raise CheckpointError(f"--resume {run_dir}: the checkpoint has {meta['steps_per_epoch']} steps per "
-                                  f"epoch, this data gives {steps_per_epoch}; the data changed since the run began.")
+            raise
+        runs.write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))  # Allowed changes.
         start_epoch, start_position = meta["epoch"], meta["position"]
         totals = {k: jnp.asarray(v, jnp.float32 if k == "loss_sum" else jnp.int32) for k, v in meta["totals"].items()}
         history = runs.read_metrics(run_dir, start_epoch)
-    resume_command = runs.resume_command(run_dir, config.experiment) if checkpoints else None
+    resume_command = runs.resume_command(run_dir, config.experiment) if checkpoints else None  # None: no saves.
     print_fn(table.markdown())
     sizes = " / ".join(f"{len(labels)} {name}" for name, (_, labels) in splits.items())
     print_fn(f"{config.experiment}: {config.model} ({table.trainable_params:,} params), {config.data.name} {sizes}, "
@@ -124,7 +132,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     def save(epoch: int, position: int, totals, metrics: dict | None = None) -> None:
         meta = {"epoch": epoch, "position": position, "steps_per_epoch": steps_per_epoch,
                 "totals": {k: v.item() for k, v in jax.device_get(totals).items()},
-                "config": dataclasses.asdict(config)}
+                "data": fingerprint, "config": dataclasses.asdict(config)}
         checkpoints.save(epoch * steps_per_epoch + position, state, meta, metrics)
 
     # ------------------------------------------------------------------ epoch loop
@@ -133,7 +141,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
         with Interrupts() as interrupts:
             def interrupted(where: str) -> Interrupted:
                 return Interrupted(f"{signal.Signals(interrupts.signal).name} {where}: {_saved(checkpoints)}",
-                                   interrupts.signal, resume_command if checkpoints else None)
+                                   interrupts.signal, resume_command)
 
             for epoch in range(start_epoch, config.epochs):
                 start = time.perf_counter()
@@ -182,12 +190,12 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
                 totals = None
                 if interrupts.requested() and not last_epoch:
                     raise interrupted(f"after epoch {epoch + 1}")
-        # -------------------------------------------------------------- end of run
-        best = runs.best_epoch(config, history)
-        if checkpoints:
-            checkpoints.wait()
-            best_id = checkpoints.best()
-            best = history[checkpoints.meta(best_id)["epoch"] - 1] if best_id is not None else best
+            # ---------------------------------------------------------- end of run (a signal now: finish anyway)
+            best = runs.best_epoch(config, history)
+            if checkpoints:
+                checkpoints.wait()
+                best_id = checkpoints.best()
+                best = history[checkpoints.meta(best_id)["epoch"] - 1] if best_id is not None else best
     finally:
         events.close()
         if checkpoints and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # An abort does not wait.

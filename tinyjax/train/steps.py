@@ -64,7 +64,8 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
       ``(new_state, metrics)``; metrics as ``batch_metrics``, computed from the
       train-mode logits of this step (what PyTorch loops report as train
       accuracy), plus ``nonfinite`` (int32 0 or 1): 1 when the loss, a
-      gradient, or a new parameter or batch statistic is NaN or infinite. The
+      gradient, or a new parameter, batch statistic or optimizer moment is
+      NaN or infinite. The
       step does not act on it: the caller keeps or drops ``new_state``
       (``tinyjax.train.epochs``, ``--on-nan``).
     """
@@ -79,7 +80,8 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(state.params) & all_finite(batch_stats)
+    finite = (jnp.isfinite(loss) & all_finite(grads) & all_finite(state.params) & all_finite(batch_stats)
+              & all_finite(state.opt_state))
     return state, {**batch_metrics(logits, batch, label_smoothing), "nonfinite": (~finite).astype(jnp.int32)}
 
 
