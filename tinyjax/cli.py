@@ -39,6 +39,12 @@ RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoin
 _FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 
+def _flag(path: str) -> str:
+    """The command-line flag of a config field path: ``"data.name"`` -> ``"--dataset"``,
+    ``"schedule.max_lr"`` -> ``"--max-lr"`` (tyro's names without prefixes)."""
+    return "--" + _FLAG_NAMES.get(path, path.rpartition(".")[2]).replace("_", "-")
+
+
 def parse(variants: Mapping[str, Config], args: Sequence[str] | None = None,
           description: str | None = None) -> Config:
     """The config of ``--variant`` (default: the first) with the other flags applied.
@@ -88,7 +94,7 @@ def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, t
         else:
             kind, choices = (args[0] if args else hint), ()
         if f.name != "variant":  # Chosen with --variant, not a flag of its own.
-            flags["--" + _FLAG_NAMES.get(prefix + f.name, f.name).replace("_", "-")] = (kind, choices)
+            flags[_flag(prefix + f.name)] = (kind, choices)
     return flags
 
 
@@ -171,8 +177,7 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
     before, after = _flat(saved), _flat(config)
     changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
     if changed:
-        flags = ", ".join(f"--{_FLAG_NAMES.get(k, k.rpartition('.')[2]).replace('_', '-')} {after[k]} "
-                          f"(the run has {before[k]})" for k in changed)
+        flags = ", ".join(f"{_flag(k)} {after[k]} (the run has {before[k]})" for k in changed)
         raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "
                           f"{'it' if len(changed) == 1 else 'them'} to resume, or start a new run.")
     checkpoints, _ = find(run_dir, config, "latest")  # Raises ConfigError when there is none.
