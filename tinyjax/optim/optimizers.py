@@ -15,10 +15,11 @@ arXiv:1711.05101).
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from tinyjax.config import OptimConfig, ScheduleConfig
-from tinyjax.optim.schedules import Schedule, onecycle
+from tinyjax.optim.schedules import Schedule, cosine, onecycle, piecewise_constant
 
 
 def sgd(learning_rate, momentum=0.0, nesterov: bool = False, weight_decay=0.0) -> optax.GradientTransformation:
@@ -45,18 +46,24 @@ def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2) -> optax
                        optax.scale_by_learning_rate(learning_rate))
 
 
-def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig,
-                   total_steps: int) -> tuple[optax.GradientTransformation, Schedule]:
+def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: int,
+                   steps_per_epoch: int | None = None, frozen=None) -> tuple[optax.GradientTransformation, Schedule]:
     """The optimizer of a config, and its learning-rate schedule.
 
     With ``schedule.name == "onecycle"`` the lr follows ``onecycle(...)`` and,
     when ``cycle_momentum``, its momentum schedule replaces ``optim.momentum``
     (SGD) or beta1 (Adam, AdamW), exactly as ``OneCycleLR`` overwrites the
     optimizer's values; ``optim.lr`` is then unused, as in PyTorch.
-    ``"constant"`` keeps ``optim.lr`` and ``optim.momentum``.
+    ``"constant"`` keeps ``optim.lr`` and ``optim.momentum``; ``"piecewise"``
+    and ``"cosine"`` start from ``optim.lr`` (``piecewise_constant``, ``cosine``).
 
     Args:
       total_steps: optimizer steps of the whole run (epochs * steps per epoch).
+      steps_per_epoch: needed by ``"piecewise"`` (milestones are in epochs).
+      frozen: ``frozen(path) -> bool`` on a parameter's path (a tuple of
+        names, e.g. ``("whiten", "kernel")``): those parameters get no update
+        at all (no gradient step, no weight decay), as ``requires_grad=False``
+        in PyTorch; None: all are trained.
 
     Returns:
       ``(tx, lr_fn)`` where ``lr_fn(step)`` is the lr of the 0-based step.
@@ -71,8 +78,15 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig,
         lr, momentum = policy.learning_rate, policy.momentum or optim.momentum
     elif schedule.name == "constant":
         lr, momentum = (lambda step: optim.lr), optim.momentum
+    elif schedule.name == "piecewise":
+        if steps_per_epoch is None:
+            raise ValueError("the piecewise schedule needs steps_per_epoch (its milestones are epochs).")
+        lr = piecewise_constant(optim.lr, schedule.milestones, schedule.gamma, steps_per_epoch)
+        momentum = optim.momentum
+    elif schedule.name == "cosine":
+        lr, momentum = cosine(optim.lr, total_steps, schedule.min_lr), optim.momentum
     else:
-        raise ValueError(f"unknown schedule {schedule.name!r}; use onecycle or constant.")
+        raise ValueError(f"unknown schedule {schedule.name!r}; use onecycle, constant, piecewise or cosine.")
     if optim.name == "sgd":
         tx = optax.inject_hyperparams(sgd, static_args="nesterov")(
             learning_rate=lr, momentum=momentum, nesterov=optim.nesterov,
@@ -83,4 +97,10 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig,
             weight_decay=optim.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {optim.name!r}; use sgd, adam or adamw.")
+    if frozen is not None:
+        def labels(params):
+            return jax.tree_util.tree_map_with_path(
+                lambda path, _: "frozen" if frozen(tuple(getattr(k, "key", str(k)) for k in path)) else "train",
+                params)
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     return tx, lr

@@ -104,3 +104,66 @@ def onecycle(total_steps: int, max_lr: float, pct_start: float = 0.3,
 
     return OneCycle(learning_rate=lambda step: schedule(step, 1),
                     momentum=(lambda step: schedule(step, 3)) if cycle_momentum else None)
+
+
+def piecewise_constant(base_lr: float, milestones: tuple[int, ...], gamma: float,
+                       steps_per_epoch: int) -> Schedule:
+    """PyTorch's ``MultiStepLR(milestones, gamma)`` stepped once per epoch, as a function of the step.
+
+    Source: ``torch.optim.lr_scheduler.MultiStepLR`` (PyTorch 2.x): during
+    (0-based) epoch ``e`` the lr is ``base_lr * gamma ** k`` with ``k`` the
+    number of milestones ``<= e``. Epoch ``e`` holds the steps
+    ``e * steps_per_epoch .. (e + 1) * steps_per_epoch - 1``, so the lr drops
+    at step ``milestone * steps_per_epoch`` exactly, the first step of the
+    milestone's epoch. A milestone listed twice decays twice, as in PyTorch.
+
+    Args:
+      base_lr: the optimizer's lr before the first milestone.
+      milestones: epochs (0-based epoch index at which the decay starts, i.e.
+        PyTorch's milestone numbers), non-decreasing.
+      gamma: multiplicative decay at each milestone.
+      steps_per_epoch: optimizer steps per epoch (``ceil(N / batch)``).
+
+    Returns:
+      A jittable ``lr(step)`` of the 0-based step (float32).
+
+    Raises:
+      ValueError: ``base_lr`` or ``gamma`` not positive, a negative or
+        decreasing milestone, or ``steps_per_epoch < 1``.
+    """
+    if base_lr <= 0 or gamma <= 0:
+        raise ValueError(f"piecewise-constant decay needs lr > 0 and gamma > 0, got {base_lr} and {gamma}.")
+    if any(m < 0 for m in milestones) or list(milestones) != sorted(milestones):
+        raise ValueError(f"milestones must be non-negative epochs in increasing order, got {list(milestones)}.")
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}.")
+    boundaries = jnp.asarray([m * steps_per_epoch for m in milestones], jnp.int32).reshape(-1)
+
+    def lr(step: jnp.ndarray) -> jnp.ndarray:
+        decays = jnp.sum(jnp.asarray(step, jnp.int32) >= boundaries)
+        return jnp.asarray(base_lr, jnp.float32) * jnp.asarray(gamma, jnp.float32) ** decays.astype(jnp.float32)
+
+    return lr
+
+
+def cosine(base_lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
+    """Cosine decay from ``base_lr`` to ``min_lr`` over the run, stepped per optimizer step.
+
+    Source: the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR``
+    (Loshchilov and Hutter, SGDR, arXiv:1608.03983) with ``T_max =
+    total_steps`` and ``eta_min = min_lr``, stepped once per batch:
+    ``lr(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T_max)) / 2``.
+    Steps past ``T_max`` stay at ``min_lr``.
+
+    Raises:
+      ValueError: ``total_steps < 1``, ``base_lr <= 0`` or ``min_lr`` outside ``[0, base_lr]``.
+    """
+    if total_steps < 1 or base_lr <= 0 or not 0 <= min_lr <= base_lr:
+        raise ValueError(f"cosine decay needs total_steps >= 1 and 0 <= min_lr <= lr, got {total_steps}, "
+                         f"{min_lr}, {base_lr}.")
+
+    def lr(step: jnp.ndarray) -> jnp.ndarray:
+        t = jnp.clip(jnp.asarray(step, jnp.float32), 0, total_steps)
+        return min_lr + (base_lr - min_lr) * (1.0 + jnp.cos(jnp.pi * t / total_steps)) / 2.0
+
+    return lr
