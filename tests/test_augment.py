@@ -1,0 +1,200 @@
+"""tinyjax.data.augment: each transform on known patterns, draws, determinism, jit and vmap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tinyjax import streams
+from tinyjax.config import AugmentConfig
+from tinyjax.data import augment as aug
+
+ROOT = jax.random.key(0)
+ALL_ON = AugmentConfig(crop_padding=4, flip="random", rotation=15.0, brightness=0.4, contrast=0.4,
+                       saturation=0.4)
+
+
+def images(n=8, shape=(32, 32, 3), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n,) + shape, dtype=np.uint8)
+
+
+_augment = jax.jit(aug.augment, static_argnums=0)  # as the train step calls it: config static
+
+
+def run(cfg, imgs, step=0, epoch=0, root=ROOT, indices=None):
+    idx = jnp.arange(len(imgs), dtype=jnp.int32) if indices is None else indices
+    return np.asarray(_augment(cfg, root, jnp.int32(step), jnp.int32(epoch), idx, jnp.asarray(imgs)))
+
+
+def test_disabled_is_pixels_over_255():
+    imgs = images(4)
+    assert not aug.is_enabled(AugmentConfig())
+    out = run(AugmentConfig(), imgs)
+    # The same op as the pipeline's normalisation; XLA divides by multiplying with 1/255 (within 1 ulp).
+    np.testing.assert_array_equal(out, jnp.asarray(imgs).astype(jnp.float32) / 255.0)
+    np.testing.assert_allclose(out, imgs.astype(np.float32) / 255, rtol=1.2e-7, atol=0)
+    assert aug.is_enabled(AugmentConfig(contrast=0.1))
+
+
+def test_flip_reverses_width_where_chosen():
+    x = jnp.asarray(images(2, (3, 4, 2)), jnp.float32)
+    out = np.asarray(aug.flip(x, jnp.array([True, False])))
+    np.testing.assert_array_equal(out[0], np.asarray(x)[0, :, ::-1])
+    np.testing.assert_array_equal(out[1], np.asarray(x)[1])
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 0), (3, 1), (6, 6), (2, 5)])
+def test_crop_moves_a_pixel_and_fills_zeros(dy, dx):
+    p, h, w = 3, 8, 10
+    x = np.zeros((1, h, w, 1), np.float32)
+    x[0, 4, 5, 0] = 1.0
+    out = np.asarray(aug.crop_shift(jnp.asarray(x + 0.5 * (x == 0)), jnp.array([dy]), jnp.array([dx]), p))
+    # Output (y, x) reads input (y + dy - p, x + dx - p): content moves by (p - dy, p - dx).
+    expected = np.zeros((h, w), np.float32)
+    for y in range(h):
+        for xx in range(w):
+            sy, sx = y + dy - p, xx + dx - p
+            if 0 <= sy < h and 0 <= sx < w:
+                expected[y, xx] = 1.0 if (sy, sx) == (4, 5) else 0.5
+    np.testing.assert_array_equal(out[0, :, :, 0], expected)
+    assert out[0, 4 + p - dy, 5 + p - dx, 0] == 1.0
+
+
+def test_crop_offsets_cover_range_uniformly():
+    # One bright pixel per image at a known place: its new position gives (dy, dx).
+    p, n = 2, 4000
+    x = np.zeros((n, 9, 9, 1), np.uint8)
+    x[:, 4, 4, 0] = 255
+    out = run(AugmentConfig(crop_padding=p), x)
+    _, ys, xs, _ = np.nonzero(out)
+    assert len(ys) == n                     # the pixel never leaves a 9x9 image at p=2
+    dy, dx = 4 + p - ys, 4 + p - xs
+    for d in (dy, dx):
+        counts = np.bincount(d, minlength=2 * p + 1)
+        assert len(counts) == 2 * p + 1 and counts.min() > 0
+        np.testing.assert_allclose(counts / n, 1 / (2 * p + 1), atol=0.03)
+    assert np.corrcoef(dy, dx)[0, 1] < 0.1
+
+
+def test_rotation_90_is_rot90_counter_clockwise_and_0_is_identity():
+    for shape in [(6, 6, 1), (5, 5, 3)]:          # even and odd sizes
+        x = jnp.asarray(images(1, shape, seed=3), jnp.float32)
+        np.testing.assert_array_equal(aug.rotate(x, jnp.array([0.0])), x)
+        np.testing.assert_array_equal(aug.rotate(x, jnp.array([90.0]))[0], np.rot90(np.asarray(x)[0], 1))
+        np.testing.assert_array_equal(aug.rotate(x, jnp.array([-90.0]))[0], np.rot90(np.asarray(x)[0], -1))
+        np.testing.assert_array_equal(aug.rotate(x, jnp.array([180.0]))[0], np.rot90(np.asarray(x)[0], 2))
+
+
+def test_rotation_matches_inverse_map_formula_with_zero_fill():
+    # torchvision's inverse matrix for rotate(angle): [cos a, -sin a; sin a, cos a] on centred (x, y down).
+    h, w, deg = 7, 9, 30.0
+    x = np.arange(1, h * w + 1, dtype=np.float32).reshape(1, h, w, 1)
+    out = np.asarray(aug.rotate(jnp.asarray(x), jnp.array([deg])))[0, :, :, 0]
+    a = np.deg2rad(deg)
+    expected = np.zeros((h, w), np.float32)
+    for i in range(h):
+        for j in range(w):
+            xc, yc = j - (w - 1) / 2, i - (h - 1) / 2
+            sx = round(np.cos(a) * xc - np.sin(a) * yc + (w - 1) / 2)
+            sy = round(np.sin(a) * xc + np.cos(a) * yc + (h - 1) / 2)
+            if 0 <= sx < w and 0 <= sy < h:
+                expected[i, j] = x[0, sy, sx, 0]
+    np.testing.assert_array_equal(out, expected)
+    assert (out == 0).any()                 # corners fall outside: fill 0
+
+
+def test_colour_jitter_formulas():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (2, 4, 5, 3)).astype(np.float32)
+    f = np.array([0.6, 1.4], np.float32)
+    fb = f[:, None, None, None]
+    grey = 0.299 * x[..., :1] + 0.587 * x[..., 1:2] + 0.114 * x[..., 2:3]
+    mean = grey.mean(axis=(1, 2, 3), keepdims=True)
+    cases = [(aug.adjust_brightness, np.clip(fb * x, 0, 1)),
+             (aug.adjust_contrast, np.clip(fb * x + (1 - fb) * mean, 0, 1)),
+             (aug.adjust_saturation, np.clip(fb * x + (1 - fb) * grey, 0, 1))]
+    for fn, expected in cases:
+        out = np.asarray(fn(jnp.asarray(x), jnp.asarray(f)))
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+        assert out.min() >= 0 and out.max() <= 1
+    # One channel: contrast blends with the image's own mean, saturation is the identity.
+    g = x[..., :1]
+    np.testing.assert_allclose(aug.adjust_contrast(jnp.asarray(g), jnp.asarray(f)),
+                               np.clip(fb * g + (1 - fb) * g.mean(axis=(1, 2, 3), keepdims=True), 0, 1),
+                               atol=1e-6)
+    np.testing.assert_array_equal(aug.adjust_saturation(jnp.asarray(g), jnp.asarray(f)), g)
+
+
+def test_jitter_factors_in_range():
+    # A constant grey image: brightness output / input is the factor, which lies in [1 - b, 1 + b].
+    x = np.full((2000, 2, 2, 1), 100, np.uint8)
+    f = run(AugmentConfig(brightness=0.5), x)[:, 0, 0, 0] / (100 / 255)
+    assert 0.5 - 1e-5 <= f.min() < 0.55 and 1.45 < f.max() <= 1.5 + 1e-5
+    assert abs(f.mean() - 1.0) < 0.02
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_everything_on_stays_in_range_and_is_deterministic(shape):
+    imgs = images(16, shape)
+    out = run(ALL_ON, imgs, step=5)
+    assert out.shape == imgs.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    np.testing.assert_array_equal(out, run(ALL_ON, imgs, step=5))
+    assert not np.array_equal(out, run(ALL_ON, imgs, step=6))
+    assert not np.array_equal(out, run(ALL_ON, imgs, step=5, root=jax.random.key(1)))
+    assert not np.allclose(out, imgs / 255, atol=0.05)
+
+
+def test_switching_one_transform_off_keeps_the_others_draws():
+    imgs = images(8)
+    both = AugmentConfig(crop_padding=3, brightness=0.5)
+    crop_then = run(AugmentConfig(crop_padding=3), imgs, step=2)
+    f = np.asarray(jax.vmap(lambda k: jax.random.uniform(k, (), minval=0.5, maxval=1.5))(
+        jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(
+            jax.random.fold_in(jax.random.fold_in(ROOT, streams.AUGMENT), 2), aug._BRIGHTNESS), i))(
+            jnp.arange(8))))
+    np.testing.assert_allclose(run(both, imgs, step=2), np.clip(crop_then * f[:, None, None, None], 0, 1),
+                               atol=1e-6)
+
+
+def test_random_flip_about_half():
+    x = np.zeros((2000, 1, 2, 1), np.uint8)
+    x[:, 0, 0, 0] = 255
+    out = run(AugmentConfig(flip="random"), x)
+    flipped = out[:, 0, 1, 0] == 1.0
+    assert np.all(out[:, 0, 0, 0] == 1.0 - flipped)
+    assert 0.45 < flipped.mean() < 0.55
+
+
+def test_alternate_flip_epochs():
+    n = 1000
+    x = np.zeros((n, 1, 2, 1), np.uint8)
+    x[:, 0, 0, 0] = 255
+    idx = jnp.asarray(np.random.default_rng(0).permutation(5000)[:n], jnp.int32)
+    cfg = AugmentConfig(flip="alternate")
+    by_epoch = [run(cfg, x, step=e * 7, epoch=e, indices=idx)[:, 0, 1, 0] == 1.0 for e in range(4)]
+    assert np.all(by_epoch[0] != by_epoch[1]) and np.all(by_epoch[1] != by_epoch[2])
+    np.testing.assert_array_equal(by_epoch[0], by_epoch[2])
+    np.testing.assert_array_equal(by_epoch[1], by_epoch[3])
+    assert 0.45 < by_epoch[0].mean() < 0.55
+    # The choice follows the example index, not its batch position.
+    perm = np.random.default_rng(1).permutation(n)
+    np.testing.assert_array_equal(run(cfg, x, epoch=0, indices=idx[perm])[:, 0, 1, 0] == 1.0, by_epoch[0][perm])
+
+
+def test_jit_and_vmap_over_roots():
+    imgs = jnp.asarray(images(4, (28, 28, 1)))
+    idx = jnp.arange(4, dtype=jnp.int32)
+    cfg = AugmentConfig(crop_padding=2, flip="alternate", rotation=10.0, contrast=0.3)
+    roots = jax.random.split(jax.random.key(7), 3)
+    out = jax.jit(jax.vmap(lambda r, s: aug.augment(cfg, r, s, jnp.int32(1), idx, imgs),
+                           in_axes=(0, None)))(roots, jnp.int32(3))
+    assert out.shape == (3, 4, 28, 28, 1)
+    for r in range(3):
+        np.testing.assert_allclose(out[r], run(cfg, imgs, step=3, epoch=1, root=roots[r]), atol=1e-6)
+    assert not np.array_equal(out[0], out[1])
+
+
+def test_negative_amount_raises():
+    with pytest.raises(ValueError, match=">= 0"):
+        run(AugmentConfig(rotation=-1.0), images(1))

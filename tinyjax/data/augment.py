@@ -1,0 +1,223 @@
+"""Per-example training augmentation on the device, inside the compiled step.
+
+``augment(config, root, step, epoch, indices, images)`` turns a ``uint8``
+batch into ``float32`` pixels in ``[0, 1]`` (``pixel / 255``) and applies, in
+this fixed order, the transforms that ``AugmentConfig`` switches on:
+
+1. crop      torchvision ``RandomCrop(size, padding=p)``, zero fill
+2. flip      ``RandomHorizontalFlip(0.5)``, or the ``alternate`` schedule
+3. rotation  ``RandomRotation(d)``: nearest neighbour, zero fill, about the centre
+4. jitter    ``ColorJitter(brightness, contrast, saturation)``, applied in this
+             fixed order; torchvision's ColorJitter shuffles the order of its
+             ops per call (``torch.randperm(4)``), we do not.
+
+Random draws depend only on (root, step, position in the batch) -- and, for
+``alternate`` flips, on (root, example index, epoch):
+``step_key = fold_in(fold_in(root, streams.AUGMENT), step)``; each transform
+folds in its own id, then each example its batch position, so switching one
+transform off leaves the draws of the others unchanged. The config is static
+(Python level): a transform that is off adds no operation to the graph.
+
+Costs (per batch of ``B`` images ``H x W x C``): crop is ``2(2p+1)``
+elementwise selects over fixed shifted slices of the padded batch (rows, then
+columns), which XLA fuses into one loop -- no per-example ``dynamic_slice``,
+which under ``vmap`` would become a gather. Flip is one select. Rotation is one
+gather of ``B*H*W`` pixels (all ``C`` channels at once) through nearest
+neighbour indices; jitter is elementwise plus one mean per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from tinyjax import streams
+from tinyjax.config import AugmentConfig
+
+# Sub-streams of the step key, one per transform.
+_CROP, _FLIP, _ROTATION, _BRIGHTNESS, _CONTRAST, _SATURATION = range(6)
+# ITU-R 601-2 luma weights, as PIL's "L" conversion (where torchvision's ColorJitter runs in the usual
+# PIL pipelines); torchvision's tensor rgb_to_grayscale uses 0.2989 for R (a difference below 1e-4).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def is_enabled(config: AugmentConfig) -> bool:
+    """Whether any transform is on (``augment`` is then more than ``images / 255``)."""
+    return (config.crop_padding > 0 or config.flip != "none" or config.rotation > 0
+            or config.brightness > 0 or config.contrast > 0 or config.saturation > 0)
+
+
+def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.Array,
+            indices: jax.Array, images: jax.Array) -> jax.Array:
+    """Augments a train batch.
+
+    Args:
+      config: which transforms, static.
+      root: the run's root PRNG key (typed key); may carry a vmapped replica axis.
+      step: int32 scalar, the optimizer step (0-based).
+      epoch: int32 scalar (0-based); used by ``flip="alternate"`` only.
+      indices: int32 ``[B]``, the examples' indices in the train split.
+      images: uint8 ``[B, H, W, C]`` (any H, W; C = 1 or 3).
+
+    Returns:
+      float32 ``[B, H, W, C]`` in ``[0, 1]`` pixel units (``pixel / 255``), augmented.
+
+    Raises:
+      ValueError: a negative field or an unknown flip mode.
+    """
+    if (config.crop_padding < 0 or config.rotation < 0 or min(config.brightness, config.contrast,
+                                                              config.saturation) < 0):
+        raise ValueError(f"augmentation amounts must be >= 0, got {config}.")
+    if config.flip not in ("none", "random", "alternate"):
+        raise ValueError(f"flip must be none, random or alternate, got {config.flip!r}.")
+    x = images.astype(jnp.float32) / 255.0
+    if not is_enabled(config):
+        return x
+    n = images.shape[0]
+    step_key = jax.random.fold_in(jax.random.fold_in(root, streams.AUGMENT), step)
+
+    def keys(transform):  # [B] keys: fold_in(fold_in(step_key, transform), position)
+        k = jax.random.fold_in(step_key, transform)
+        return jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n))
+
+    def factors(transform, v):  # [B] factors ~ U(max(0, 1-v), 1+v), ColorJitter's range
+        return jax.vmap(lambda k: jax.random.uniform(k, (), minval=max(0.0, 1.0 - v),
+                                                     maxval=1.0 + v))(keys(transform))
+
+    if config.crop_padding > 0:
+        p = config.crop_padding
+        d = jax.vmap(lambda k: jax.random.randint(k, (2,), 0, 2 * p + 1))(keys(_CROP))
+        x = crop_shift(x, d[:, 0], d[:, 1], p)
+    if config.flip == "random":
+        x = flip(x, jax.vmap(jax.random.bernoulli)(keys(_FLIP)))
+    elif config.flip == "alternate":
+        x = flip(x, alternate_flips(root, epoch, indices))
+    if config.rotation > 0:
+        d = config.rotation
+        x = rotate(x, jax.vmap(lambda k: jax.random.uniform(k, (), minval=-d, maxval=d))(keys(_ROTATION)))
+    if config.brightness > 0:
+        x = adjust_brightness(x, factors(_BRIGHTNESS, config.brightness))
+    if config.contrast > 0:
+        x = adjust_contrast(x, factors(_CONTRAST, config.contrast))
+    if config.saturation > 0:
+        x = adjust_saturation(x, factors(_SATURATION, config.saturation))
+    return x
+
+
+def crop_shift(images: jax.Array, dy: jax.Array, dx: jax.Array, padding: int) -> jax.Array:
+    """Random crop with explicit offsets (torchvision ``RandomCrop(size, padding)``, zero fill).
+
+    Pads each image by ``padding`` zero pixels on every side and takes the
+    ``H x W`` window whose top-left corner is at ``(dy, dx)`` of the padded
+    image: output pixel ``(y, x)`` is input ``(y + dy - p, x + dx - p)`` (0 outside),
+    so content moves by ``(p - dy, p - dx)`` pixels.
+
+    Cost: ``2p + 1`` selects among the static row shifts of the padded batch,
+    then ``2p + 1`` among the column shifts; elementwise, fused by XLA, no gather.
+
+    Args:
+      images: ``[B, H, W, C]`` float.
+      dy, dx: int ``[B]`` offsets in ``[0, 2 * padding]`` (pixels).
+      padding: ``p``, static, pixels.
+
+    Returns:
+      ``[B, H, W, C]``, same dtype.
+    """
+    p = padding
+    _, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+    dy = dy.reshape(dy.shape + (1, 1, 1))
+    dx = dx.reshape(dx.shape + (1, 1, 1))
+    rows = padded[:, 0:h]
+    for s in range(1, 2 * p + 1):
+        rows = jnp.where(dy == s, padded[:, s:s + h], rows)
+    out = rows[:, :, 0:w]
+    for s in range(1, 2 * p + 1):
+        out = jnp.where(dx == s, rows[:, :, s:s + w], out)
+    return out
+
+
+def flip(images: jax.Array, which: jax.Array) -> jax.Array:
+    """Horizontal flip (reverses the W axis) where ``which`` (bool ``[B]``) is set; a select, no gather."""
+    return jnp.where(which.reshape(which.shape + (1, 1, 1)), images[:, :, ::-1], images)
+
+
+def alternate_flips(root: jax.Array, epoch: jax.Array, indices: jax.Array) -> jax.Array:
+    """The ``alternate`` schedule: bool ``[B]``, ``b_i XOR (epoch is odd)`` with the base bit
+    ``b_i = bernoulli(fold_in(fold_in(root, streams.FLIP), index_i))``, p = 0.5.
+
+    Each example is seen flipped in exactly one of any two consecutive epochs.
+    """
+    flip_key = jax.random.fold_in(root, streams.FLIP)
+    base = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(flip_key, i)))(indices)
+    return base ^ (epoch % 2 == 1)
+
+
+def rotate(images: jax.Array, angles: jax.Array) -> jax.Array:
+    """Rotation by explicit angles (torchvision ``F.rotate``, as in ``RandomRotation``).
+
+    Positive angles turn the picture counter-clockwise as displayed (row 0 at
+    the top), as in torchvision: 90 degrees equals ``np.rot90(image, 1)`` on
+    ``[H, W]`` axes. Each output pixel centre, relative to the image centre
+    ``((W - 1) / 2, (H - 1) / 2)``, is mapped back through the inverse rotation
+    ``x_in = cos(a) x - sin(a) y``, ``y_in = sin(a) x + cos(a) y`` (y down) and
+    takes the nearest input pixel (rounded half to even, as ``grid_sample``'s
+    nearest mode); outside the image it is 0 (``fill=0``). The image keeps its
+    size (``expand=False``). Checked against torchvision 0.28's tensor rotate: equal
+    but for rare pixels whose source lies within float32 error of a rounding tie.
+
+    Cost: one gather of ``B * H * W`` pixel indices, all channels at once.
+
+    Args:
+      images: ``[B, H, W, C]`` float.
+      angles: float ``[B]``, degrees.
+
+    Returns:
+      ``[B, H, W, C]``, same dtype.
+    """
+    b, h, w, c = images.shape
+    a = angles.astype(jnp.float32) * (math.pi / 180.0)
+    cos, sin = jnp.cos(a)[..., None, None], jnp.sin(a)[..., None, None]
+    y = jnp.arange(h, dtype=jnp.float32)[:, None] - (h - 1) / 2.0
+    x = jnp.arange(w, dtype=jnp.float32)[None, :] - (w - 1) / 2.0
+    xi = jnp.round(cos * x - sin * y + (w - 1) / 2.0).astype(jnp.int32)  # [B, H, W]
+    yi = jnp.round(sin * x + cos * y + (h - 1) / 2.0).astype(jnp.int32)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    flat = (jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)).reshape(b, h * w, 1)
+    out = jnp.take_along_axis(images.reshape(b, h * w, c), flat, axis=1).reshape(b, h, w, c)
+    return jnp.where(inside[..., None], out, 0).astype(images.dtype)
+
+
+def _blend(x: jax.Array, other: jax.Array, f: jax.Array) -> jax.Array:
+    """torchvision's ``_blend`` on float images: ``clip(f x + (1 - f) other, 0, 1)``, ``f`` per image ``[B]``."""
+    f = f.reshape(f.shape + (1, 1, 1))
+    return jnp.clip(f * x + (1.0 - f) * other, 0.0, 1.0)
+
+
+def grayscale(x: jax.Array) -> jax.Array:
+    """ITU-R 601-2 luma ``0.299 R + 0.587 G + 0.114 B`` (``rgb_to_grayscale``): ``[B, H, W, 1]``;
+    a 1-channel image is returned as is."""
+    if x.shape[-1] == 1:
+        return x
+    return _LUMA[0] * x[..., 0:1] + _LUMA[1] * x[..., 1:2] + _LUMA[2] * x[..., 2:3]
+
+
+def adjust_brightness(x: jax.Array, f: jax.Array) -> jax.Array:
+    """``clip(f x, 0, 1)`` (``F.adjust_brightness``); x float ``[B, H, W, C]`` in [0, 1], f ``[B]``."""
+    return _blend(x, jnp.zeros((), x.dtype), f)
+
+
+def adjust_contrast(x: jax.Array, f: jax.Array) -> jax.Array:
+    """``clip(f x + (1 - f) m, 0, 1)`` with ``m`` the mean of the image's greyscale
+    (``F.adjust_contrast``); x float ``[B, H, W, C]`` in [0, 1], f ``[B]``."""
+    return _blend(x, jnp.mean(grayscale(x), axis=(1, 2, 3), keepdims=True), f)
+
+
+def adjust_saturation(x: jax.Array, f: jax.Array) -> jax.Array:
+    """``clip(f x + (1 - f) grey(x), 0, 1)`` (``F.adjust_saturation``); the identity for
+    1 channel, as torchvision; x float ``[B, H, W, C]`` in [0, 1], f ``[B]``."""
+    if x.shape[-1] == 1:
+        return x
+    return _blend(x, grayscale(x), f)
