@@ -7,6 +7,12 @@ Receptive Fields of Convolutional Neural Networks", Distill 2019):
 the input. A 2x2 max-pool is k = s = 2; global average pooling is a kernel as
 large as its input map. Parameter counts come from the model's real
 parameter tree, so the table cannot drift from the model.
+
+A ``ResNet`` has one row per conv (its BatchNorm's scale and shift counted
+in the same row): the stem, each block's conv1 and conv2, and the 1x1
+shortcut conv of option "B" (option "A" has no parameters and no row). A
+block's receptive field follows its longest path, the two 3x3 convs (the
+shortcut sees less), so conv2's row gives the block's output field.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from tinyjax.models import CNN, MLP, count_params
+from tinyjax.models import CNN, MLP, FastNet, ResNet, count_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +67,7 @@ class LayerTable:
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
-    """The layer table of a ``CNN`` or ``MLP`` on inputs of ``input_shape`` (H, W, C).
+    """The layer table of a ``CNN``, ``MLP``, ``ResNet`` or ``FastNet`` on inputs of ``input_shape`` (H, W, C).
 
     Shapes only (``jax.eval_shape``): nothing is compiled or allocated, so a
     parameter budget can be checked before training starts.
@@ -71,13 +77,26 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     """
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
     params = variables["params"]
-    counted = lambda name: count_params(params.get(name, {}))
+
+    def counted(*paths: str) -> int:  # Parameters under "conv1" or "stage1_block1/conv1", summed.
+        total = 0
+        for path in paths:
+            tree = params
+            for key in path.split("/"):
+                tree = tree.get(key, {})
+            total += count_params(tree)
+        return total
+
     if isinstance(model, CNN):
         rows = _cnn_rows(model, input_shape, counted)
     elif isinstance(model, MLP):
         rows = _mlp_rows(model, input_shape, counted)
+    elif isinstance(model, ResNet):
+        rows = _resnet_rows(model, input_shape, counted)
+    elif isinstance(model, FastNet):
+        rows = _fastnet_rows(model, input_shape, counted)
     else:
-        raise TypeError(f"no layer table for {type(model).__name__}; CNN and MLP have one.")
+        raise TypeError(f"no layer table for {type(model).__name__}; CNN, MLP, ResNet and FastNet have one.")
     return LayerTable(tuple(rows), count_params(params), count_params(variables.get("batch_stats", {})))
 
 
@@ -117,4 +136,56 @@ def _mlp_rows(model: MLP, input_shape, counted) -> list[LayerRow]:
         act = f" + {model.activation}" if i <= len(model.hidden) else ""
         rows.append(LayerRow(f"fc{i}", f"Linear({width}->{out}){act}", (out,), counted(f"fc{i}"), None, None))
         width = out
+    return rows
+
+
+def _resnet_rows(model: ResNet, input_shape, counted) -> list[LayerRow]:
+    rows = []
+
+    def conv(name: str, bn: str, shape, features: int, k: int, s: int, r: int, j: int):
+        """A k x k conv (k odd, padding k // 2, no bias, stride s) + BatchNorm on a map of ``shape``."""
+        (h, w, c), p = shape, k // 2
+        out = ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1, features)
+        r, j = r + (k - 1) * j, j * s
+        rows.append(LayerRow(name, f"Conv2d({c}->{features}, k={k}, p={p}, s={s}) + BatchNorm2d",
+                             out, counted(name, bn), r, j))
+        return out, r, j
+
+    shape, r, j = conv("stem_conv", "stem_bn", input_shape, model.stem_width, 3, 1, 1, 1)
+    for block in model.block_plan():
+        n, s = block.name, block.stride
+        block_in = shape, r, j
+        shape, r, j = conv(f"{n}/conv1", f"{n}/bn1", shape, block.features, 3, s, r, j)
+        shape, r, j = conv(f"{n}/conv2", f"{n}/bn2", shape, block.features, 3, 1, r, j)
+        if model.shortcut == "B" and (s != 1 or block.in_features != block.features):
+            conv(f"{n}/shortcut_conv", f"{n}/shortcut_bn", block_in[0], block.features, 1, s, *block_in[1:])
+    (h, w, c) = shape
+    r = r + (max(h, w) - 1) * j
+    rows.append(LayerRow("gap", "AdaptiveAvgPool2d(1)", (1, 1, c), 0, r, j * max(h, w)))
+    if model.dropout:
+        rows.append(LayerRow("dropout", f"Dropout({model.dropout})", (c,), 0, None, None))
+    rows.append(LayerRow("fc", f"Linear({c}->{model.num_classes})", (model.num_classes,),
+                         counted("fc"), None, None))
+    return rows
+
+
+def _fastnet_rows(model: FastNet, input_shape, counted) -> list[LayerRow]:
+    (h, w, c), k = input_shape, model.whiten_patch
+    h, w, r, j = h - k + 1, w - k + 1, k, 1
+    rows = [LayerRow("whiten", f"Conv2d({c}->{model.whiten_width}, k={k}, bias; frozen kernel) + GELU",
+                     (h, w, model.whiten_width), counted("whiten"), r, j)]
+    c = model.whiten_width
+    for i, width in enumerate(model.widths, start=1):
+        r, j = r + 2 * j, j  # conv1 3x3
+        h, w, r, j = h // 2, w // 2, r + j, 2 * j  # 2x2 max-pool
+        rows.append(LayerRow(f"block{i}_conv1", f"Conv2d({c}->{width}, k=3, p=1) + MaxPool2d(2) + BatchNorm2d"
+                             " (no scale) + GELU", (h, w, width), counted(f"block{i}_conv1", f"block{i}_bn1"), r, j))
+        r = r + 2 * j
+        rows.append(LayerRow(f"block{i}_conv2", f"Conv2d({width}->{width}, k=3, p=1) + BatchNorm2d (no scale) + GELU",
+                             (h, w, width), counted(f"block{i}_conv2", f"block{i}_bn2"), r, j))
+        c = width
+    r = r + (max(h, w) - 1) * j
+    rows.append(LayerRow("gmp", "AdaptiveMaxPool2d(1)", (1, 1, c), 0, r, j * max(h, w)))
+    rows.append(LayerRow("fc", f"Linear({c}->{model.num_classes}, no bias) x {model.logit_scale:.4g}",
+                         (model.num_classes,), counted("fc"), None, None))
     return rows

@@ -16,6 +16,23 @@ Presets (trainable parameters in brackets, as in the seeds):
 - ``mnist_tiny_2k`` (2,031): ours for seed 002's challenge (``tiny_2k``).
 - ``mlp_<n>hl_<width>[_sigmoid]``: seed 003's MLPs, e.g. ``mlp_2hl_50``
   (42,310) and ``mlp_3hl_1000`` (2,797,010).
+- ``resnet_7x3`` (4,985,390): seed 004, CIFAR-10: stem 32, 7+7+7
+  BasicBlocks at 32/64/190 channels, 1x1-conv shortcuts (option B),
+  dropout 0.3 before the head.
+- ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``
+  (269,722 / 464,154 / 658,586 / 853,018 / 1,727,962): He et al. 2015's
+  CIFAR ResNets, 3 stages of n = 3/5/7/9/18 blocks at 16/32/64 channels,
+  stem 16, zero-padding shortcuts (option A).
+- ``resnet18`` (11,173,962): the common CIFAR variant of ResNet-18: 3x3
+  stem 64 without max-pool, 4 stages of 2 blocks at 64/128/256/512, option B.
+- ``fastnet_2m`` (1,971,640) and ``fastnet_4m`` (4,604,728): our fast CIFAR-10
+  recipe's network (``FastNet``, after airbench): a frozen 2x2
+  patch-whitening conv, then 3 blocks of two 3x3 convs at 64/256/256 or
+  128/384/384 channels with BatchNorm without scale and GELU.
+
+``create(name, dtype=jnp.bfloat16)`` builds a ResNet or FastNet preset for mixed
+precision (computation in bfloat16, parameters and BatchNorm statistics in
+float32); the CNN and MLP families compute in float32 only.
 """
 
 from __future__ import annotations
@@ -24,11 +41,14 @@ import dataclasses
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
 from tinyjax.models.cnn import CNN, ConvSpec
 from tinyjax.models.mlp import MLP
+from tinyjax.models.fastnet import FastNet
+from tinyjax.models.resnet import ResNet
 
 
 def seed000_cnn(dropout: float = 0.0) -> CNN:
@@ -67,6 +87,11 @@ def seed002_dsconv() -> CNN:
                 ConvSpec(58, kernel=1, pool=True)))
 
 
+def he_resnet(n: int) -> ResNet:
+    """He et al. 2015's CIFAR ResNet-(6n+2): n blocks per stage at 16/32/64, option A."""
+    return ResNet((n, n, n), (16, 32, 64), stem_width=16, shortcut="A")
+
+
 PRESETS: dict[str, Callable[[], nn.Module]] = {
     "mnist_cnn_7k": seed000_cnn,
     "mnist_cnn_7k_dropout": lambda: seed000_cnn(dropout=0.1),
@@ -80,18 +105,38 @@ PRESETS: dict[str, Callable[[], nn.Module]] = {
     "mlp_3hl_50_sigmoid": lambda: MLP((50, 50, 50), activation="sigmoid"),
     "mlp_3hl_100": lambda: MLP((100, 100, 100)),
     "mlp_3hl_1000": lambda: MLP((1000, 1000, 1000)),
+    "resnet_7x3": lambda: ResNet((7, 7, 7), (32, 64, 190), stem_width=32, shortcut="B", dropout=0.3),
+    "resnet20": lambda: he_resnet(3),
+    "resnet32": lambda: he_resnet(5),
+    "resnet44": lambda: he_resnet(7),
+    "resnet56": lambda: he_resnet(9),
+    "resnet110": lambda: he_resnet(18),
+    "resnet18": lambda: ResNet((2, 2, 2, 2), (64, 128, 256, 512), stem_width=64, shortcut="B"),
+    "fastnet_2m": lambda: FastNet((64, 256, 256)),
+    "fastnet_4m": lambda: FastNet((128, 384, 384)),
 }
 
 
-def create(name: str) -> nn.Module:
-    """The preset registered as ``name``.
+def create(name: str, dtype=jnp.float32) -> nn.Module:
+    """The preset registered as ``name``, computing in ``dtype``.
+
+    ``dtype`` (anything ``jnp.dtype`` accepts: ``jnp.bfloat16``, ``"bfloat16"``)
+    is the computation dtype of the families that have one (``ResNet``);
+    parameters stay float32 in every family.
 
     Raises:
-      ValueError: unknown name; the message lists the known ones.
+      ValueError: unknown name (the message lists the known ones), or a dtype
+        other than float32 for a family without a ``dtype`` field.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(PRESETS)}.")
-    return PRESETS[name]()
+    model, dtype = PRESETS[name](), jnp.dtype(dtype)
+    if dtype == jnp.float32:
+        return model
+    if not hasattr(model, "dtype"):
+        raise ValueError(f"{name} ({type(model).__name__}) supports only float32; use dtype=jnp.float32 "
+                         f"or a ResNet or FastNet preset for {dtype}.")
+    return model.clone(dtype=dtype)
 
 
 def count_params(params) -> int:
@@ -99,4 +144,4 @@ def count_params(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
-__all__ = ["CNN", "ConvSpec", "MLP", "PRESETS", "create", "count_params"]
+__all__ = ["CNN", "ConvSpec", "FastNet", "MLP", "PRESETS", "ResNet", "create", "count_params"]
