@@ -48,7 +48,7 @@ def test_help_lists_fields_with_units():
 @pytest.mark.parametrize("args,message", [
     (["--epochs", "0"], "error: --epochs must be >= 1, got 0."),
     (["--pct-start", "1.5"], "error: --pct-start must be in (0, 1), got 1.5."),
-    (["--model", "nope"], "error: --model 'nope' is unknown; choose one of ['mlp_1hl_50', "),
+    (["--model", "nope"], "error: --model 'nope' is unknown; choose one of ['fastnet_2m', "),
     (["--optimizer", "adam", "--nesterov", "True"], "error: --nesterov applies to SGD only, not adam."),
     (["--max-params", "7000"], "error: --model mnist_cnn_7k has 7,784 trainable parameters, over "
                                "--max-params 7,000; choose a smaller model or raise the budget."),

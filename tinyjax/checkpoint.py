@@ -239,20 +239,15 @@ def load(run_dir: str, which: str = "best") -> Restored:
       ConfigError: not a run directory, or no such checkpoint.
       CheckpointError: the checkpoint cannot be read.
     """
-    from tinyjax import data, models
-    from tinyjax.optim.optimizers import make_optimizer
-    from tinyjax.train.state import create_train_state
+    from tinyjax.train.state import init_state
 
     config = load_config(run_dir)
     checkpoints, checkpoint_id = find(run_dir, config, which)
     try:
         meta = checkpoints.meta(checkpoint_id)
-        model = models.create(config.model)
-        tx, _ = make_optimizer(config.optim, config.schedule, config.epochs * meta["steps_per_epoch"])
-        template = create_train_state(model, tx, jax.random.key(config.seed),
-                                      (1,) + data.IMAGE_SHAPES[config.data.name])
+        model, template, _ = init_state(config, meta["steps_per_epoch"])
         state, meta = checkpoints.restore(checkpoint_id, template)
     finally:
         checkpoints.close()
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = state.eval_variables()  # The moving average when the run kept one (--ema).
     return Restored(model, variables, config, meta["epoch"] + (0 if meta["position"] == 0 else 1))

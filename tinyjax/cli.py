@@ -6,6 +6,10 @@ first); every ``Config`` field is then a flag over it (``--epochs 3
 with their units. ``--sweep`` trains every variant in turn, the other flags
 applied to each, and writes one results table
 (``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.report``).
+``--grid [field=v1,v2 ...]`` trains every point of a hyperparameter grid
+(``tinyjax.grid``) and writes ``<experiment>-grid-<timestamp>.md`` with a
+column per grid field. When ``--epochs`` changes a piecewise schedule's
+length and ``--milestones`` is not given, the milestones scale with it.
 ``--resume RUN_DIR`` continues that run in place from its latest checkpoint
 with the config saved there; flags that would change its result are refused.
 
@@ -29,6 +33,7 @@ from typing import Mapping, Sequence
 
 import tyro
 
+from tinyjax import grid as grids
 from tinyjax.config import Config, ConfigError, closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
@@ -63,13 +68,14 @@ def _named(variants: Mapping[str, Config], name: str | None) -> Config:
 
 
 def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """(``--variant``, ``--sweep``, ``--resume``, ``--debug``; the remaining args) from the command line."""
+    """(``--variant``, ``--sweep``, ``--resume``, ``--debug``, ``--grid``; the remaining args) from the command line."""
     args = list(sys.argv[1:] if args is None else args)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--variant", default=None)
     pre.add_argument("--sweep", action="store_true")
     pre.add_argument("--resume", default=None)
     pre.add_argument("--debug", action="store_true")
+    pre.add_argument("--grid", nargs="*", default=None)
     known, rest = pre.parse_known_args(args)
     if known.variant is not None and known.variant not in variants:
         raise ConfigError(f"--variant {known.variant!r} is unknown{closest(known.variant, variants)}; "
@@ -142,6 +148,12 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         "--debug: show tracebacks instead of one error line.")
     config = tyro.cli(Config, default=base, args=rest, description=help_text,
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+    schedule = config.schedule
+    if (schedule.name == "piecewise" and config.epochs != base.epochs and schedule.milestones == base.schedule.milestones
+            and not any(a.split("=")[0] == "--milestones" for a in rest)):
+        # A shortened (or longer) run keeps its decays at the same fractions of the run, as --grid promises.
+        scaled = tuple(max(1, round(m * config.epochs / base.epochs)) for m in schedule.milestones)
+        config = dataclasses.replace(config, schedule=dataclasses.replace(schedule, milestones=scaled))
     return dataclasses.replace(config, variant=base.variant)
 
 
@@ -188,9 +200,10 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
 
 
 def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
-         description: str | None = None) -> int:
-    """Parses flags, trains and evaluates (one variant, or all with ``--sweep``);
-    returns the exit status."""
+         description: str | None = None, grid: Mapping[str, str] | None = None) -> int:
+    """Parses flags, trains and evaluates (one variant, all with ``--sweep``, or
+    every point of ``--grid``, ``grid`` being the experiment's default one as
+    ``{"batch_size": "32,64", ...}``); returns the exit status."""
     from tinyjax import report
     from tinyjax.checkpoint import CheckpointError
     from tinyjax.config import validate
@@ -201,9 +214,15 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     try:
         known, rest = _split(variants, args)
         if known.resume is not None:
-            if known.sweep:
-                raise ConfigError("--resume continues one run; drop --sweep.")
+            if known.sweep or known.grid is not None:
+                raise ConfigError("--resume continues one run; drop --sweep and --grid.")
             configs = [resume_config(variants, known.resume, known.variant, rest, description)]
+        elif known.grid is not None:
+            if known.sweep:
+                raise ConfigError("--grid and --sweep both choose the runs; give one of them.")
+            base = _named(variants, known.variant)
+            configs = [_parse_over(variants, _parse_over(variants, base, point, description), rest, description)
+                       for point in grids.points(grids.parse(known.grid, grid))]
         else:
             names = variants if known.sweep else [known.variant]
             configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
@@ -229,11 +248,12 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         print("aborted by Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)  # At once: not waiting for a background checkpoint write (saves are atomic).
-    sweep = known.sweep
-    if sweep:
-        table = report.table(run_dirs)
+    if known.sweep or known.grid is not None:
+        fields = [] if known.sweep else list(grids.parse(known.grid, grid))
+        table = report.table(run_dirs, fields)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = os.path.join(configs[0].out, f"{configs[0].experiment}-sweep-{stamp}.md")
+        kind = "sweep" if known.sweep else "grid"
+        path = os.path.join(configs[0].out, f"{configs[0].experiment}-{kind}-{stamp}.md")
         with open(path, "w") as f:
             f.write(table + "\n")
         print(f"{table}\n\nwritten to {path}")

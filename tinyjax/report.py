@@ -39,15 +39,27 @@ def row(run_dir: str) -> list[str]:
             f"{r['train_accuracy']:.2f}", to_99, f"{minutes}m{seconds:02d}s"]
 
 
-def table(run_dirs: Sequence[str]) -> str:
-    """Markdown comparison of the runs in ``run_dirs`` that have results."""
+def config_value(run_dir: str, flag: str) -> str:
+    """The value of the config field of ``flag`` (``"--weight-decay"``) in ``run_dir/config.json``."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    name = flag.lstrip("-").replace("-", "_")
+    flat = {k: v for section in config.values() if isinstance(section, dict) for k, v in section.items()}
+    value = config.get(name, flat.get(name, "?"))
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def table(run_dirs: Sequence[str], fields: Sequence[str] = ()) -> str:
+    """Markdown comparison of the runs in ``run_dirs`` that have results; ``fields``
+    (flags, e.g. ``["--batch-size", "--gamma"]``) add a column each, with the run's value."""
     rows = []
     for d in run_dirs:
         try:
-            rows.append(row(d))
+            rows.append(row(d)[:1] + [config_value(d, f) for f in fields] + row(d)[1:])
         except FileNotFoundError:
             print(f"skipped {d}: no results.json", file=sys.stderr)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    columns = COLUMNS[:1] + tuple(f.lstrip("-") for f in fields) + COLUMNS[1:]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 

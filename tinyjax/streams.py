@@ -13,3 +13,4 @@ DATA_ORDER = 2  # the epoch's shuffle: fold_in(fold_in(root, DATA_ORDER), epoch)
 VALIDATION = 3  # the held-out validation subset: fold_in(key(0), VALIDATION), the same for every seed
 AUGMENT = 4     # augmentation draws: fold_in(fold_in(root, AUGMENT), step), then per example
 FLIP = 5        # --flip alternate's first-epoch choice: fold_in(fold_in(root, FLIP), example index)
+SUBSET = 6      # --train-limit's subset of the train split: fold_in(key(0), SUBSET), the same for every seed

@@ -22,10 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 # Per-channel mean and std of the train split in [0, 1] pixel units, as used
-# by torchvision's MNIST examples (0.1307, 0.3081) and for Fashion-MNIST.
-NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+# by torchvision's MNIST examples (0.1307, 0.3081) and for Fashion-MNIST;
+# CIFAR-10's are (R, G, B) tuples of the official train split.
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530),
+                 "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 # Image shape (H, W, C) of each dataset, known before its files are read.
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 
 class DeviceData(NamedTuple):
@@ -83,15 +85,43 @@ def batch_plan(key: jax.Array | None, num_examples: int, batch_size: int) -> tup
     return indices.reshape(steps, batch_size), mask.reshape(steps, batch_size)
 
 
-def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array,
-               mean: float, std: float) -> Batch:
+def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array, mean, std) -> Batch:
     """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device (``normalize``)."""
     return Batch(normalize(data.images[indices], mean, std), data.labels[indices], mask)
 
 
-def normalize(images: jax.Array, mean: float, std: float) -> jax.Array:
-    """``uint8 [..., H, W, C]`` pixels to float32 ``(pixel / 255 - mean) / std``."""
-    return (images.astype(jnp.float32) / 255.0 - mean) / std
+def normalize(images: jax.Array, mean, std) -> jax.Array:
+    """``uint8 [..., H, W, C]`` pixels to float32 ``(pixel / 255 - mean) / std``; ``mean`` and ``std``
+    are scalars or per-channel sequences of length C (``NORMALIZATION``)."""
+    return standardize(images.astype(jnp.float32) / 255.0, mean, std)
+
+
+def standardize(images: jax.Array, mean, std) -> jax.Array:
+    """float32 ``[..., C]`` in [0, 1] pixel units (``pixel / 255``, e.g. augmented) to ``(x - mean) / std``."""
+    return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def tta_views(images: jax.Array, tta: str) -> list[jax.Array]:
+    """Test-time augmentation views of float32 ``[B, H, W, C]`` images in [0, 1] pixel units.
+
+    ``"none"``: the images; ``"flip"``: also their mirror (W reversed);
+    ``"flip_shift"``: those two, and each shifted by one pixel up-left and
+    down-right (zero fill, the value a padded crop brings in): 6 views. The
+    flip-and-translate views of airbench's test-time augmentation (Jordan,
+    arXiv:2404.00498), here averaged with equal weights.
+
+    Raises:
+      ValueError: an unknown ``tta``.
+    """
+    if tta not in ("none", "flip", "flip_shift"):
+        raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip or flip_shift.")
+    views = [images] if tta == "none" else [images, images[:, :, ::-1]]
+    if tta == "flip_shift":
+        pad = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        h, w = images.shape[1:3]
+        for view in (pad, pad[:, :, ::-1]):
+            views += [view[:, 2:2 + h, 2:2 + w], view[:, :h, :w]]
+    return views
 
 
 def hold_out(images: np.ndarray, labels: np.ndarray, n: int, key: jax.Array

@@ -20,7 +20,8 @@ import tqdm
 
 from tinyjax import data
 from tinyjax.config import Config
-from tinyjax.train.steps import eval_logits, eval_step, train_step
+from tinyjax.data import augment
+from tinyjax.train.steps import batch_metrics, eval_logits, train_step
 
 BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry
 SYNC_EVERY = 25  # Steps between host syncs of the step loop (progress bar, non-finite check).
@@ -97,9 +98,10 @@ def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
 def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Callable]:
     """``(train_epoch, evaluate, predict)`` for a config.
 
-    ``train_epoch(state, device_data, key, start=0, totals=None, should_stop=None,
-    description="train") -> (state, totals, done)`` trains the epoch shuffled
-    by ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's
+    ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
+    description="train") -> (state, totals, done)`` trains the (0-based) ``epoch``
+    shuffled by ``key`` from batch ``start``, augmenting each batch on the
+    device (``tinyjax.data.augment``, ``config.augment``), adding to ``totals`` (a resumed epoch's
     sums); it stops early after a step where ``should_stop()`` is true or, with
     ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the
     end) that finds a non-finite step. With ``--on-nan stop`` no step after the
@@ -107,16 +109,24 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
     not, and their metrics are left out of the sums. A tqdm progress bar (live
     loss and accuracy) shows when stderr is a terminal.
     ``evaluate(state, device_data) -> totals`` runs the split in order with
-    running batch statistics; ``predict(state, device_data) -> int32 [N]`` (host)
+    running batch statistics (the weights' moving average with ``--ema``; logits
+    averaged over ``--tta`` views); ``predict(state, device_data) -> int32 [N]`` (host)
     the predicted classes.
     """
     mean, std = data.NORMALIZATION[config.data.name]
     smoothing = config.label_smoothing
     stop_on_nan = config.on_nan == "stop"
+    augmenting = augment.is_enabled(config.augment)
 
     def train_batch(carry, device_data, indices, mask):
-        state, totals = carry
-        new, metrics = train_step(state, data.make_batch(device_data, indices, mask, mean, std), smoothing)
+        state, totals, epoch = carry
+        if augmenting:  # On the device, per example, from (root key, step, epoch, example index).
+            images = augment.augment(config.augment, state.rng, state.step, epoch, indices,
+                                     device_data.images[indices])
+            batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
+        else:
+            batch = data.make_batch(device_data, indices, mask, mean, std)
+        new, metrics = train_step(state, batch, smoothing, config.ema)
         bad = metrics.pop("nonfinite")
         apply = (bad == 0) & ~(stop_on_nan & (totals["nonfinite"] > 0))
 
@@ -124,21 +134,28 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
             return jax.tree.map(lambda n, o: jnp.where(apply, n, o), new_value, old_value)
         state = new.replace(step=keep(new.step, state.step), params=keep(new.params, state.params),
                             batch_stats=keep(new.batch_stats, state.batch_stats),
-                            opt_state=keep(new.opt_state, state.opt_state))
+                            opt_state=keep(new.opt_state, state.opt_state), ema=keep(new.ema, state.ema))
         totals = {**{k: totals[k] + jnp.where(apply, v, jnp.zeros_like(v)) for k, v in metrics.items()},
                   "nonfinite": totals["nonfinite"] + bad}
-        return state, totals
+        return state, totals, epoch
+
+    def logits(state, device_data, indices):  # Averaged over the test-time augmentation views.
+        images = device_data.images[indices].astype(jnp.float32) / 255.0
+        views = data.pipeline.tta_views(images, config.tta)
+        return sum(eval_logits(state, data.pipeline.standardize(v, mean, std)) for v in views) / len(views)
 
     def eval_batch(carry, device_data, indices, mask):
         state, totals = carry
-        metrics = eval_step(state, data.make_batch(device_data, indices, mask, mean, std), smoothing)
+        batch = data.Batch(None, device_data.labels[indices], mask)
+        metrics = batch_metrics(logits(state, device_data, indices), batch, smoothing)
         return state, jax.tree.map(jnp.add, totals, metrics)
 
     run_train = epoch_driver(train_batch, loop, donate=True)
     run_eval = epoch_driver(eval_batch, loop, donate=False)
     plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
 
-    def train_epoch(state, device_data, key, start=0, totals=None, should_stop=None, description="train"):
+    def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
+                    description="train"):
         indices, mask = plan(key, len(device_data.labels), config.batch_size)
         with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
                        disable=not sys.stderr.isatty()) as bar:
@@ -154,8 +171,8 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
                     accuracy, loss = summarize(carry[1])
                     bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2f}%", refresh=False)
                 return False
-            (state, totals), done = run_train((state, zero_metrics(train=True) if totals is None else totals),
-                                              device_data, indices, mask, start, on_step)
+            carry = (state, zero_metrics(train=True) if totals is None else totals, jnp.asarray(epoch, jnp.int32))
+            (state, totals, _), done = run_train(carry, device_data, indices, mask, start, on_step)
         return state, totals, done
 
     def evaluate(state, device_data):
@@ -163,14 +180,13 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
         return run_eval((state, zero_metrics()), device_data, indices, mask)[0][1]
 
     @jax.jit
-    def predict_batch(state, device_data, indices, mask):
-        image = data.make_batch(device_data, indices, mask, mean, std).image
-        return jnp.argmax(eval_logits(state, image), -1).astype(jnp.int32)
+    def predict_batch(state, device_data, indices):
+        return jnp.argmax(logits(state, device_data, indices), -1).astype(jnp.int32)
 
     def predict(state, device_data):
         n = len(device_data.labels)
         indices, mask = plan(None, n, config.eval_batch_size)
-        batches = [predict_batch(state, device_data, indices[i], mask[i]) for i in range(len(indices))]
+        batches = [predict_batch(state, device_data, indices[i]) for i in range(len(indices))]
         return np.asarray(jnp.concatenate(batches))[:n]
 
     return train_epoch, evaluate, predict

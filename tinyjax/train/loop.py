@@ -19,16 +19,17 @@ import numpy as np
 from tinyjax import data, models, runs, streams
 from tinyjax.checkpoint import Checkpoints, CheckpointError
 from tinyjax.config import Config, ConfigError, validate
-from tinyjax.optim.optimizers import make_optimizer
 from tinyjax.summary import layer_table
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop, summarize
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
-from tinyjax.train.state import TrainState, create_train_state
+from tinyjax.train.state import TrainState, init_state
 
 
 def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The host arrays of ``train``, ``test`` and, with ``--val-split N``, ``val``
-    (N train images held out, the same subset for every seed).
+    (N train images held out, the same subset for every seed). ``--train-limit N``
+    first keeps a fixed subset of N train images (the same for every seed, in
+    stored order).
 
     Raises:
       ConfigError: ``--val-split`` or ``--batch-size`` does not fit the train split.
@@ -36,7 +37,10 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """
     images, labels = data.load(config.data.name, "train", config.data.data_dir)
     limit = config.data.train_limit
-    images, labels = images[:limit], labels[:limit]
+    if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
+        key = jax.random.fold_in(jax.random.key(0), streams.SUBSET)
+        keep = np.sort(np.asarray(jax.random.permutation(key, len(labels))[:limit]))
+        images, labels = images[keep], labels[keep]
     test = data.load(config.data.name, "test", config.data.data_dir)
     n, val = config.data.val_split, None
     if n:
@@ -81,8 +85,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     started = time.perf_counter()
     # ------------------------------------------------------------------ config, input, model, optimizer
     validate(config)
-    model = models.create(config.model)
-    table = layer_table(model, data.IMAGE_SHAPES[config.data.name])  # Shapes only: no compile.
+    table = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name])  # Shapes only.
     config = dataclasses.replace(config, loop=resolve_loop(config.loop))
     if resume is None:
         runs.check_writable(config.out)
@@ -94,10 +97,9 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
     fingerprint = {"train_examples": len(train_labels),
                    "train_crc32": zlib.crc32(train_labels.tobytes(), zlib.crc32(train_images.tobytes()))}
     try:  # One-cycle limits depend on the number of steps, known once the data is.
-        tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch)
+        _, state, lr_fn = init_state(config, steps_per_epoch, None if resume else train_images)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + train_images.shape[1:])
     train_epoch, evaluate, predict = make_epoch_fns(config, config.loop)
 
     # ------------------------------------------------------------------ run directory, fresh or restored state
@@ -147,7 +149,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functoo
                 start = time.perf_counter()
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
                 key = jax.random.fold_in(jax.random.fold_in(state.rng, streams.DATA_ORDER), epoch)
-                state, totals, done = train_epoch(state, device["train"], key, start_position, totals,
+                state, totals, done = train_epoch(state, device["train"], key, epoch, start_position, totals,
                                                   interrupts.requested, f"epoch {epoch + 1}/{config.epochs}")
                 start_position, nonfinite = 0, int(totals["nonfinite"])
                 if nonfinite and config.on_nan == "stop":

@@ -24,19 +24,86 @@ class TrainState(train_state.TrainState):
 
     batch_stats: Any
     rng: jax.Array
+    ema: Any = None  # {"params", "batch_stats"}: their moving average with --ema, else None.
+
+    def eval_variables(self) -> dict:
+        """The variables evaluation uses: the moving average when kept, else the live weights."""
+        if self.ema is not None:
+            return dict(self.ema)
+        return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       input_shape: tuple[int, ...]) -> TrainState:
+                       input_shape: tuple[int, ...], ema: bool = False) -> TrainState:
     """Initialises the model on zeros of ``input_shape`` (``[1, H, W, C]``).
 
     Args:
       rng: the run's root key (``jax.random.key(seed)``); parameters are drawn
         from ``fold_in(rng, streams.INIT)`` and the state keeps ``rng`` for later draws.
+      ema: keep a moving average of params and batch statistics (``update_ema``),
+        starting from the initial values.
     """
     variables = model.init(jax.random.fold_in(rng, streams.INIT), jnp.zeros(input_shape, jnp.float32))
-    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                              batch_stats=variables.get("batch_stats", {}), rng=rng)
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats, rng=rng,
+                              ema=_copy({"params": params, "batch_stats": batch_stats}) if ema else None)
     # flax starts `step` as a Python int, whose weak type differs from the int32
     # the first update returns: the second call would compile again.
     return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def update_ema(state: TrainState, decay: float) -> TrainState:
+    """``ema <- decay * ema + (1 - decay) * (params, batch_stats)``, once per step (Polyak averaging, as
+    timm's ``ModelEmaV2`` and Keras's ``use_ema``); a state without ``ema`` is returned as it is."""
+    if state.ema is None:
+        return state
+    live = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.replace(ema=jax.tree.map(lambda e, x: decay * e + (1.0 - decay) * x, state.ema, live))
+
+
+WHITENING_IMAGES = 5000  # Train images whose 2x2 patches set a FastNet's frozen whitening layer.
+
+
+def init_state(config, steps_per_epoch: int, train_images=None):
+    """The model, fresh train state and learning-rate schedule of a config.
+
+    Builds ``config.model`` in ``config.dtype``, its optimizer (see
+    ``tinyjax.optim.make_optimizer``) and the state, seeded by ``config.seed``.
+    A ``FastNet``'s first layer is set from data and frozen: its patch-whitening
+    kernel is computed from the first ``WHITENING_IMAGES`` of ``train_images``
+    (``uint8 [N, H, W, C]``; None leaves the random init, enough for a state
+    that a checkpoint will overwrite) and gets no updates.
+
+    Returns:
+      ``(model, state, lr_fn)``.
+
+    Raises:
+      ValueError: an optimizer or schedule that cannot be built (e.g. one-cycle
+        with too few steps).
+    """
+    import numpy as np
+
+    from tinyjax import data, models
+    from tinyjax.models.fastnet import FastNet, whitening_kernel, with_whitening
+    from tinyjax.optim.optimizers import make_optimizer
+
+    model = models.create(config.model, dtype=jnp.dtype(config.dtype))
+    fast = isinstance(model, FastNet)
+    tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch, steps_per_epoch,
+                               frozen=(lambda path: path == ("whiten", "kernel")) if fast else None)
+    state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + data.IMAGE_SHAPES[config.data.name],
+                               ema=config.ema > 0)
+    if fast and train_images is not None:
+        mean, std = data.NORMALIZATION[config.data.name]
+        images = (np.asarray(train_images[:WHITENING_IMAGES], np.float32) / 255.0 - np.asarray(mean)) / np.asarray(std)
+        variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))
+        state = state.replace(params=variables["params"])
+        if state.ema is not None:
+            state = state.replace(ema={**state.ema, "params": _copy(variables["params"])})
+    return model, state, lr_fn
+
+
+def _copy(tree):
+    """New buffers for ``tree``: the moving average must not alias the live weights, whose buffers
+    each step donates."""
+    return jax.tree.map(jnp.copy, tree)

@@ -13,7 +13,7 @@ import optax
 
 from tinyjax import streams
 from tinyjax.data.pipeline import Batch
-from tinyjax.train.state import TrainState
+from tinyjax.train.state import TrainState, update_ema
 
 
 
@@ -55,10 +55,11 @@ def batch_metrics(logits: jax.Array, batch: Batch, label_smoothing: float) -> di
             "count": jnp.sum(mask, dtype=jnp.int32)}
 
 
-def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
+def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, ema_decay: float = 0.0
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step in train mode; updates params, optimizer state and
-    batch statistics (from the unmasked examples only).
+    """One optimizer step in train mode; updates params, optimizer state,
+    batch statistics (from the unmasked examples only) and, when the state
+    keeps one, the weights' moving average with ``ema_decay``.
 
     Returns:
       ``(new_state, metrics)``; metrics as ``batch_metrics``, computed from the
@@ -79,9 +80,9 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0
         return loss, (updates["batch_stats"], logits)
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    state = update_ema(state.apply_gradients(grads=grads, batch_stats=batch_stats), ema_decay)
     finite = (jnp.isfinite(loss) & all_finite(grads) & all_finite(state.params) & all_finite(batch_stats)
-              & all_finite(state.opt_state))
+              & all_finite(state.opt_state) & all_finite(state.ema))
     return state, {**batch_metrics(logits, batch, label_smoothing), "nonfinite": (~finite).astype(jnp.int32)}
 
 
@@ -92,8 +93,9 @@ def all_finite(tree) -> jax.Array:
 
 
 def eval_logits(state: TrainState, image: jax.Array) -> jax.Array:
-    """Logits ``float32 [B, K]`` in eval mode (BatchNorm uses running statistics)."""
-    return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, image, train=False)
+    """Logits ``float32 [B, K]`` in eval mode (BatchNorm uses running statistics), from the
+    weights' moving average when the state keeps one (``TrainState.eval_variables``)."""
+    return state.apply_fn(state.eval_variables(), image, train=False)
 
 
 def eval_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> dict[str, jax.Array]:

@@ -1,0 +1,116 @@
+"""Training on real CIFAR-10 (the JPEG copy in ../shared/data), and the recipe pieces of the fast
+experiment: the frozen whitening layer, the weights' moving average, test-time augmentation."""
+
+import dataclasses
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import cifar10_fast, cifar10_resnet
+from tinyjax import checkpoint, data, predict
+from tinyjax.cli import main
+from tinyjax.train.epochs import make_epoch_fns
+from tinyjax.train.loop import load_splits
+from tinyjax.train.state import TrainState, init_state, update_ema
+from tinyjax.train.steps import cross_entropy_loss
+
+
+def have_cifar():
+    root = os.environ.get("TINYJAX_DATA_DIR", "")
+    return os.path.exists(os.path.join(root, "cifar10-jpeg.tar.gz"))
+
+
+needs_cifar = pytest.mark.skipif(not have_cifar(), reason="needs $TINYJAX_DATA_DIR/cifar10-jpeg.tar.gz")
+
+
+def train_mode_loss(state: TrainState, images, labels, mean, std) -> float:
+    logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                               data.pipeline.normalize(images, mean, std), train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.key(0)})
+    return float(cross_entropy_loss(logits, labels))
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_resnet20_one_epoch_on_2000_real_images_lowers_the_loss():
+    config = dataclasses.replace(cifar10_resnet.VARIANTS["resnet20"], epochs=1,
+                                 data=dataclasses.replace(cifar10_resnet.SEED_004.data, train_limit=2000))
+    splits = load_splits(config)
+    images, labels = splits["train"]
+    assert images.shape == (2000, 32, 32, 3) and len(np.unique(labels)) == 10  # A subset of every class.
+    _, state, _ = init_state(config, data.num_batches(2000, config.batch_size), images)
+    mean, std = data.NORMALIZATION["cifar10"]
+    probe = jnp.asarray(images[:500]), jnp.asarray(labels[:500])
+    before = train_mode_loss(state, *probe, mean, std)
+    train_epoch, _, _ = make_epoch_fns(config, "step")
+    state, totals, done = train_epoch(state, data.to_device(images, labels), jax.random.key(1))
+    after = train_mode_loss(state, *probe, mean, std)
+    assert done == 16 and int(totals["count"]) == 2000 and int(totals["nonfinite"]) == 0
+    assert after < 0.8 * before, (before, after)
+
+
+def test_fastnet_whitening_is_set_from_data_and_stays_frozen():
+    config = dataclasses.replace(cifar10_fast.VARIANTS["small"], epochs=1, batch_size=8, ema=0.0, tta="none")
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(64, dtype=np.int32) % 10
+    _, state, _ = init_state(config, 8, images)
+    kernel = np.asarray(state.params["whiten"]["kernel"])
+    _, random_init, _ = init_state(config, 8)
+    assert not np.allclose(kernel, random_init.params["whiten"]["kernel"])
+    np.testing.assert_allclose(kernel[..., :12], -kernel[..., 12:])  # Filters and their negatives.
+    train_epoch, _, _ = make_epoch_fns(config, "step")
+    before = jax.tree.map(np.asarray, state.params)
+    state, _, _ = train_epoch(state, data.to_device(images, labels), jax.random.key(1))
+    np.testing.assert_array_equal(state.params["whiten"]["kernel"], kernel)  # No step, no weight decay.
+    assert not np.allclose(state.params["whiten"]["bias"], before["whiten"]["bias"])
+    assert not np.allclose(state.params["fc"]["kernel"], before["fc"]["kernel"])
+
+
+def test_ema_is_a_moving_average_that_evaluation_uses():
+    config = dataclasses.replace(cifar10_fast.VARIANTS["small"], epochs=1, batch_size=8, ema=0.5)
+    _, state, _ = init_state(config, 8)
+    chex.assert_trees_all_equal(state.ema, {"params": state.params, "batch_stats": state.batch_stats})
+    moved = state.replace(params=jax.tree.map(lambda p: p + 1.0, state.params))
+    averaged = update_ema(moved, 0.5)
+    chex.assert_trees_all_close(averaged.ema["params"], jax.tree.map(lambda p: p + 0.5, state.params))
+    assert averaged.eval_variables()["params"] is averaged.ema["params"]
+    no_ema = init_state(dataclasses.replace(config, ema=0.0), 8)[1]
+    assert no_ema.ema is None and no_ema.eval_variables()["params"] is no_ema.params
+
+
+def test_tta_views():
+    x = jnp.asarray(np.random.default_rng(0).random((2, 5, 6, 3)), jnp.float32)
+    assert len(data.pipeline.tta_views(x, "none")) == 1
+    original, flipped = data.pipeline.tta_views(x, "flip")
+    np.testing.assert_array_equal(flipped, x[:, :, ::-1])
+    views = data.pipeline.tta_views(x, "flip_shift")
+    assert len(views) == 6
+    up_left, down_right = views[2], views[3]
+    np.testing.assert_array_equal(up_left[:, :-1, :-1], x[:, 1:, 1:])
+    np.testing.assert_array_equal(down_right[:, 1:, 1:], x[:, :-1, :-1])
+    assert float(up_left[:, -1].max()) == 0.0 and float(down_right[:, :, 0].max()) == 0.0
+    np.testing.assert_array_equal(views[4][:, :-1, :-1], x[:, :, ::-1][:, 1:, 1:])
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        data.pipeline.tta_views(x, "rotate")
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_cifar_experiment_end_to_end_with_ema_tta_and_checkpoint(tmp_path):
+    args = ["--variant", "resnet20", "--epochs", "1", "--train-limit", "512", "--ema", "0.9", "--tta", "flip",
+            "--rotation", "10", "--brightness", "0.2", "--out", str(tmp_path)]
+    assert main(cifar10_resnet.VARIANTS, args) == 0
+    (run_dir,) = tmp_path.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["params"] == 269_722 and 0 <= results["test_accuracy"] <= 100
+    assert (run_dir / "misclassified.png").exists()
+    restored = checkpoint.load(str(run_dir), "latest")
+    assert restored.config.augment.rotation == 10 and restored.config.ema == 0.9
+    images, labels = data.load("cifar10", "test")
+    probs = predict(restored.model, restored.variables, images[:16], "cifar10")
+    assert probs.shape == (16, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)

@@ -1,0 +1,70 @@
+"""Hyperparameter grids: ``--grid`` expands one config into one config per point.
+
+``--grid`` alone runs the experiment's own grid (e.g. seed 004's Table 2);
+``--grid batch_size=64,256 weight_decay=1e-4,5e-4`` runs that subset: the
+product of the values given, in the order given (the last field changes
+fastest). A field is named as its flag without dashes (``batch_size`` or
+``batch-size``); a list value is written in brackets or with colons
+(``milestones=[50,100],[75,125]`` or ``milestones=50:100,75:125``). Each point
+is a normal run with its own run directory; the other flags apply to every
+point, and ``--epochs N`` shortens each one, its milestones scaled with it
+(``tinyjax.cli``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+from tinyjax.config import ConfigError
+
+
+def split_values(text: str) -> list[str]:
+    """``"[50,100],[75,125]"`` -> ``["50 100", "75 125"]``; ``"64,256"`` -> ``["64", "256"]``:
+    commas inside brackets separate a list's items, colons too; outside, points."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    values.append(current)
+    cleaned = [" ".join(v.strip("[] ").replace(":", ",").replace(",", " ").split()) for v in values]
+    if depth != 0 or any(not v for v in cleaned):
+        raise ConfigError(f"--grid value {text!r} is malformed; write values as 64,256 or, for lists, "
+                          "[50,100],[75,125] or 50:100,75:125.")
+    return cleaned
+
+
+def parse(tokens: Sequence[str], default: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    """``{"--batch-size": ["64", "256"], ...}`` from ``field=v1,v2`` tokens, or
+    the experiment's ``default`` grid when ``tokens`` is empty.
+
+    Raises:
+      ConfigError: no tokens and no default grid, a token without ``=``, or a
+        field given twice.
+    """
+    if not tokens:
+        if not default:
+            raise ConfigError("this experiment has no default grid; give one, e.g. --grid batch_size=64,256.")
+        tokens = [f"{k}={v}" for k, v in default.items()]
+    grid: dict[str, list[str]] = {}
+    for token in tokens:
+        name, eq, values = token.partition("=")
+        if not eq or not name or not values:
+            raise ConfigError(f"--grid {token!r}: write field=value1,value2 (e.g. weight_decay=1e-4,5e-4).")
+        flag = "--" + name.strip("-").replace("_", "-")
+        if flag in grid:
+            raise ConfigError(f"--grid names {name} twice; give all its values at once.")
+        grid[flag] = split_values(values)
+    return grid
+
+
+def points(grid: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """The command-line flags of every point of the product, e.g.
+    ``[["--batch-size", "64", "--milestones", "50", "100"], ...]``."""
+    flags = list(grid)
+    return [[token for flag, value in zip(flags, combo) for token in (flag, *value.split())]
+            for combo in itertools.product(*(grid[f] for f in flags))]
