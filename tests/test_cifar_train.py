@@ -114,3 +114,25 @@ def test_cifar_experiment_end_to_end_with_ema_tta_and_checkpoint(tmp_path):
     images, labels = data.load("cifar10", "test")
     probs = predict(restored.model, restored.variables, images[:16], "cifar10")
     assert probs.shape == (16, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+
+
+def test_bfloat16_computes_in_bf16_but_keeps_float32_weights_statistics_and_optimizer_state():
+    config = dataclasses.replace(cifar10_resnet.VARIANTS["resnet20"], epochs=1, batch_size=8, dtype="bfloat16")
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(16, dtype=np.int32) % 10
+    model, state, _ = init_state(config, 2, images)
+    assert model.dtype == jnp.bfloat16
+    train_epoch, evaluate, _ = make_epoch_fns(config, "step")
+    state, totals, _ = train_epoch(state, data.to_device(images, labels), jax.random.key(1))
+    assert int(totals["nonfinite"]) == 0
+    for tree in (state.params, state.batch_stats, state.opt_state):
+        assert {x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)} == {np.dtype(np.float32)}
+    assert np.isfinite(float(evaluate(state, data.to_device(images, labels))["loss_sum"]))
+
+
+def test_bfloat16_on_a_float32_only_family_is_one_config_error():
+    from experiments import mnist_onecycle
+    from tinyjax.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="--dtype bfloat16: mnist_cnn_7k \\(CNN\\) supports only float32"):
+        validate(dataclasses.replace(mnist_onecycle.CONFIG, dtype="bfloat16"))

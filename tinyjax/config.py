@@ -267,6 +267,13 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message + ".")
+    if config.dtype != "float32":
+        from tinyjax.models import create
+
+        try:
+            create(config.model, dtype=config.dtype)
+        except ValueError as e:
+            raise ConfigError(f"--dtype {config.dtype}: {e}") from None
     if config.max_params is not None:
         from tinyjax.data import IMAGE_SHAPES
         from tinyjax.models import create
