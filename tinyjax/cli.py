@@ -144,7 +144,9 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         f"\n\n--variant {{{','.join(names)}}}: the base config (default: {names[0]}). "
         "--sweep: train every variant, the other flags applied to each, and write one results table."
         if len(names) > 1 else "") + (
-        "\n\n--resume RUN_DIR: continue that run from its latest checkpoint. "
+        "\n\n--grid [field=v1,v2 ...]: train every point of a hyperparameter grid (this experiment's own "
+        "when none is given, if it has one) and write one results table. "
+        "--resume RUN_DIR: continue that run from its latest checkpoint. "
         "--debug: show tracebacks instead of one error line.")
     config = tyro.cli(Config, default=base, args=rest, description=help_text,
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))

@@ -62,7 +62,8 @@ class OptimConfig:
     name: Annotated[Literal["sgd", "adam", "adamw"], tyro.conf.arg(name="optimizer")] = "sgd"
     """Optimizer, with PyTorch's update rule (torch.optim.SGD / Adam / AdamW)."""
     lr: float = 0.001
-    """Learning rate of the constant schedule; one-cycle replaces it, as OneCycleLR does."""
+    """Learning rate of the constant schedule, and the starting lr of piecewise and cosine; one-cycle
+    replaces it, as OneCycleLR does."""
     momentum: float = 0.0
     """SGD momentum, or Adam's beta1 (PyTorch's default 0.9); replaced by the one-cycle momentum when cycled."""
     beta2: float = 0.999
