@@ -17,9 +17,9 @@ from tinyjax.train import create_train_state
 from experiments.mnist_onecycle import CONFIG
 
 
-def state_of(seed=0, model="mnist_cnn_7k"):
+def state_of(seed=0, model="mnist_cnn_7k", ema=False):
     tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 100)
-    return create_train_state(models.create(model), tx, jax.random.key(seed), (1, 28, 28, 1))
+    return create_train_state(models.create(model), tx, jax.random.key(seed), (1, 28, 28, 1), ema=ema)
 
 
 def saved_ids(run_dir):
@@ -38,6 +38,17 @@ def test_restore_gives_back_the_whole_state(tmp_path, model):
     assert jax.random.key_impl(restored.rng) == jax.random.key_impl(state.rng)
     np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
     assert meta == {"epoch": 0, "position": 5, "steps_per_epoch": 10, "totals": {"count": 7}}
+
+
+def test_the_weights_moving_average_is_saved_and_restored(tmp_path):
+    state = state_of(3, ema=True)
+    state = state.replace(ema=jax.tree.map(lambda x: x + 0.25, state.ema))  # Unlike the live weights.
+    ckpt = Checkpoints(str(tmp_path), CONFIG)
+    ckpt.save(1, state, {"epoch": 1})
+    ckpt.close()
+    restored, _ = Checkpoints(str(tmp_path), CONFIG).restore(1, state_of(0, ema=True))
+    chex.assert_trees_all_equal(restored.ema, state.ema)
+    chex.assert_trees_all_equal(restored.params, state.params)
 
 
 @pytest.mark.parametrize("mode,accuracies,best", [

@@ -111,6 +111,12 @@ def test_cifar_experiment_end_to_end_with_ema_tta_and_checkpoint(tmp_path):
     assert (run_dir / "misclassified.png").exists()
     restored = checkpoint.load(str(run_dir), "latest")
     assert restored.config.augment.rotation == 10 and restored.config.ema == 0.9
+    # The checkpoint evaluates to the accuracy the run recorded: the moving average and the TTA came back.
+    from tinyjax.evaluate import evaluate_checkpoint
+
+    evaluated = evaluate_checkpoint(str(run_dir), "latest")
+    assert evaluated["test_acc"] == pytest.approx(results["test_accuracy"], abs=1e-9)
+    assert evaluated["recorded"]["test_acc"] == pytest.approx(results["test_accuracy"], abs=1e-9)
     images, labels = data.load("cifar10", "test")
     probs = predict(restored.model, restored.variables, images[:16], "cifar10")
     assert probs.shape == (16, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)

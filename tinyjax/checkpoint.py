@@ -53,9 +53,11 @@ class CheckpointError(RuntimeError):
 
 
 def _state_tree(state: TrainState) -> dict:
-    """The savable pytree of a state: the typed key as its ``uint32`` key data."""
-    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
+    """The savable pytree of a state: every array field of ``TrainState`` (the
+    weights' moving average when kept), the typed key as its ``uint32`` key data."""
+    tree = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
             "opt_state": state.opt_state, "rng": jax.random.key_data(state.rng)}
+    return tree if state.ema is None else {**tree, "ema": state.ema}
 
 
 class Checkpoints:
@@ -176,7 +178,7 @@ class Checkpoints:
         t = restored.state
         rng = jax.random.wrap_key_data(t["rng"], impl=jax.random.key_impl(template.rng))
         state = template.replace(step=t["step"], params=t["params"], batch_stats=t["batch_stats"],
-                                 opt_state=t["opt_state"], rng=rng)
+                                 opt_state=t["opt_state"], rng=rng, ema=t.get("ema"))
         return state, restored.meta
 
 
