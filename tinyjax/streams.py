@@ -14,3 +14,4 @@ VALIDATION = 3  # the held-out validation subset: fold_in(key(0), VALIDATION), t
 AUGMENT = 4     # augmentation draws: fold_in(fold_in(root, AUGMENT), step), then per example
 FLIP = 5        # --flip alternate's first-epoch choice: fold_in(fold_in(root, FLIP), example index)
 SUBSET = 6      # --train-limit's subset of the train split: fold_in(key(0), SUBSET), the same for every seed
+WHITEN = 7      # the train images that set a FastNet's whitening layer: fold_in(root, WHITEN)

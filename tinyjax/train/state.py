@@ -70,12 +70,18 @@ def init_state(config, steps_per_epoch: int, train_images=None):
     Builds ``config.model`` in ``config.dtype``, its optimizer (see
     ``tinyjax.optim.make_optimizer``) and the state, seeded by ``config.seed``.
     A ``FastNet``'s first layer is set from data and frozen: its patch-whitening
-    kernel is computed from the first ``WHITENING_IMAGES`` of ``train_images``
-    (``uint8 [N, H, W, C]``; None leaves the random init, enough for a state
-    that a checkpoint will overwrite) and gets no updates.
+    kernel is computed from ``WHITENING_IMAGES`` of ``train_images`` drawn by
+    ``fold_in(key(seed), streams.WHITEN)`` and gets no updates.
+
+    Args:
+      config: a ``tinyjax.config.Config``.
+      steps_per_epoch: optimizer steps per epoch (sets the schedule's length).
+      train_images: ``uint8 [N, H, W, C]``, or None to leave the random init
+        (enough for a state that a checkpoint will overwrite).
 
     Returns:
-      ``(model, state, lr_fn)``.
+      ``(model, state, lr_fn)``: the flax module, the ``TrainState`` and the
+      learning rate as a function of the 0-based step.
 
     Raises:
       ValueError: an optimizer or schedule that cannot be built (e.g. one-cycle
@@ -93,9 +99,10 @@ def init_state(config, steps_per_epoch: int, train_images=None):
                                frozen=(lambda path: path == ("whiten", "kernel")) if fast else None)
     state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + data.IMAGE_SHAPES[config.data.name],
                                ema=config.ema > 0)
-    if fast and train_images is not None:
-        mean, std = data.NORMALIZATION[config.data.name]
-        images = (np.asarray(train_images[:WHITENING_IMAGES], np.float32) / 255.0 - np.asarray(mean)) / np.asarray(std)
+    if fast and train_images is not None:  # A random subset: some sources store the images sorted by class.
+        key = jax.random.fold_in(jax.random.key(config.seed), streams.WHITEN)
+        pick = np.sort(np.asarray(jax.random.permutation(key, len(train_images))[:WHITENING_IMAGES]))
+        images = data.pipeline.normalize(jnp.asarray(train_images[pick]), *data.NORMALIZATION[config.data.name])
         variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))
         state = state.replace(params=variables["params"])
         if state.ema is not None:
