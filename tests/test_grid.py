@@ -12,7 +12,7 @@ def test_values_split_on_commas_outside_brackets():
     assert grid.split_values("64,256") == ["64", "256"]
     assert grid.split_values("[50,100],[75,125]") == ["50 100", "75 125"]
     assert grid.split_values("50:100,75:125") == ["50 100", "75 125"]
-    for bad in ("[50,100", "64,,256", ""):
+    for bad in ("[50,100", "64,,256", "", "]50,100[", "[[50]]"):
         with pytest.raises(ConfigError, match="malformed"):
             grid.split_values(bad)
 
@@ -49,6 +49,15 @@ def test_milestones_scale_with_epochs_unless_given():
     assert parse(cifar10_resnet.VARIANTS, ["--variant", "resnet20", "--epochs", "10"]).schedule.milestones == (5, 8)
 
 
+def test_scaled_milestones_never_merge():
+    from tinyjax.cli import scale_milestones
+
+    assert scale_milestones((80, 120), 200, 20) == (8, 12)
+    assert scale_milestones((125, 175), 200, 20) == (13, 18)  # 12.5 and 17.5 round half up.
+    assert scale_milestones((80, 120), 200, 2) == (1, 2)      # Not (1, 1): two decays stay two.
+    assert parse(cifar10_resnet.VARIANTS, ["--epochs", "2"]).schedule.milestones == (1, 2)
+
+
 def test_grid_runs_every_point_and_writes_one_table(tmp_path):
     args = ["--grid", "batch_size=32,64", "label_smoothing=0,0.1", "--epochs", "1", "--train-limit", "512",
             "--out", str(tmp_path)]
@@ -67,4 +76,6 @@ def test_grid_errors_come_before_any_training(tmp_path, capsys):
     assert "unknown flag --bach-size (did you mean '--batch-size'?)" in capsys.readouterr().err
     assert main(mnist_onecycle.VARIANTS, ["--grid", "--sweep"]) == 2
     assert "--grid and --sweep" in capsys.readouterr().err
+    assert main(mnist_onecycle.VARIANTS, ["--grid", "batch_size=32,64", "--batch-size", "16"]) == 2
+    assert "--batch-size given both in --grid and as a flag" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -153,10 +153,20 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
     schedule = config.schedule
     if (schedule.name == "piecewise" and config.epochs != base.epochs and schedule.milestones == base.schedule.milestones
             and not any(a.split("=")[0] == "--milestones" for a in rest)):
-        # A shortened (or longer) run keeps its decays at the same fractions of the run, as --grid promises.
-        scaled = tuple(max(1, round(m * config.epochs / base.epochs)) for m in schedule.milestones)
-        config = dataclasses.replace(config, schedule=dataclasses.replace(schedule, milestones=scaled))
+        config = dataclasses.replace(config, schedule=dataclasses.replace(
+            schedule, milestones=scale_milestones(schedule.milestones, base.epochs, config.epochs)))
     return dataclasses.replace(config, variant=base.variant)
+
+
+def scale_milestones(milestones: Sequence[int], epochs: int, new_epochs: int) -> tuple[int, ...]:
+    """Milestones (epochs) of an ``epochs``-long run moved to the same fractions of a
+    ``new_epochs``-long one, rounded half up, at least 1 and each after the previous
+    one (so that two decays never merge into one): ``(80, 120)`` of 200 -> ``(8, 12)``
+    of 20, ``(1, 2)`` of 2."""
+    scaled: list[int] = []
+    for m in milestones:
+        scaled.append(max(int(m * new_epochs / epochs + 0.5), scaled[-1] + 1 if scaled else 1))
+    return tuple(scaled)
 
 
 def _flat(obj, prefix: str = "") -> dict:
@@ -222,9 +232,12 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         elif known.grid is not None:
             if known.sweep:
                 raise ConfigError("--grid and --sweep both choose the runs; give one of them.")
-            base = _named(variants, known.variant)
+            base, points = _named(variants, known.variant), grids.parse(known.grid, grid)
+            again = sorted(set(points) & {a.split("=")[0] for a in rest})
+            if again:
+                raise ConfigError(f"{', '.join(again)} given both in --grid and as a flag; give it in one place.")
             configs = [_parse_over(variants, _parse_over(variants, base, point, description), rest, description)
-                       for point in grids.points(grids.parse(known.grid, grid))]
+                       for point in grids.points(points)]
         else:
             names = variants if known.sweep else [known.variant]
             configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]

@@ -249,7 +249,8 @@ def validate(config: Config) -> None:
         s = config.schedule
         checks += [
             (all(0 < m for m in s.milestones) and list(s.milestones) == sorted(s.milestones),
-             f"--milestones must be increasing epochs >= 1, got {list(s.milestones)}"),
+             f"--milestones must be epochs >= 1 in non-decreasing order (one given twice decays twice, as in "
+             f"MultiStepLR), got {list(s.milestones)}"),
             (0 < s.gamma <= 1, f"--gamma must be in (0, 1], got {s.gamma}"),
         ]
     if config.schedule.name == "cosine":

@@ -5,7 +5,9 @@
 product of the values given, in the order given (the last field changes
 fastest). A field is named as its flag without dashes (``batch_size`` or
 ``batch-size``); a list value is written in brackets or with colons
-(``milestones=[50,100],[75,125]`` or ``milestones=50:100,75:125``). Each point
+(``milestones=[50,100],[75,125]`` or ``milestones=50:100,75:125``; without
+them ``milestones=80,120`` is two points of one milestone each). Milestones
+are epochs of the variant's run, scaled with ``--epochs``. Each point
 is a normal run with its own run directory; the other flags apply to every
 point, and ``--epochs N`` shortens each one, its milestones scaled with it
 (``tinyjax.cli``).
@@ -25,6 +27,8 @@ def split_values(text: str) -> list[str]:
     values, depth, current = [], 0, ""
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            break
         if char == "," and depth == 0:
             values.append(current)
             current = ""
@@ -64,7 +68,8 @@ def parse(tokens: Sequence[str], default: Mapping[str, Sequence[str]] | None) ->
 
 def points(grid: Mapping[str, Sequence[str]]) -> list[list[str]]:
     """The command-line flags of every point of the product, e.g.
-    ``[["--batch-size", "64", "--milestones", "50", "100"], ...]``."""
+    ``[["--batch-size", "64", "--milestones", "50", "100"], ...]``: a value
+    holding a list (``"50 100"``, from ``split_values``) becomes one token per item."""
     flags = list(grid)
     return [[token for flag, value in zip(flags, combo) for token in (flag, *value.split())]
             for combo in itertools.product(*(grid[f] for f in flags))]
