@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tinyjax import data
-from tinyjax.data import DataError, DatasetNotFoundError, cifar
+from tinyjax.data import DataError, DatasetNotFoundError, cifar, imagefolder
 
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -286,7 +286,7 @@ def cache_files(isolated):
 
 
 def fail_on_decode(monkeypatch):
-    monkeypatch.setattr(cifar, "_decode", lambda blob, where: pytest.fail(f"decoded {where} again"))
+    monkeypatch.setattr(imagefolder, "_decode", lambda blob, where: pytest.fail(f"decoded {where} again"))
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar_gz"])
@@ -318,7 +318,7 @@ def test_cache_write_is_atomic_and_an_unusable_cache_is_rebuilt(isolated, splits
         raise OSError("No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(cifar.np, "savez", killed)
+        m.setattr(imagefolder.np, "savez", killed)
         assert_split(load_local("train", isolated), expected["train"])  # Loads; warns it cannot cache.
     assert cache_files(isolated) == []  # No partial file, no temporary left behind.
     load_local("train", isolated)

@@ -40,7 +40,12 @@ def row(run_dir: str) -> list[str]:
 
 
 def config_value(run_dir: str, flag: str) -> str:
-    """The value of the config field of ``flag`` (``"--weight-decay"``) in ``run_dir/config.json``."""
+    """The value of the config field of ``flag`` (``"--weight-decay"``) in ``run_dir/config.json``, as
+    text (a list as its items joined by spaces; ``"?"`` for a field the config does not have).
+
+    Raises:
+      FileNotFoundError: no config.json in ``run_dir``.
+    """
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     name = flag.lstrip("-").replace("-", "_")
@@ -55,7 +60,8 @@ def table(run_dirs: Sequence[str], fields: Sequence[str] = ()) -> str:
     rows = []
     for d in run_dirs:
         try:
-            rows.append(row(d)[:1] + [config_value(d, f) for f in fields] + row(d)[1:])
+            cells = row(d)
+            rows.append(cells[:1] + [config_value(d, f) for f in fields] + cells[1:])
         except FileNotFoundError:
             print(f"skipped {d}: no results.json", file=sys.stderr)
     columns = COLUMNS[:1] + tuple(f.lstrip("-") for f in fields) + COLUMNS[1:]

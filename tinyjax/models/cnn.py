@@ -56,9 +56,12 @@ class ConvSpec:
 
 
 def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | None = None,
-               scale: bool = True) -> jax.Array:
-    """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (flax: 0.9), eps 1e-5;
-    ``scale=False`` leaves out the learned scale (gamma), keeping the shift.
+               scale: bool = True, momentum: float = 0.1, eps: float = 1e-5, dtype=None) -> jax.Array:
+    """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (PyTorch's convention, the
+    weight of the new batch; flax: 0.9), eps 1e-5; ``scale=False`` leaves out the
+    learned scale (gamma), keeping the shift. ``dtype`` is the output dtype
+    (mixed precision: bfloat16); parameters and running statistics are float32,
+    and flax computes the statistics in float32 whatever ``dtype`` is.
 
     ``mask bool [B]`` leaves padded rows out of the batch statistics. One
     documented difference to PyTorch: the running variance is updated with the
@@ -67,8 +70,8 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | No
     """
     if mask is not None:
         mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=scale,
-                        name=name)(x, mask=mask)
+    return nn.BatchNorm(use_running_average=not train, momentum=1.0 - momentum, epsilon=eps, use_scale=scale,
+                        dtype=dtype, param_dtype=jnp.float32, name=name)(x, mask=mask)
 
 
 def max_pool(x: jax.Array, size: int = 2) -> jax.Array:

@@ -41,7 +41,7 @@ import numpy as np
 from flax import linen as nn
 from flax.typing import Dtype
 
-from tinyjax.models.cnn import max_pool
+from tinyjax.models.cnn import batch_norm, max_pool
 from tinyjax.models.torch_init import bias_init, kernel_init
 
 
@@ -126,17 +126,6 @@ def with_whitening(variables, kernel: np.ndarray | jax.Array):
     return {**variables, "params": params}
 
 
-def _batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, momentum: float, eps: float,
-                dtype: Dtype, name: str) -> jax.Array:
-    """BatchNorm without learned scale; ``momentum`` in PyTorch's convention
-    (weight of the new batch), statistics float32, ``mask bool [B]`` keeps
-    padded rows out of them."""
-    if mask is not None:
-        mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-    return nn.BatchNorm(use_running_average=not train, momentum=1.0 - momentum, epsilon=eps,
-                        use_scale=False, dtype=dtype, param_dtype=jnp.float32, name=name)(x, mask=mask)
-
-
 class FastNet(nn.Module):
     """The airbench network; see the module docstring.
 
@@ -195,7 +184,7 @@ class FastNet(nn.Module):
         if self.whiten_width > 2 * p * p * c:
             raise ValueError(f"whiten_width {self.whiten_width} exceeds 2 * {p}*{p}*{c} = {2 * p * p * c} "
                              f"whitening filters for {c}-channel input; lower it.")
-        bn = functools.partial(_batch_norm, train=train, mask=mask, momentum=self.bn_momentum,
+        bn = functools.partial(batch_norm, train=train, mask=mask, scale=False, momentum=self.bn_momentum,
                                eps=self.bn_eps, dtype=self.dtype)
         gelu = functools.partial(nn.gelu, approximate=False)
         x = x.astype(self.dtype)

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.typing import Dtype
 
+from tinyjax.models.cnn import batch_norm
 from tinyjax.models.torch_init import bias_init
 
 SHORTCUTS = ("A", "B")
@@ -79,15 +80,6 @@ def pad_shortcut(x: jax.Array, features: int, stride: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - c))) if features > c else x
 
 
-def _batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, dtype: Dtype, name: str) -> jax.Array:
-    """``tinyjax.models.cnn.batch_norm`` (PyTorch momentum and eps, masked batch statistics)
-    returning ``dtype``; statistics are float32 whatever ``dtype`` is."""
-    if mask is not None:
-        mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                        param_dtype=jnp.float32, name=name)(x, mask=mask)
-
-
 def _conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str) -> nn.Conv:
     return nn.Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False,
                    kernel_init=kaiming_normal, dtype=dtype, param_dtype=jnp.float32, name=name)
@@ -106,7 +98,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-        bn = functools.partial(_batch_norm, train=train, mask=mask, dtype=self.dtype)
+        bn = functools.partial(batch_norm, train=train, mask=mask, dtype=self.dtype)
         y = _conv(self.features, 3, self.stride, self.dtype, "conv1")(x)
         y = nn.relu(bn(y, name="bn1"))
         y = bn(_conv(self.features, 3, 1, self.dtype, "conv2")(y), name="bn2")
@@ -183,7 +175,7 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         x = x.astype(self.dtype)
         x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(x)
-        x = nn.relu(_batch_norm(x, train, mask, self.dtype, "stem_bn"))
+        x = nn.relu(batch_norm(x, train, mask, "stem_bn", dtype=self.dtype))
         for block in self.block_plan():
             x = BasicBlock(block.features, block.stride, self.shortcut, self.dtype, name=block.name)(
                 x, train, mask)

@@ -15,6 +15,8 @@ arXiv:1711.05101).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import optax
 
@@ -47,7 +49,8 @@ def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2) -> optax
 
 
 def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: int,
-                   steps_per_epoch: int | None = None, frozen=None) -> tuple[optax.GradientTransformation, Schedule]:
+                   steps_per_epoch: int | None = None, frozen: Callable[[tuple[str, ...]], bool] | None = None
+                   ) -> tuple[optax.GradientTransformation, Schedule]:
     """The optimizer of a config, and its learning-rate schedule.
 
     With ``schedule.name == "onecycle"`` the lr follows ``onecycle(...)`` and,
@@ -69,7 +72,8 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: in
       ``(tx, lr_fn)`` where ``lr_fn(step)`` is the lr of the 0-based step.
 
     Raises:
-      ValueError: unknown optimizer or schedule kind, or invalid one-cycle values.
+      ValueError: unknown optimizer or schedule kind, invalid one-cycle or
+        piecewise values, or ``"piecewise"`` without ``steps_per_epoch``.
     """
     if schedule.name == "onecycle":
         policy = onecycle(total_steps, schedule.max_lr, schedule.pct_start, schedule.anneal_strategy,

@@ -155,6 +155,14 @@ def cosine(base_lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
     ``lr(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T_max)) / 2``.
     Steps past ``T_max`` stay at ``min_lr``.
 
+    Args:
+      base_lr: the lr at step 0.
+      total_steps: ``T_max``, optimizer steps of the whole run (epochs * steps per epoch).
+      min_lr: the lr at step ``T_max`` and after.
+
+    Returns:
+      A jittable ``lr(step)`` of the 0-based step (float32).
+
     Raises:
       ValueError: ``total_steps < 1``, ``base_lr <= 0`` or ``min_lr`` outside ``[0, base_lr]``.
     """

@@ -116,16 +116,12 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
     mean, std = data.NORMALIZATION[config.data.name]
     smoothing = config.label_smoothing
     stop_on_nan = config.on_nan == "stop"
-    augmenting = augment.is_enabled(config.augment)
 
     def train_batch(carry, device_data, indices, mask):
         state, totals, epoch = carry
-        if augmenting:  # On the device, per example, from (root key, step, epoch, example index).
-            images = augment.augment(config.augment, state.rng, state.step, epoch, indices,
-                                     device_data.images[indices])
-            batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
-        else:
-            batch = data.make_batch(device_data, indices, mask, mean, std)
+        # On the device, per example, from (root key, step, epoch, example index); pixel / 255 when all is off.
+        images = augment.augment(config.augment, state.rng, state.step, epoch, indices, device_data.images[indices])
+        batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
         new, metrics = train_step(state, batch, smoothing, config.ema)
         bad = metrics.pop("nonfinite")
         apply = (bad == 0) & ~(stop_on_nan & (totals["nonfinite"] > 0))
