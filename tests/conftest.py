@@ -29,3 +29,18 @@ def tiny_run(tmp_path_factory):
     assert main(mnist_onecycle.VARIANTS, TINY_RUN + ["--out", str(out)]) == 0
     (run_dir,) = out.iterdir()
     return str(run_dir)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No environment data dir; an empty private cache."""
+    monkeypatch.delenv("TINYJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("TINYJAX_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.fixture
+def splits():
+    from cifar_files import make_split
+
+    return {"train": make_split(20, 0), "test": make_split(10, 1)}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinyjax import data, models
-from tinyjax.config import Config, DataConfig
+from tinyjax.config import DataConfig
 from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state, epoch_driver, train_and_evaluate, train_step
 from tinyjax.train.epochs import make_epoch_fns

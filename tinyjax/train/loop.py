@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax import data, models, runs, streams
-from tinyjax.checkpoint import Checkpoints, CheckpointError
+from tinyjax.checkpoint import Checkpoints
 from tinyjax.config import Config, ConfigError, validate
 from tinyjax.summary import layer_table
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop, summarize
