@@ -79,3 +79,14 @@ def test_grid_errors_come_before_any_training(tmp_path, capsys):
     assert main(mnist_onecycle.VARIANTS, ["--grid", "batch_size=32,64", "--batch-size", "16"]) == 2
     assert "--batch-size given both in --grid and as a flag" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_saved_config_with_milestones_reads_back_equal():
+    # config.json has lists; a resume compares the saved config with the flags' one field by field.
+    import dataclasses
+    import json
+
+    from tinyjax.config import from_dict
+
+    config = cifar10_resnet.SEED_004
+    assert from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config

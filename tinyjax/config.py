@@ -191,7 +191,11 @@ def from_dict(d: dict, cls: type = Config):
     kwargs = {}
     for name, value in d.items():
         default = fields[name].default
-        kwargs[name] = from_dict(value, type(default)) if dataclasses.is_dataclass(default) else value
+        if dataclasses.is_dataclass(default):
+            value = from_dict(value, type(default))
+        elif isinstance(default, tuple) and isinstance(value, list):  # JSON has no tuples (--milestones).
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
