@@ -141,5 +141,11 @@ def hold_out(images: np.ndarray, labels: np.ndarray, n: int, key: jax.Array
       ``((images [N - n, ...], labels [N - n]), (images [n, ...], labels [n]))``.
     """
     held = np.zeros(len(labels), bool)
-    held[np.asarray(jax.random.permutation(key, len(labels))[:n])] = True
+    held[subset(key, len(labels), n)] = True
     return (images[~held], labels[~held]), (images[held], labels[held])
+
+
+def subset(key: jax.Array, num_examples: int, n: int) -> np.ndarray:
+    """``int [min(n, N)]`` host indices of a fixed random subset of ``range(N)``, in stored
+    (increasing) order: the first ``n`` of ``jax.random.permutation(key, N)``, sorted."""
+    return np.sort(np.asarray(jax.random.permutation(key, num_examples)[:n]))

@@ -39,7 +39,7 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     limit = config.data.train_limit
     if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
         key = jax.random.fold_in(jax.random.key(0), streams.SUBSET)
-        keep = np.sort(np.asarray(jax.random.permutation(key, len(labels))[:limit]))
+        keep = data.pipeline.subset(key, len(labels), limit)
         images, labels = images[keep], labels[keep]
     test = data.load(config.data.name, "test", config.data.data_dir)
     n, val = config.data.val_split, None

@@ -87,7 +87,6 @@ def init_state(config, steps_per_epoch: int, train_images=None):
       ValueError: an optimizer or schedule that cannot be built (e.g. one-cycle
         with too few steps).
     """
-    import numpy as np
 
     from tinyjax import data, models
     from tinyjax.models.fastnet import FastNet, whitening_kernel, with_whitening
@@ -101,7 +100,7 @@ def init_state(config, steps_per_epoch: int, train_images=None):
                                ema=config.ema > 0)
     if fast and train_images is not None:  # A random subset: some sources store the images sorted by class.
         key = jax.random.fold_in(jax.random.key(config.seed), streams.WHITEN)
-        pick = np.sort(np.asarray(jax.random.permutation(key, len(train_images))[:WHITENING_IMAGES]))
+        pick = data.pipeline.subset(key, len(train_images), WHITENING_IMAGES)
         images = data.pipeline.normalize(jnp.asarray(train_images[pick]), *data.NORMALIZATION[config.data.name])
         variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))
         state = state.replace(params=variables["params"])
