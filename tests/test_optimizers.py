@@ -69,7 +69,7 @@ def test_onecycle_drives_lr_and_momentum_in_state():
     tx, lr_fn = make_optimizer(OptimConfig(name="sgd"), dataclasses.replace(ONECYCLE), total_steps=12)
     state = tx.init(jnp.zeros(2))
     _, state = tx.update(jnp.ones(2), state, jnp.zeros(2))
-    np.testing.assert_allclose(state.hyperparams["learning_rate"], lr_fn(0))
+    np.testing.assert_allclose(state.hyperparams["peak"] * state.hyperparams["shape"], lr_fn(0))
     np.testing.assert_allclose(state.hyperparams["momentum"], 0.95)
 
 

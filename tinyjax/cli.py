@@ -10,6 +10,9 @@ applied to each, and writes one results table
 (``tinyjax.grid``) and writes ``<experiment>-grid-<timestamp>.md`` with a
 column per grid field. When ``--epochs`` changes a piecewise schedule's
 length and ``--milestones`` is not given, the milestones scale with it.
+``--seeds 5`` (or ``--seeds 0,3,7``) trains those seeds as one run and
+reports mean ± sample std (``tinyjax.train.seeds``); grid points that differ
+only in scalars train as replicas of one program (``tinyjax.train.replicas``).
 ``--resume RUN_DIR`` continues that run in place from its latest checkpoint
 with the config saved there; flags that would change its result are refused.
 
@@ -76,7 +79,12 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
     pre.add_argument("--resume", default=None)
     pre.add_argument("--debug", action="store_true")
     pre.add_argument("--grid", nargs="*", default=None)
+    pre.add_argument("--seeds", default=None)
     known, rest = pre.parse_known_args(args)
+    if known.seeds is not None:
+        known.seeds = grids.parse_seeds(known.seeds)
+        if any(a.split("=")[0] == "--seed" for a in rest):
+            raise ConfigError("--seed and --seeds both given; list every seed in --seeds (e.g. --seeds 0,3,7).")
     if known.variant is not None and known.variant not in variants:
         raise ConfigError(f"--variant {known.variant!r} is unknown{closest(known.variant, variants)}; "
                           f"choose one of {list(variants)}.")
@@ -99,7 +107,7 @@ def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, t
             kind, choices = str, typing.get_args(hint)
         else:
             kind, choices = (args[0] if args else hint), ()
-        if f.name != "variant":  # Chosen with --variant, not a flag of its own.
+        if f.name not in ("variant", "seeds"):  # Chosen with --variant and --seeds, parsed before tyro.
             flags[_flag(prefix + f.name)] = (kind, choices)
     return flags
 
@@ -146,6 +154,8 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         if len(names) > 1 else "") + (
         "\n\n--grid [field=v1,v2 ...]: train every point of a hyperparameter grid (this experiment's own "
         "when none is given, if it has one) and write one results table. "
+        "--seeds N or --seeds 0,3,7: train those seeds as one run (--replicas: as one vmapped program or one "
+        "after another) and report the mean and sample std of their test accuracy. "
         "--resume RUN_DIR: continue that run from its latest checkpoint. "
         "--debug: show tracebacks instead of one error line.")
     config = tyro.cli(Config, default=base, args=rest, description=help_text,
@@ -169,16 +179,6 @@ def scale_milestones(milestones: Sequence[int], epochs: int, new_epochs: int) ->
     return tuple(scaled)
 
 
-def _flat(obj, prefix: str = "") -> dict:
-    """``{"data.name": "mnist", "epochs": 20, ...}`` of a config."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        out.update(_flat(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
-                   else {f"{prefix}{f.name}": value})
-    return out
-
-
 def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | None, rest: list[str],
                   description: str | None = None) -> Config:
     """The config saved in ``run_dir``, with the flags in ``rest`` applied over it.
@@ -188,6 +188,7 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
         its result (one line naming each, with the saved value).
     """
     from tinyjax.checkpoint import find, load_config
+    from tinyjax.train.replicas import flat
 
     saved = load_config(run_dir)
     experiments = {v.experiment for v in variants.values()}
@@ -198,14 +199,19 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
     if variant is not None and variant != saved.variant:
         raise ConfigError(f"--resume {run_dir} is a run of --variant {saved.variant}, not {variant}; drop --variant.")
     config = _parse_over(variants, saved, rest, description)
-    before, after = _flat(saved), _flat(config)
+    before, after = flat(saved), flat(config)
     changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
     if changed:
         flags = ", ".join(f"{_flag(k)} {after[k]} (the run has {before[k]})" for k in changed)
         raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "
                           f"{'it' if len(changed) == 1 else 'them'} to resume, or start a new run.")
-    checkpoints, _ = find(run_dir, config, "latest")  # Raises ConfigError when there is none.
-    checkpoints.close()
+    if config.seeds:
+        from tinyjax.train.seeds import check_resumable
+
+        check_resumable(run_dir, config)  # Raises ConfigError when there is nothing to resume from.
+    else:
+        checkpoints, _ = find(run_dir, config, "latest")  # Raises ConfigError when there is none.
+        checkpoints.close()
     if config.checkpoint.save_every == 0:
         raise ConfigError(f"--resume {run_dir} with --save-every 0 could not save again; give --save-every N >= 1.")
     return config
@@ -219,8 +225,10 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     from tinyjax import report
     from tinyjax.checkpoint import CheckpointError
     from tinyjax.config import validate
-    from tinyjax.train import train_and_evaluate  # Imports jax: after --help has been served.
+    from tinyjax.train import train_and_evaluate, train_members  # Imports jax: after --help has been served.
     from tinyjax.train.faults import Interrupted, NonFiniteError
+    from tinyjax.train.replicas import groups, resolve
+    from tinyjax.train.seeds import train_seeds
 
     debug = "--debug" in (sys.argv[1:] if args is None else args)
     try:
@@ -230,8 +238,9 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
                 raise ConfigError("--resume continues one run; drop --sweep and --grid.")
             configs = [resume_config(variants, known.resume, known.variant, rest, description)]
         elif known.grid is not None:
-            if known.sweep:
-                raise ConfigError("--grid and --sweep both choose the runs; give one of them.")
+            if known.sweep or known.seeds:
+                raise ConfigError(f"--grid and {'--sweep' if known.sweep else '--seeds'} both choose the runs; "
+                                  "give one of them (a grid's seed is a grid field: --grid seed=0,1,2).")
             base, points = _named(variants, known.variant), grids.parse(known.grid, grid)
             again = sorted(set(points) & {a.split("=")[0] for a in rest})
             if again:
@@ -241,9 +250,20 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         else:
             names = variants if known.sweep else [known.variant]
             configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
+            if known.seeds:
+                configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
         for config in configs:  # All checked before the first one trains.
             validate(config)
-        run_dirs = [train_and_evaluate(config, resume=known.resume)[2] for config in configs]
+        run_dirs = [""] * len(configs)
+        for group in groups(configs) if known.grid is not None else [[i] for i in range(len(configs))]:
+            members = [configs[i] for i in group]
+            if len(group) > 1 and resolve(members[0].replicas, members[0].model) == "vmap":
+                for i, run_dir in zip(group, train_members(members)[2]):
+                    run_dirs[i] = run_dir
+                continue
+            for i, config in zip(group, members):
+                run_dirs[i] = (train_seeds(config, resume=known.resume)[1] if config.seeds
+                               else train_and_evaluate(config, resume=known.resume)[2])
     except (ConfigError, DatasetNotFoundError, DataError) as e:
         if debug:
             raise

@@ -133,6 +133,11 @@ class Config:
     """Parameter budget (trainable parameters); a bigger model stops the run before anything is compiled."""
     seed: int = 0
     """Seed of every random draw: init, data order, dropout (via fold_in)."""
+    seeds: tyro.conf.Suppress[tuple[int, ...]] = ()
+    """Seeds of replicas trained as one run (--seeds 5: 0-4; --seeds 0,3,7); (): one run with --seed."""
+    replicas: Literal["auto", "vmap", "sequential"] = "auto"
+    """How replicas (--seeds; --grid points differing only in seed, lr, max-lr, weight decay, label smoothing)
+    train: as one vmapped program, one after another, or auto: vmap unless convolutions on CPU (slow there)."""
     epochs: int = 20
     """Training length (epochs over the train split)."""
     batch_size: int = 128
@@ -222,6 +227,8 @@ def validate(config: Config) -> None:
         (config.model in PRESETS,
          f"--model {config.model!r} is unknown{closest(config.model, PRESETS)}; choose one of {sorted(PRESETS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
+        (min(config.seeds, default=0) >= 0 and len(set(config.seeds)) == len(config.seeds),
+         f"--seeds must be distinct seeds >= 0, got {list(config.seeds)}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
         (config.max_params is None or config.max_params >= 1,
          f"--max-params must be >= 1, got {config.max_params}"),

@@ -73,3 +73,20 @@ def points(grid: Mapping[str, Sequence[str]]) -> list[list[str]]:
     flags = list(grid)
     return [[token for flag, value in zip(flags, combo) for token in (flag, *value.split())]
             for combo in itertools.product(*(grid[f] for f in flags))]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"5"`` -> ``(0, 1, 2, 3, 4)``; ``"0,3,7"`` -> ``(0, 3, 7)``.
+
+    Raises:
+      ConfigError: not a count >= 1 or a list of distinct seeds >= 0.
+    """
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    seeds = tuple(range(values[0])) if len(values) == 1 else tuple(values)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: give a count (--seeds 5: seeds 0-4) or distinct seeds >= 0 "
+                          "(--seeds 0,3,7).")
+    return seeds

@@ -5,6 +5,8 @@ without one, e.g. runs still training, are listed as skipped on stderr):
 run, variant, seed, model, parameters, optimizer and schedule, epochs,
 batch, best and final test accuracy, final train accuracy, epochs to 99%
 (first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
+A ``--seeds`` run is one row: its seeds, and each accuracy as mean ± sample
+std over them (epochs to 99% of the mean curve).
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ def row(run_dir: str) -> list[str]:
             history = json.load(f)
     to_99 = next((str(h["epoch"]) for h in history if h["test_acc"] >= 99.0), "never")
     minutes, seconds = divmod(round(r["wall_time_s"]), 60)
-    return [os.path.basename(os.path.normpath(run_dir)), r["variant"], str(r["seed"]), r["model_type"],
+
+    def accuracy(key: str) -> str:  # A --seeds run: mean ± sample std over its seeds.
+        return f"{r[key]:.2f}" + (f" ± {r[key + '_std']:.2f}" if key + "_std" in r else "")
+    seed = ",".join(map(str, r["seed"])) if isinstance(r["seed"], list) else str(r["seed"])
+    return [os.path.basename(os.path.normpath(run_dir)), r["variant"], seed, r["model_type"],
             f"{r['params']:,}",
             f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})", str(r["epochs"]),
-            str(r["batch_size"]), f"{r['best_test_accuracy']:.2f}", f"{r['test_accuracy']:.2f}",
-            f"{r['train_accuracy']:.2f}", to_99, f"{minutes}m{seconds:02d}s"]
+            str(r["batch_size"]), accuracy("best_test_accuracy"), accuracy("test_accuracy"),
+            accuracy("train_accuracy"), to_99, f"{minutes}m{seconds:02d}s"]
 
 
 def config_value(run_dir: str, flag: str) -> str:

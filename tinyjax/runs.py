@@ -50,18 +50,19 @@ def check_writable(out: str) -> None:
         raise ConfigError(f"--out {out}: cannot write in {path} (permission denied); choose another --out.")
 
 
-def create(config: Config, layers: str) -> str:
-    """Creates ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/`` with
+def create(config: Config, layers: str, path: str | None = None) -> str:
+    """Creates ``path``, by default ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/``, with
     ``config.json`` and ``layers.md``; returns its path.
 
     Raises:
       ConfigError: the folder cannot be created.
     """
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(config.out, f"{config.experiment}-{config.variant}-{stamp}")
-    path, n = base, 1
-    while os.path.exists(path):
-        path, n = f"{base}-{n}", n + 1
+    if path is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = os.path.join(config.out, f"{config.experiment}-{config.variant}-{stamp}")
+        path, n = base, 1
+        while os.path.exists(path):
+            path, n = f"{base}-{n}", n + 1
     try:
         os.makedirs(path)
     except OSError as e:

@@ -4,7 +4,11 @@ Each builder returns an ``optax.GradientTransformation`` whose numeric
 hyperparameters may be floats or schedules (functions of the 0-based step);
 ``make_optimizer`` wraps them with ``optax.inject_hyperparams`` so that a
 one-cycle policy can drive both the learning rate and the momentum (beta1),
-and the current values can be read from ``opt_state.hyperparams``.
+and the current values can be read from ``opt_state.hyperparams``. The
+learning rate is ``peak * shape(step)``: the peak (``optim.lr``, or
+``schedule.max_lr`` for one-cycle) and the weight decay are arrays of the
+optimizer state, not constants of the program, so replicas of one vmapped
+program (``tinyjax.train.replicas``) can train at different values.
 
 Weight decay: *coupled* L2 adds ``wd * param`` to the gradient before the
 moment estimates (``torch.optim.SGD`` and ``torch.optim.Adam``'s
@@ -18,6 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from tinyjax.config import OptimConfig, ScheduleConfig
@@ -69,36 +74,43 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: in
         in PyTorch; None: all are trained.
 
     Returns:
-      ``(tx, lr_fn)`` where ``lr_fn(step)`` is the lr of the 0-based step.
+      ``(tx, lr_fn)`` where ``lr_fn(step)`` is the lr of the 0-based step,
+      ``peak * shape(step)`` in float32 as the update computes it (the state's
+      ``hyperparams`` hold ``peak``, and ``shape`` of the last update).
 
     Raises:
       ValueError: unknown optimizer or schedule kind, invalid one-cycle or
         piecewise values, or ``"piecewise"`` without ``steps_per_epoch``.
     """
-    if schedule.name == "onecycle":
-        policy = onecycle(total_steps, schedule.max_lr, schedule.pct_start, schedule.anneal_strategy,
+    if schedule.name == "onecycle":  # Every value of OneCycleLR is proportional to max_lr.
+        policy = onecycle(total_steps, 1.0, schedule.pct_start, schedule.anneal_strategy,
                           schedule.cycle_momentum, schedule.base_momentum, schedule.max_momentum,
                           schedule.div_factor, schedule.final_div_factor, schedule.three_phase)
-        lr, momentum = policy.learning_rate, policy.momentum or optim.momentum
+        peak, shape, momentum = schedule.max_lr, policy.learning_rate, policy.momentum or optim.momentum
     elif schedule.name == "constant":
-        lr, momentum = (lambda step: optim.lr), optim.momentum
+        peak, shape, momentum = optim.lr, (lambda step: 1.0), optim.momentum
     elif schedule.name == "piecewise":
         if steps_per_epoch is None:
             raise ValueError("the piecewise schedule needs steps_per_epoch (its milestones are epochs).")
-        lr = piecewise_constant(optim.lr, schedule.milestones, schedule.gamma, steps_per_epoch)
+        peak, shape = optim.lr, piecewise_constant(1.0, schedule.milestones, schedule.gamma, steps_per_epoch)
         momentum = optim.momentum
     elif schedule.name == "cosine":
-        lr, momentum = cosine(optim.lr, total_steps, schedule.min_lr), optim.momentum
+        peak, shape = optim.lr, cosine(1.0, total_steps, schedule.min_lr / optim.lr)
+        momentum = optim.momentum
     else:
         raise ValueError(f"unknown schedule {schedule.name!r}; use onecycle, constant, piecewise or cosine.")
     if optim.name == "sgd":
-        tx = optax.inject_hyperparams(sgd, static_args="nesterov")(
-            learning_rate=lr, momentum=momentum, nesterov=optim.nesterov,
-            weight_decay=optim.weight_decay)
+        def build_sgd(peak, shape, momentum, nesterov, weight_decay):
+            return sgd(peak * shape, momentum, nesterov, weight_decay)
+        tx = optax.inject_hyperparams(build_sgd, static_args="nesterov")(
+            peak=peak, shape=shape, momentum=momentum, nesterov=optim.nesterov, weight_decay=optim.weight_decay)
     elif optim.name in ("adam", "adamw"):
-        tx = optax.inject_hyperparams(adam if optim.name == "adam" else adamw)(
-            learning_rate=lr, b1=momentum, b2=optim.beta2, eps=optim.eps,
-            weight_decay=optim.weight_decay)
+        builder = adam if optim.name == "adam" else adamw
+
+        def build_adam(peak, shape, b1, b2, eps, weight_decay):
+            return builder(peak * shape, b1, b2, eps, weight_decay)
+        tx = optax.inject_hyperparams(build_adam)(peak=peak, shape=shape, b1=momentum, b2=optim.beta2,
+                                                  eps=optim.eps, weight_decay=optim.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {optim.name!r}; use sgd, adam or adamw.")
     if frozen is not None:
@@ -107,4 +119,4 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: in
                 lambda path, _: "frozen" if frozen(tuple(getattr(k, "key", str(k)) for k in path)) else "train",
                 params)
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-    return tx, lr
+    return tx, lambda step: jnp.float32(peak) * shape(step)

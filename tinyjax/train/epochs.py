@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -89,14 +89,23 @@ def zero_metrics(train: bool = False) -> dict[str, jax.Array]:
 
 
 def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
-    """(accuracy in %, mean loss) from summed metrics."""
+    """(accuracy in %, mean loss) from summed metrics (of all replicas together, when they have a replica axis)."""
     totals = jax.device_get(totals)
-    count = max(int(totals["count"]), 1)
-    return 100.0 * float(totals["correct"]) / count, float(totals["loss_sum"]) / count
+    count = max(int(np.sum(totals["count"])), 1)
+    return 100.0 * float(np.sum(totals["correct"])) / count, float(np.sum(totals["loss_sum"])) / count
 
 
-def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Callable]:
+def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None
+                   ) -> tuple[Callable, Callable, Callable]:
     """``(train_epoch, evaluate, predict)`` for a config.
+
+    ``label_smoothing=None`` trains one model with ``config.label_smoothing``.
+    A sequence of N values trains N replicas as one program, replica k with
+    ``label_smoothing[k]`` (``tinyjax.train.replicas``): ``state`` and the
+    metric sums then have a leading replica axis ``[N]``, every batch function
+    is ``jax.vmap``-ped over it, and each replica shuffles by its own
+    ``fold_in(state.rng[k], ...)`` key (``key`` is then ``[N]`` keys);
+    ``predict`` stays per model (pass one replica's state).
 
     ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
     description="train") -> (state, totals, done)`` trains the (0-based) ``epoch``
@@ -114,11 +123,13 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
     the predicted classes.
     """
     mean, std = data.NORMALIZATION[config.data.name]
-    smoothing = config.label_smoothing
+    replicated = label_smoothing is not None
+    # A new device array per call: the train carry is donated.
+    smoothing = np.asarray(label_smoothing if replicated else config.label_smoothing, np.float32)
     stop_on_nan = config.on_nan == "stop"
 
     def train_batch(carry, device_data, indices, mask):
-        state, totals, epoch = carry
+        state, totals, epoch, smoothing = carry
         # On the device, per example, from (root key, step, epoch, example index); pixel / 255 when all is off.
         images = augment.augment(config.augment, state.rng, state.step, epoch, indices, device_data.images[indices])
         batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
@@ -133,7 +144,7 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
                             opt_state=keep(new.opt_state, state.opt_state), ema=keep(new.ema, state.ema))
         totals = {**{k: totals[k] + jnp.where(apply, v, jnp.zeros_like(v)) for k, v in metrics.items()},
                   "nonfinite": totals["nonfinite"] + bad}
-        return state, totals, epoch
+        return state, totals, epoch, smoothing
 
     def logits(state, device_data, indices):  # Averaged over the test-time augmentation views.
         images = device_data.images[indices].astype(jnp.float32) / 255.0
@@ -141,18 +152,32 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
         return sum(eval_logits(state, data.pipeline.standardize(v, mean, std)) for v in views) / len(views)
 
     def eval_batch(carry, device_data, indices, mask):
-        state, totals = carry
+        state, totals, smoothing = carry
         batch = data.Batch(None, device_data.labels[indices], mask)
         metrics = batch_metrics(logits(state, device_data, indices), batch, smoothing)
-        return state, jax.tree.map(jnp.add, totals, metrics)
+        return state, jax.tree.map(jnp.add, totals, metrics), smoothing
 
+    plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
+    if replicated:  # Replica axis first in the carry; the epoch's plans step-major, [S, N, B].
+        train_batch = jax.vmap(train_batch, in_axes=((0, 0, None, 0), None, 0, 0), out_axes=(0, 0, None, 0))
+        eval_batch = jax.vmap(eval_batch, in_axes=((0, 0, 0), None, None, None))
+        plans = jax.jit(jax.vmap(data.batch_plan, in_axes=(0, None, None)), static_argnums=(1, 2))
+
+        def train_plan(key, n, batch_size):
+            indices, mask = plans(key, n, batch_size)
+            return jnp.swapaxes(indices, 0, 1), jnp.swapaxes(mask, 0, 1)
+    else:
+        train_plan = plan
     run_train = epoch_driver(train_batch, loop, donate=True)
     run_eval = epoch_driver(eval_batch, loop, donate=False)
-    plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
+
+    def zeros(train):
+        totals = zero_metrics(train)
+        return jax.tree.map(lambda x: jnp.zeros(smoothing.shape, x.dtype), totals) if replicated else totals
 
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
                     description="train"):
-        indices, mask = plan(key, len(device_data.labels), config.batch_size)
+        indices, mask = train_plan(key, len(device_data.labels), config.batch_size)
         with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
                        disable=not sys.stderr.isatty()) as bar:
             def on_step(done, carry):
@@ -160,20 +185,21 @@ def make_epoch_fns(config: Config, loop: str) -> tuple[Callable, Callable, Calla
                     return True
                 if done % SYNC_EVERY and done != len(indices):
                     return False
-                if stop_on_nan and int(carry[1]["nonfinite"]):  # A host sync: not every step.
+                if stop_on_nan and int(jnp.max(carry[1]["nonfinite"])):  # A host sync: not every step.
                     return True
                 if not bar.disable:
                     bar.update(done - bar.n)
                     accuracy, loss = summarize(carry[1])
                     bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2f}%", refresh=False)
                 return False
-            carry = (state, zero_metrics(train=True) if totals is None else totals, jnp.asarray(epoch, jnp.int32))
-            (state, totals, _), done = run_train(carry, device_data, indices, mask, start, on_step)
+            carry = (state, zeros(True) if totals is None else totals, jnp.asarray(epoch, jnp.int32),
+                     jnp.asarray(smoothing))
+            (state, totals, _, _), done = run_train(carry, device_data, indices, mask, start, on_step)
         return state, totals, done
 
     def evaluate(state, device_data):
         indices, mask = plan(None, len(device_data.labels), config.eval_batch_size)
-        return run_eval((state, zero_metrics()), device_data, indices, mask)[0][1]
+        return run_eval((state, zeros(False), jnp.asarray(smoothing)), device_data, indices, mask)[0][1]
 
     @jax.jit
     def predict_batch(state, device_data, indices):

@@ -1,0 +1,114 @@
+"""Many runs as one program: seeds or grid points as replicas of one train state.
+
+A replicated run stacks its N members' train states along a leading replica
+axis and ``jax.vmap``s every batch function over it
+(``tinyjax.train.epochs.make_epoch_fns(..., label_smoothing=[...])``): one
+compiled program steps all N models, each with its own init, data order,
+dropout and augmentation (all drawn from its own ``state.rng`` by
+``fold_in``), so replica k trains exactly what a run of its own config
+would (same values up to float rounding: tests/test_replicas.py).
+
+Members may differ in ``REPLICA_FIELDS`` only: the seed, the label smoothing
+(a value in the loop's carry), and the peak learning rate and weight decay
+(arrays of the optimizer state, see ``tinyjax.optim.optimizers``). Configs
+that differ in anything else (a model, a batch size, a schedule's shape)
+cannot share a program and train one after another.
+
+``--replicas auto`` vmaps except for convolutional models on CPU: there a
+vmapped convolution becomes a grouped one (``feature_group_count = N``),
+whose gradient XLA:CPU runs slowly; ``scripts/bench.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from tinyjax.config import Config
+
+REPLICA_FIELDS = ("seed", "label_smoothing", "optim.weight_decay", "optim.lr", "schedule.max_lr")
+
+
+def expand(config: Config) -> list[Config]:
+    """The member configs of a ``--seeds`` config: one per seed, in order (``seeds=()``, ``seed=k``);
+    ``[config]`` when it has no ``seeds``."""
+    if not config.seeds:
+        return [config]
+    return [dataclasses.replace(config, seed=s, seeds=()) for s in config.seeds]
+
+
+def program_key(config: Config) -> Config:
+    """``config`` with its ``REPLICA_FIELDS`` set to fixed values: configs with equal keys can be
+    replicas of one program. The learning rate is ``peak * shape(step)``: only the peak is
+    replaced; a cosine schedule's floor is kept as a fraction of the peak, which is its shape."""
+    optim, schedule = config.optim, config.schedule
+    if schedule.name == "cosine":
+        schedule = dataclasses.replace(schedule, min_lr=schedule.min_lr / optim.lr)
+    return dataclasses.replace(config, seed=0, seeds=(), label_smoothing=0.0,
+                               optim=dataclasses.replace(optim, lr=1.0, weight_decay=0.0),
+                               schedule=dataclasses.replace(schedule, max_lr=1.0))
+
+
+def groups(configs: Sequence[Config]) -> list[list[int]]:
+    """Indices of ``configs`` grouped by ``program_key``, each group in order, the groups in the
+    order of their first member."""
+    found: dict[Config, list[int]] = {}
+    for i, config in enumerate(configs):
+        found.setdefault(program_key(config), []).append(i)
+    return list(found.values())
+
+
+def resolve(mode: str, model_name: str) -> str:
+    """``--replicas`` -> ``"vmap"`` or ``"sequential"``; ``"auto"`` is ``"sequential"`` for a
+    convolutional model on CPU (grouped convolutions: see the module docstring) and ``"vmap"``
+    otherwise (an MLP on CPU; every model on GPU/TPU)."""
+    if mode != "auto":
+        return mode
+    from tinyjax import models
+    from tinyjax.models.mlp import MLP
+
+    if jax.default_backend() == "cpu" and not isinstance(models.create(model_name), MLP):
+        return "sequential"
+    return "vmap"
+
+
+def stack(trees: Sequence) -> object:
+    """One pytree with a leading replica axis ``[N]`` on every leaf, from N pytrees of equal
+    shapes. Static fields (a ``TrainState``'s ``apply_fn`` and ``tx``) are the first one's: the
+    members' own may be other instances of the same module and optimizer."""
+    structure = jax.tree.structure(trees[0])
+    leaves = [jax.tree.leaves(t) for t in trees]
+    return jax.tree.unflatten(structure, [jnp.stack(xs) for xs in zip(*leaves)])
+
+
+def take(tree, k: int):
+    """Replica ``k`` of a stacked pytree (new buffers)."""
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def differences(configs: Sequence[Config]) -> list[str]:
+    """A short label per config naming the fields in which the configs differ (``"seed 3"``,
+    ``"lr 0.05 seed 0"``); ``""`` for each when they are all equal."""
+    flats = [flat(c) for c in configs]
+    keys = [k for k in flats[0] if k not in ("seeds",) and len({repr(f[k]) for f in flats}) > 1]
+    return [" ".join(f"{k.rpartition('.')[2].replace('_', '-')} {f[k]}" for k in keys) for f in flats]
+
+
+def flat(obj, prefix: str = "") -> dict:
+    """``{"data.name": "mnist", "epochs": 20, ...}`` of a config (a dataclass tree)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out.update(flat(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
+                   else {f"{prefix}{f.name}": value})
+    return out
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, sample standard deviation)``; the deviation is 0.0 for one value."""
+    values = list(values)
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0

@@ -1,0 +1,158 @@
+"""``--seeds``: one run of N seeds, and the mean and spread over them.
+
+    python -m experiments.mnist_onecycle --seeds 5          # seeds 0-4
+    python -m experiments.mnist_onecycle --seeds 0,3,7
+
+The run directory ``<out>/<experiment>-<variant>-<timestamp>/`` holds the
+config (with its ``seeds``) and one member run directory per seed,
+``seed-<k>/``, each exactly what a single run with ``--seed k`` writes
+(metrics, checkpoints, results, plots: ``tinyjax.report``,
+``tinyjax.evaluate`` and ``--resume`` work on it alone). The members train
+as replicas of one vmapped program or one after another (``--replicas``,
+``tinyjax.train.replicas``); the result is the same either way. At the end
+the run directory gets ``results.json`` with the mean and sample standard
+deviation over the seeds of the final, best and best-epoch test accuracy
+(airbench's way of reporting: n runs, never one lucky seed), ``metrics.json``
+(the members' mean per epoch) and ``curves.png`` (the mean, and a band from
+the lowest to the highest member).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Callable
+
+from tinyjax import data, models, runs
+from tinyjax.checkpoint import find
+from tinyjax.config import Config, ConfigError, validate
+from tinyjax.summary import layer_table
+from tinyjax.train import replicas
+from tinyjax.train.loop import train_members
+
+SUMMARIZED = ("test_accuracy", "best_test_accuracy", "best_epoch_test_accuracy", "train_accuracy",
+              "final_train_loss", "final_test_loss")
+
+
+def member_dirs(run_dir: str, config: Config) -> list[str]:
+    """The member run directories of a ``--seeds`` run, in seed order."""
+    return [os.path.join(run_dir, f"seed-{s}") for s in config.seeds]
+
+
+def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
+                resume: str | None = None) -> tuple[list[list[dict]], str]:
+    """Trains every seed of ``config.seeds`` (a new run directory, or the
+    interrupted one in ``resume``: finished members are kept, the others
+    continue from their latest checkpoints), then writes the summary.
+
+    Returns:
+      ``(histories, run_dir)``: each member's per-epoch records (as
+      ``train_and_evaluate``'s), in seed order, and the run directory.
+
+    Raises:
+      as ``tinyjax.train.train_and_evaluate``.
+    """
+    started = time.perf_counter()
+    validate(config)
+    members = replicas.expand(config)
+    mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"
+    if resume is None:
+        runs.check_writable(config.out)
+        layers = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown()
+        run_dir = runs.create(config, layers)
+    else:
+        run_dir = resume
+        runs.write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))  # Allowed changes.
+    dirs = member_dirs(run_dir, config)
+    done = [os.path.exists(os.path.join(d, "results.json")) for d in dirs]
+    points = [_latest(d, m) for d, m in zip(dirs, members)]
+    print_fn(f"{len(members)} seeds {_seeds(config.seeds)}, {mode} -> {run_dir}")
+    if mode == "vmap" and not any(done) and len(set(points)) == 1:
+        fresh = points[0] is None
+        if fresh:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)  # A member made before its first save holds nothing to keep.
+        train_members(members, print_fn, resume=None if fresh else dirs, run_dirs=dirs if fresh else None,
+                      group_dir=run_dir)
+    else:
+        for member, d, finished, point in zip(members, dirs, done, points):
+            if finished:
+                continue
+            if point is None:
+                shutil.rmtree(d, ignore_errors=True)
+            train_members([member], print_fn, resume=None if point is None else [d],
+                          run_dirs=[d] if point is None else None, group_dir=run_dir)
+    histories = [runs.read_metrics(d) for d in dirs]
+    summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
+    print_fn(f"{len(dirs)} seeds {_seeds(config.seeds)}: test accuracy (mean ± sample std) final "
+             f"{summary['test_accuracy']:.2f} ± {summary['test_accuracy_std']:.2f}%, best "
+             f"{summary['best_test_accuracy']:.2f} ± {summary['best_test_accuracy_std']:.2f}%, at the best "
+             f"checkpoint {summary['best_epoch_test_accuracy']:.2f} ± {summary['best_epoch_test_accuracy_std']:.2f}%"
+             f" -> {run_dir}/results.json")
+    return histories, run_dir
+
+
+def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, histories: list[list[dict]],
+                  wall_time: float) -> dict:
+    """``results.json`` (the members' common fields, then for each of ``SUMMARIZED`` the mean, its
+    sample std as ``<key>_std`` and the values as ``<key>_values``), ``metrics.json`` and ``curves.png``
+    of a ``--seeds`` run; returns the results."""
+    members = []
+    for d in dirs:
+        with open(os.path.join(d, "results.json")) as f:
+            members.append(json.load(f))
+    results = {k: v for k, v in members[0].items() if k not in ("seed", "best_epoch") + SUMMARIZED}
+    results.update(seed=list(config.seeds), replicas=mode, wall_time_s=wall_time,
+                   train_time_s=sum(r["train_time_s"] for r in members) if mode == "sequential"
+                   else members[0]["train_time_s"])
+    for key in SUMMARIZED:
+        values = [r[key] for r in members]
+        mean, std = replicas.spread(values)
+        results.update({key: mean, f"{key}_std": std, f"{key}_values": values})
+    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    mean_history = [{k: replicas.spread([h[e][k] for h in histories])[0] for k in histories[0][e]}
+                    for e in range(len(histories[0]))]
+    runs.write_json(os.path.join(run_dir, "metrics.json"), mean_history)
+    from tinyjax import plots
+
+    plots.curves(mean_history, os.path.join(run_dir, "curves.png"),
+                 f"{config.experiment} {config.variant} ({config.model}, mean of seeds {_seeds(config.seeds)})",
+                 replicas=histories)
+    return results
+
+
+def check_resumable(run_dir: str, config: Config) -> None:
+    """Checks that a ``--seeds`` run has something to resume from.
+
+    Raises:
+      ConfigError: no member has a checkpoint or is finished.
+    """
+    dirs = member_dirs(run_dir, config)
+    if not any(os.path.exists(os.path.join(d, "results.json")) or _latest(d, m) is not None
+               for d, m in zip(dirs, replicas.expand(config))):
+        raise ConfigError(f"--resume {run_dir}: no seed of the run has a checkpoint yet; start it again.")
+
+
+def _latest(member_dir: str, config: Config) -> tuple[int, int] | None:
+    """``(epoch, position)`` of a member's latest checkpoint, or None."""
+    try:
+        checkpoints, checkpoint_id = find(member_dir, config, "latest")
+    except ConfigError:
+        return None
+    try:
+        meta = checkpoints.meta(checkpoint_id)
+    finally:
+        checkpoints.close()
+    return meta["epoch"], meta["position"]
+
+
+def _seeds(seeds) -> str:
+    """``"0-4"`` for consecutive seeds, else ``"0,3,7"``."""
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
