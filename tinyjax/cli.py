@@ -73,7 +73,7 @@ def _named(variants: Mapping[str, Config], name: str | None) -> Config:
 def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """(``--variant``, ``--sweep``, ``--resume``, ``--debug``, ``--grid``; the remaining args) from the command line."""
     args = list(sys.argv[1:] if args is None else args)
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --seed is not --seeds.
     pre.add_argument("--variant", default=None)
     pre.add_argument("--sweep", action="store_true")
     pre.add_argument("--resume", default=None)

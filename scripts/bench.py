@@ -1,0 +1,144 @@
+"""tinyjax against PyTorch, side by side in one run: training throughput, and N seeds at once.
+
+    python scripts/bench.py                              # all models, 30 steps x 3 repeats
+    python scripts/bench.py --models mnist_cnn_7k --steps 100 --seeds 1,4,8
+
+For each model, the training path a run takes (``make_epoch_fns``' ``train_epoch``
+on the experiment's config: augmentation, the non-finite guard, metric sums)
+against the PyTorch reference of the same network and recipe
+(``scripts/torch_reference.py``: a DataLoader-free tensor loop, same batch,
+same optimizer and schedule, same augmentation); parameter counts are
+checked equal. Each runs ``--steps`` steps on random data of the dataset's
+shape after a warm-up call that compiles; the rows take turns and the
+median of ``--repeats`` is reported. Epoch time is the train split (60,000
+MNIST or 50,000 CIFAR-10 images) at that rate, evaluation not included.
+
+The second table trains N replicas of the seed-000 CNN and of the MLP as one
+vmapped program (``tinyjax.train.replicas``), in seeds x images/s; one after
+another (``--replicas sequential``, and PyTorch) N seeds run at the rate of one.
+Without PyTorch installed (it is no dependency of tinyjax) its rows are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimizers
+from tinyjax import data, runs
+from tinyjax.summary import layer_table
+from tinyjax.train import make_epoch_fns, replicas
+from tinyjax.train.state import init_state
+
+from timing import interleaved_medians  # scripts/timing.py, beside this file
+
+RECIPES = {  # model -> (its experiment's config, what it is)
+    "mnist_cnn_7k": (mnist_onecycle.CONFIG, "seed 000 CNN, SGD one-cycle"),
+    "mnist_cnn_18k": (mnist_optimizers.VARIANTS["adam_onecycle"], "seed 001 CNN, Adam one-cycle"),
+    "mlp_2hl_50": (mnist_mlp.VARIANTS["2hl_50"], "seed 003 MLP 784-50-50-10, Adam"),
+    "resnet20": (cifar10_resnet.VARIANTS["resnet20"], "ResNet-20, SGD piecewise, crop+flip"),
+}
+TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000}
+
+
+def random_split(config, n: int):
+    rng = np.random.default_rng(0)
+    shape = data.IMAGE_SHAPES[config.data.name]
+    return rng.integers(0, 256, (n,) + shape, dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32)
+
+
+def tinyjax_runner(config, steps: int, n_replicas: int = 0):
+    """A warmed-up ``run()`` of ``steps`` train steps through ``train_epoch``; ``n_replicas``
+    > 0: that many seeds as one vmapped program."""
+    n = steps * config.batch_size
+    images, labels = random_split(config, n)
+    device_data = data.to_device(images, labels)
+    members = [dataclasses.replace(config, seed=k) for k in range(max(n_replicas, 1))]
+    states = [init_state(c, steps, images)[1] for c in members]
+    state = [replicas.stack(states) if n_replicas else states[0]]
+    train_epoch = make_epoch_fns(config, "step", [config.label_smoothing] * n_replicas if n_replicas else None)[0]
+    keys = jax.random.split(jax.random.key(1), n_replicas) if n_replicas else jax.random.key(1)
+
+    def run():
+        state[0], totals, _ = train_epoch(state[0], device_data, keys)
+        jax.block_until_ready(totals)
+    run()
+    return run
+
+
+def torch_runner(config, steps: int):
+    """The PyTorch reference's warmed-up ``run()`` of ``steps`` steps; None without PyTorch."""
+    try:
+        import torch_reference
+    except ImportError:
+        return None
+    images, labels = random_split(config, steps * config.batch_size)
+    mean, std = data.NORMALIZATION[config.data.name]
+    trainer = torch_reference.Trainer(dataclasses.replace(config, epochs=1000), images, labels, mean, std)
+    params = layer_table(__import__("tinyjax").models.create(config.model),
+                         data.IMAGE_SHAPES[config.data.name]).trainable_params
+    assert torch_reference.params(trainer.model) == params, (config.model, torch_reference.params(trainer.model))
+
+    def run():
+        trainer.epoch(steps)
+    run()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(RECIPES), help="comma-separated presets of RECIPES")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
+    parser.add_argument("--seeds", default="1,4,8", help="replica counts of the N-seed table ('' to skip)")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    runners, configs = {}, {}
+    for model in models:
+        config = RECIPES[model][0]
+        configs[model] = config
+        runners[(model, "tinyjax")] = tinyjax_runner(config, args.steps)
+        reference = torch_runner(config, args.steps)
+        if reference is not None:
+            runners[(model, "PyTorch")] = reference
+    counts = [int(n) for n in args.seeds.split(",") if n]
+    for model in [m for m in ("mnist_cnn_7k", "mlp_2hl_50") if m in models]:
+        for n in counts:
+            if n > 1:
+                runners[(model, f"vmap {n}")] = tinyjax_runner(configs[model], args.steps, n)
+    medians = interleaved_medians(runners, args.repeats)
+    rate = {k: args.steps * configs[k[0]].batch_size / s * (int(k[1].split()[1]) if k[1].startswith("vmap") else 1)
+            for k, s in medians.items()}
+
+    print(f"# {runs.describe()}")
+    print(f"# {args.steps} steps x {args.repeats} repeats, rows interleaved, median; jax backend "
+          f"{jax.default_backend()}\n")
+    print("| model | recipe | batch | tinyjax img/s | PyTorch img/s | tinyjax / PyTorch | tinyjax epoch | PyTorch epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for model in models:
+        config, what = RECIPES[model]
+        ours, theirs = rate[(model, "tinyjax")], rate.get((model, "PyTorch"))
+        size = TRAIN_SIZE[config.data.name]
+        print(f"| {model} | {what} | {config.batch_size} | {ours:,.0f} | "
+              + (f"{theirs:,.0f} | {ours / theirs:.2f} | " if theirs else "- | - | ")
+              + f"{size / ours:.1f} s | " + (f"{size / theirs:.1f} s |" if theirs else "- |"))
+    if counts:
+        print("\n| model | seeds N | vmapped: seeds x img/s | sequential: seeds x img/s | vmapped / sequential |"
+              " PyTorch sequential |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for model in [m for m in ("mnist_cnn_7k", "mlp_2hl_50") if m in models]:
+            single = rate[(model, "tinyjax")]
+            for n in counts:
+                vmapped = rate[(model, f"vmap {n}")] if n > 1 else single
+                torch_rate = rate.get((model, "PyTorch"))
+                print(f"| {model} | {n} | {vmapped:,.0f} | {single:,.0f} | {vmapped / single:.2f} | "
+                      + (f"{torch_rate:,.0f} |" if torch_rate else "- |"))
+
+
+if __name__ == "__main__":
+    jnp.zeros(())  # Start the backend before timing anything.
+    main()
