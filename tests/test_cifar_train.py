@@ -15,7 +15,7 @@ from experiments import cifar10_fast, cifar10_resnet
 from tinyjax import checkpoint, data, predict
 from tinyjax.cli import main
 from tinyjax.train.epochs import make_epoch_fns
-from tinyjax.train.loop import load_splits
+from tinyjax.train.splits import load_splits
 from tinyjax.train.state import TrainState, init_state, update_ema
 from tinyjax.train.steps import cross_entropy_loss
 

@@ -22,38 +22,9 @@ from tinyjax.config import Config, ConfigError, validate
 from tinyjax.summary import layer_table
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop, summarize
 from tinyjax.train import replicas
+from tinyjax.train.splits import load_splits
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
 from tinyjax.train.state import TrainState, init_state
-
-
-def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The host arrays of ``train``, ``test`` and, with ``--val-split N``, ``val``
-    (N train images held out, the same subset for every seed). ``--train-limit N``
-    first keeps a fixed subset of N train images (the same for every seed, in
-    stored order).
-
-    Raises:
-      ConfigError: ``--val-split`` or ``--batch-size`` does not fit the train split.
-      DatasetNotFoundError, DataError: data that cannot be loaded.
-    """
-    images, labels = data.load(config.data.name, "train", config.data.data_dir)
-    limit = config.data.train_limit
-    if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
-        key = jax.random.fold_in(jax.random.key(0), streams.SUBSET)
-        keep = data.pipeline.subset(key, len(labels), limit)
-        images, labels = images[keep], labels[keep]
-    test = data.load(config.data.name, "test", config.data.data_dir)
-    n, val = config.data.val_split, None
-    if n:
-        if n >= len(labels):
-            raise ConfigError(f"--val-split {n} leaves no training images (the train split has {len(labels)}); "
-                              "choose a smaller --val-split.")
-        key = jax.random.fold_in(jax.random.key(0), streams.VALIDATION)
-        (images, labels), val = data.pipeline.hold_out(images, labels, n, key)
-    if config.batch_size > len(labels):
-        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
-                          "after --train-limit and --val-split); choose --batch-size <= that.")
-    return {"train": (images, labels), **({"val": val} if n else {}), "test": test}
 
 
 def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
@@ -225,10 +196,10 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                     raise interrupted(f"at epoch {epoch + 1}, step {done}/{steps_per_epoch}")
                 evals = {name: evaluate(state, device[name]) for name in ("val", "test") if name in device}
                 seconds = time.perf_counter() - start
-                rows = []
+                rows, steps = [], np.atleast_1d(jax.device_get(state.step))  # Per replica: skipped steps differ.
                 for k in range(n):
                     row = _row(epoch, member(totals, k), {s: member(t, k) for s, t in evals.items()},
-                               lr_fns[k](int(np.max(state.step)) - 1), seconds)
+                               lr_fns[k](int(steps[k]) - 1), seconds)
                     if config.on_nan == "skip":
                         row["skipped"] = nonfinite[k]
                     rows.append(row)

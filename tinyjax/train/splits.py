@@ -1,0 +1,39 @@
+"""The splits a run trains and evaluates on: ``load_splits(config)``."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from tinyjax import data, streams
+from tinyjax.config import Config, ConfigError
+
+
+def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The host arrays of ``train``, ``test`` and, with ``--val-split N``, ``val``
+    (N train images held out, the same subset for every seed). ``--train-limit N``
+    first keeps a fixed subset of N train images (the same for every seed, in
+    stored order).
+
+    Raises:
+      ConfigError: ``--val-split`` or ``--batch-size`` does not fit the train split.
+      DatasetNotFoundError, DataError: data that cannot be loaded.
+    """
+    images, labels = data.load(config.data.name, "train", config.data.data_dir)
+    limit = config.data.train_limit
+    if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
+        key = jax.random.fold_in(jax.random.key(0), streams.SUBSET)
+        keep = data.pipeline.subset(key, len(labels), limit)
+        images, labels = images[keep], labels[keep]
+    test = data.load(config.data.name, "test", config.data.data_dir)
+    n, val = config.data.val_split, None
+    if n:
+        if n >= len(labels):
+            raise ConfigError(f"--val-split {n} leaves no training images (the train split has {len(labels)}); "
+                              "choose a smaller --val-split.")
+        key = jax.random.fold_in(jax.random.key(0), streams.VALIDATION)
+        (images, labels), val = data.pipeline.hold_out(images, labels, n, key)
+    if config.batch_size > len(labels):
+        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
+                          "after --train-limit and --val-split); choose --batch-size <= that.")
+    return {"train": (images, labels), **({"val": val} if n else {}), "test": test}
