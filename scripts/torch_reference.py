@@ -109,17 +109,20 @@ def to_tensor(images: np.ndarray, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
-def crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding (pixels) and random horizontal flip, per example, batched."""
+def crop_flip(x: torch.Tensor, padding: int, flip: bool, fill: torch.Tensor,
+              generator: torch.Generator) -> torch.Tensor:
+    """Random crop with ``padding`` pixels of ``fill`` (``[C]``: black after standardizing, as
+    tinyjax pads raw pixels with 0) and, with ``flip``, a random horizontal flip, per example."""
     b, _, h, w = x.shape
-    padded = nn.functional.pad(x, (padding,) * 4)
+    padded = nn.functional.pad(x - fill.view(1, -1, 1, 1), (padding,) * 4) + fill.view(1, -1, 1, 1)
     dy = torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator)
     rows = (torch.arange(h).view(1, h, 1) + dy).expand(b, h, w)
     cols = (torch.arange(w).view(1, 1, w) + dx).expand(b, h, w)
-    flip = torch.rand(b, 1, 1, generator=generator) < 0.5
-    cols = torch.where(flip, 2 * dx + w - 1 - cols, cols)
+    if flip:
+        cols = torch.where(torch.rand(b, 1, 1, generator=generator) < 0.5, 2 * dx + w - 1 - cols, cols)
     index = torch.arange(b).view(b, 1, 1)
+    rows, cols, index = rows.to(x.device), cols.to(x.device), index.to(x.device)
     return padded.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2)
 
 
@@ -127,10 +130,18 @@ class Trainer:
     """A model, its optimizer and schedule, and the train split as tensors: ``epoch()``
     trains one epoch (or ``steps`` steps), ``evaluate(x, y)`` -> (accuracy %, mean loss)."""
 
-    def __init__(self, config, images: np.ndarray, labels: np.ndarray, mean, std, seed: int = 0):
+    def __init__(self, config, images: np.ndarray, labels: np.ndarray, mean, std, seed: int = 0,
+                 device: str = "cpu"):
+        a = config.augment
+        if a.rotation or a.brightness or a.contrast or a.saturation or a.flip not in ("none", "random") \
+                or config.schedule.name not in ("onecycle", "piecewise", "constant"):
+            raise ValueError("the PyTorch reference has crop, random flip, and the onecycle, piecewise and "
+                             "constant schedules only.")
         torch.manual_seed(seed)
-        self.config, self.model = config, MODELS[config.model]()
-        self.x, self.y = to_tensor(images, mean, std), torch.from_numpy(labels.astype(np.int64))
+        self.config, self.model, self.device = config, MODELS[config.model]().to(device), device
+        self.fill = (-torch.tensor(mean) / torch.tensor(std)).to(device)  # Pixel 0 after standardizing.
+        self.x = to_tensor(images, mean, std).to(device)
+        self.y = torch.from_numpy(labels.astype(np.int64)).to(device)
         self.steps_per_epoch = -(-len(self.y) // config.batch_size)
         self.opt, self.schedule = optimizer(self.model, config, config.epochs * self.steps_per_epoch)
         self.loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -138,13 +149,13 @@ class Trainer:
 
     def epoch(self, steps: int | None = None) -> None:
         self.model.train()
-        order = torch.randperm(len(self.y), generator=self.generator)
+        order = torch.randperm(len(self.y), generator=self.generator).to(self.device)
         batch, padding = self.config.batch_size, self.config.augment.crop_padding
         for i in range(steps or self.steps_per_epoch):
             index = order[(i * batch) % len(order):][:batch]
             x = self.x[index]
-            if padding:
-                x = crop_flip(x, padding, self.generator)
+            if padding or self.config.augment.flip == "random":
+                x = crop_flip(x, padding, self.config.augment.flip == "random", self.fill, self.generator)
             self.opt.zero_grad(set_to_none=True)
             self.loss(self.model(x), self.y[index]).backward()
             self.opt.step()
@@ -162,10 +173,12 @@ class Trainer:
         return 100.0 * correct / len(y), loss / len(y)
 
 
-def train(config, train_split, test_split, mean, std, seed: int) -> list[dict]:
-    """The whole recipe: per epoch ``{"epoch", "test_acc", "test_loss", "seconds"}`` (train and eval)."""
-    trainer = Trainer(config, *train_split, mean, std, seed)
-    x_test, y_test = to_tensor(test_split[0], mean, std), torch.from_numpy(test_split[1].astype(np.int64))
+def train(config, train_split, test_split, mean, std, seed: int, device: str = "cpu") -> list[dict]:
+    """The whole recipe: per epoch ``{"epoch", "test_acc", "test_loss", "seconds"}`` (train and eval;
+    the evaluation's accuracy is read on the host, which waits for the device)."""
+    trainer = Trainer(config, *train_split, mean, std, seed, device)
+    x_test = to_tensor(test_split[0], mean, std).to(device)
+    y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
     history = []
     for epoch in range(config.epochs):
         start = time.perf_counter()

@@ -40,10 +40,10 @@ from tinyjax import grid as grids
 from tinyjax.config import Config, ConfigError, closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
-# Fields a resumed run may change: where things are written or read, and which
-# checkpoints are kept. Every other field would change the result.
+# Fields a resumed run may change: where things are written or read, which
+# checkpoints are kept, how replicas train. Every other field would change the result.
 RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
-                     "checkpoint.best_metric", "checkpoint.best_mode")
+                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas")
 _FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 
@@ -234,8 +234,8 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     try:
         known, rest = _split(variants, args)
         if known.resume is not None:
-            if known.sweep or known.grid is not None:
-                raise ConfigError("--resume continues one run; drop --sweep and --grid.")
+            if known.sweep or known.grid is not None or known.seeds:
+                raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")
             configs = [resume_config(variants, known.resume, known.variant, rest, description)]
         elif known.grid is not None:
             if known.sweep or known.seeds:

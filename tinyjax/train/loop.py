@@ -72,7 +72,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     ``resume``, continued from their latest checkpoints (all at the same step).
     Each epoch line is printed per member, labelled with what differs. An
     interrupted run of several members is resumed as ``group_dir`` (a
-    ``--seeds`` run); without one there is no resume command.
+    ``--seeds`` run); without one there is no resume command. Inside a
+    ``group_dir``, a signal during the last epoch still finishes the members,
+    then raises ``Interrupted`` so that no further seed starts.
 
     Returns:
       ``(state, histories, run_dirs)``: the final state (stacked when N > 1),
@@ -183,7 +185,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                     for c in checkpoints or []:
                         c.wait()
                     last = checkpoints and checkpoints[0].latest()
-                    position = int(np.max(state.step)) - epoch * steps_per_epoch + 1
+                    steps = np.atleast_1d(jax.device_get(state.step))  # The first bad replica's step.
+                    position = int(min(steps[k] for k, x in enumerate(nonfinite) if x)) - epoch * steps_per_epoch + 1
                     which = "".join(f" of {labels[k][:-2]}" for k, x in enumerate(nonfinite) if x and labels[k])
                     raise NonFiniteError(
                         f"non-finite loss or gradient{which} at epoch {epoch + 1}, step {position}/{steps_per_epoch}; "
@@ -222,6 +225,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                 c.wait()
                 best_id = c.best()
                 bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
+            signum = interrupts.signal if interrupts.requested() else None
     finally:
         for e in events:
             e.close()
@@ -234,6 +238,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                          predict(member(state, k), device["test"]))
         runs.write_results(run_dirs[k], c, table.trainable_params, histories[k], bests[k],
                            time.perf_counter() - started)
+    if signum is not None and group_dir:  # Finished, but the seeds after this one must not start.
+        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: finished {', '.join(run_dirs)}",
+                          signum, resume_command)
     return state, histories, run_dirs
 
 

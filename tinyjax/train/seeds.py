@@ -47,7 +47,8 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
                 resume: str | None = None) -> tuple[list[list[dict]], str]:
     """Trains every seed of ``config.seeds`` (a new run directory, or the
     interrupted one in ``resume``: finished members are kept, the others
-    continue from their latest checkpoints), then writes the summary.
+    continue from their latest checkpoints, and one that had saved none starts
+    again), then writes the summary.
 
     Returns:
       ``(histories, run_dir)``: each member's per-epoch records (as
@@ -70,8 +71,10 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     dirs = member_dirs(run_dir, config)
     done = [os.path.exists(os.path.join(d, "results.json")) for d in dirs]
     points = [_latest(d, m) for d, m in zip(dirs, members)]
+    if mode == "vmap" and (any(done) or len(set(points)) > 1):
+        mode = "sequential"  # A resumed run whose seeds are not all at one step.
     print_fn(f"{len(members)} seeds {_seeds(config.seeds)}, {mode} -> {run_dir}")
-    if mode == "vmap" and not any(done) and len(set(points)) == 1:
+    if mode == "vmap":
         fresh = points[0] is None
         if fresh:
             for d in dirs:
@@ -105,11 +108,14 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
     for d in dirs:
         with open(os.path.join(d, "results.json")) as f:
             members.append(json.load(f))
-    results = {k: v for k, v in members[0].items() if k not in ("seed", "best_epoch") + SUMMARIZED}
+    results = {k: v for k, v in members[0].items()
+               if k not in ("seed", "best_epoch", "best_epoch_val_accuracy") + SUMMARIZED}
     results.update(seed=list(config.seeds), replicas=mode, wall_time_s=wall_time,
                    train_time_s=sum(r["train_time_s"] for r in members) if mode == "sequential"
                    else members[0]["train_time_s"])
-    for key in SUMMARIZED:
+    for key in SUMMARIZED + ("best_epoch_val_accuracy",):
+        if key not in members[0]:
+            continue
         values = [r[key] for r in members]
         mean, std = replicas.spread(values)
         results.update({key: mean, f"{key}_std": std, f"{key}_values": values})
