@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimizers
-from tinyjax import data, runs
+from tinyjax import data, models, runs
 from tinyjax.summary import layer_table
 from tinyjax.train import make_epoch_fns, replicas
 from tinyjax.train.state import init_state
@@ -79,8 +79,7 @@ def torch_runner(config, steps: int):
     images, labels = random_split(config, steps * config.batch_size)
     mean, std = data.NORMALIZATION[config.data.name]
     trainer = torch_reference.Trainer(dataclasses.replace(config, epochs=1000), images, labels, mean, std)
-    params = layer_table(__import__("tinyjax").models.create(config.model),
-                         data.IMAGE_SHAPES[config.data.name]).trainable_params
+    params = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).trainable_params
     assert torch_reference.params(trainer.model) == params, (config.model, torch_reference.params(trainer.model))
 
     def run():

@@ -84,16 +84,12 @@ def torch_epoch(steps: int, batch: int):
     try:
         import torch
         from torch import nn
+
+        import torch_reference  # scripts/torch_reference.py, beside this file
     except ImportError:
         return None
     torch.manual_seed(0)
-    layers, cin = [], 1
-    for i, c in enumerate((7, 7, 10, 10, 12, 16, 18)):
-        layers += [nn.Conv2d(cin, c, 3, padding=1 if i >= 5 else 0, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
-        if i in (2, 4):
-            layers.append(nn.MaxPool2d(2, 2))
-        cin = c
-    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(18, 10))
+    model = torch_reference.MODELS["mnist_cnn_7k"]()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.02)
     x = torch.randn(steps, batch, 1, 28, 28)

@@ -138,9 +138,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
         for d, c in zip(run_dirs, configs):
             runs.write_json(os.path.join(d, "config.json"), dataclasses.asdict(c))  # Allowed changes.
         start_epoch, start_position = metas[0]["epoch"], metas[0]["position"]
-        totals = replicas.stack([{k: jnp.asarray(v, jnp.float32 if k == "loss_sum" else jnp.int32)
-                                  for k, v in m["totals"].items()} for m in metas])
-        totals = totals if n > 1 else replicas.take(totals, 0)
+        sums = [{k: jnp.asarray(v, jnp.float32 if k == "loss_sum" else jnp.int32) for k, v in m["totals"].items()}
+                for m in metas]
+        totals = replicas.stack(sums) if n > 1 else sums[0]
         histories = [runs.read_metrics(d, start_epoch) for d in run_dirs]
     state = replicas.stack(states) if n > 1 else states[0]
     del states, inits
@@ -181,11 +181,11 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                                                   interrupts.requested, f"epoch {epoch + 1}/{config.epochs}")
                 start_position = 0
                 nonfinite = [int(x) for x in np.atleast_1d(jax.device_get(totals["nonfinite"]))]
+                steps = np.atleast_1d(jax.device_get(state.step))  # Per replica: skipped steps differ.
                 if max(nonfinite) and config.on_nan == "stop":
                     for c in checkpoints or []:
                         c.wait()
                     last = checkpoints and checkpoints[0].latest()
-                    steps = np.atleast_1d(jax.device_get(state.step))  # The first bad replica's step.
                     position = int(min(steps[k] for k, x in enumerate(nonfinite) if x)) - epoch * steps_per_epoch + 1
                     which = "".join(f" of {labels[k][:-2]}" for k, x in enumerate(nonfinite) if x and labels[k])
                     raise NonFiniteError(
@@ -199,7 +199,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                     raise interrupted(f"at epoch {epoch + 1}, step {done}/{steps_per_epoch}")
                 evals = {name: evaluate(state, device[name]) for name in ("val", "test") if name in device}
                 seconds = time.perf_counter() - start
-                rows, steps = [], np.atleast_1d(jax.device_get(state.step))  # Per replica: skipped steps differ.
+                rows = []
                 for k in range(n):
                     row = _row(epoch, member(totals, k), {s: member(t, k) for s, t in evals.items()},
                                lr_fns[k](int(steps[k]) - 1), seconds)

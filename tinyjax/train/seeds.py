@@ -74,21 +74,15 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     if mode == "vmap" and (any(done) or len(set(points)) > 1):
         mode = "sequential"  # A resumed run whose seeds are not all at one step.
     print_fn(f"{len(members)} seeds {_seeds(config.seeds)}, {mode} -> {run_dir}")
-    if mode == "vmap":
-        fresh = points[0] is None
+    # One program for all seeds, or one per unfinished seed; each fresh, or resumed from its checkpoints.
+    batches = [list(range(len(members)))] if mode == "vmap" else [[k] for k in range(len(members)) if not done[k]]
+    for batch in batches:
+        fresh, batch_dirs = points[batch[0]] is None, [dirs[k] for k in batch]
         if fresh:
-            for d in dirs:
+            for d in batch_dirs:
                 shutil.rmtree(d, ignore_errors=True)  # A member made before its first save holds nothing to keep.
-        train_members(members, print_fn, resume=None if fresh else dirs, run_dirs=dirs if fresh else None,
-                      group_dir=run_dir)
-    else:
-        for member, d, finished, point in zip(members, dirs, done, points):
-            if finished:
-                continue
-            if point is None:
-                shutil.rmtree(d, ignore_errors=True)
-            train_members([member], print_fn, resume=None if point is None else [d],
-                          run_dirs=[d] if point is None else None, group_dir=run_dir)
+        train_members([members[k] for k in batch], print_fn, resume=None if fresh else batch_dirs,
+                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir)
     histories = [runs.read_metrics(d) for d in dirs]
     summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
     print_fn(f"{len(dirs)} seeds {_seeds(config.seeds)}: test accuracy (mean ± sample std) final "
