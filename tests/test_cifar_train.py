@@ -138,7 +138,8 @@ def test_bfloat16_computes_in_bf16_but_keeps_float32_weights_statistics_and_opti
 
 def test_bfloat16_on_a_float32_only_family_is_one_config_error():
     from experiments import mnist_onecycle
-    from tinyjax.config import ConfigError, validate
+    from tinyjax.config import ConfigError
+    from tinyjax.validation import validate
 
     with pytest.raises(ConfigError, match="--dtype bfloat16: mnist_cnn_7k \\(CNN\\) supports only float32"):
         validate(dataclasses.replace(mnist_onecycle.CONFIG, dtype="bfloat16"))

@@ -13,32 +13,15 @@ import pytest
 
 from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import report
-from tinyjax.checkpoint import load
 from tinyjax.cli import main
 from tinyjax.config import Config, ConfigError, OptimConfig, ScheduleConfig
 from tinyjax.grid import parse_seeds
 from tinyjax.train import replicas
 from tinyjax.train.seeds import member_dirs
 
+from same_run import assert_same_run, history
+
 TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "32"]  # 8 steps per epoch.
-
-
-def history(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
-def assert_same_run(a, b, exact=False):
-    """Two run directories trained the same: metrics per epoch and the final weights."""
-    ha, hb = history(a), history(b)
-    assert [h["epoch"] for h in ha] == [h["epoch"] for h in hb]
-    for x, y in zip(ha, hb):
-        for key in ("train_loss", "test_loss", "lr"):
-            np.testing.assert_allclose(x[key], y[key], rtol=0 if exact else 1e-4)
-        for key in ("train_acc", "test_acc"):  # A near-tie may flip one image.
-            assert abs(x[key] - y[key]) <= (0 if exact else 0.5), (key, x[key], y[key])
-    chex.assert_trees_all_close(load(a, "latest").variables, load(b, "latest").variables,
-                                rtol=0 if exact else 1e-3, atol=0 if exact else 1e-4)
 
 
 @pytest.fixture(scope="module")

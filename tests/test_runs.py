@@ -79,7 +79,8 @@ def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkey
 
 
 def test_val_metric_without_a_val_split_is_a_config_error(tmp_path):
-    from tinyjax.config import CheckpointConfig, validate
+    from tinyjax.config import CheckpointConfig
+    from tinyjax.validation import validate
     with pytest.raises(ConfigError, match="--best-metric val_loss needs a validation split: add --val-split N"):
         validate(Config(checkpoint=CheckpointConfig(best_metric="val_loss")))
     with pytest.raises(ConfigError, match=r"--best-metric 'test_accuracy' is unknown \(did you mean 'test_acc'\?\)"):

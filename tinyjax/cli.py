@@ -37,13 +37,16 @@ from typing import Mapping, Sequence
 import tyro
 
 from tinyjax import grid as grids
-from tinyjax.config import Config, ConfigError, closest
+from tinyjax.config import Config, ConfigError
+from tinyjax.validation import closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
-# checkpoints are kept, how replicas train. Every other field would change the result.
+# checkpoints are kept, how replicas train, on how many devices and hosts. Every other field
+# would change the result (beyond float rounding).
 RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
-                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas")
+                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel",
+                     "coordinator", "num_processes", "process_id")
 _FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 
@@ -224,7 +227,7 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     ``{"batch_size": "32,64", ...}``); returns the exit status."""
     from tinyjax import report
     from tinyjax.checkpoint import CheckpointError
-    from tinyjax.config import validate
+    from tinyjax.validation import validate
     from tinyjax.train import train_and_evaluate, train_members  # Imports jax: after --help has been served.
     from tinyjax.train.faults import Interrupted, NonFiniteError
     from tinyjax.train.replicas import groups, resolve

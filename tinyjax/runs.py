@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 import tinyjax
-from tinyjax import plots
+from tinyjax import parallel, plots
 from tinyjax.config import Config, ConfigError, best_metric
 
 
@@ -238,7 +238,8 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
                "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": lr,
                "schedule": config.schedule.name, "optimizer": config.optim.name,
                "weight_decay": config.optim.weight_decay, "label_smoothing": config.label_smoothing,
-               "seed": config.seed, "wall_time_s": wall_time,
+               "seed": config.seed, "parallel": parallel.resolve(config.parallel), "processes": jax.process_count(),
+               "wall_time_s": wall_time,
                "train_time_s": sum(h["seconds"] for h in history), **environment()}
     if config.data.val_split:
         results["best_epoch_val_accuracy"] = best["val_acc"]

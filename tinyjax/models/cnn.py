@@ -56,7 +56,8 @@ class ConvSpec:
 
 
 def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | None = None,
-               scale: bool = True, momentum: float = 0.1, eps: float = 1e-5, dtype=None) -> jax.Array:
+               scale: bool = True, momentum: float = 0.1, eps: float = 1e-5, dtype=None,
+               axis_name: str | None = None) -> jax.Array:
     """``torch.nn.BatchNorm2d`` defaults: momentum 0.1 (PyTorch's convention, the
     weight of the new batch; flax: 0.9), eps 1e-5; ``scale=False`` leaves out the
     learned scale (gamma), keeping the shift. ``dtype`` is the output dtype
@@ -67,11 +68,16 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | No
     documented difference to PyTorch: the running variance is updated with the
     biased batch variance (PyTorch uses the unbiased one, a factor n/(n-1),
     n = B*H*W, i.e. 1.0009 at batch 128 on a 3x3 map).
+
+    ``axis_name``: under ``jax.pmap`` (``tinyjax.parallel``), the device axis
+    whose shards' statistics are averaged (``lax.pmean``), as
+    ``torch.nn.SyncBatchNorm``; None: this batch alone (``jit`` with sharding
+    needs none: its batch is the global one).
     """
     if mask is not None:
         mask = mask.reshape((-1,) + (1,) * (x.ndim - 1))
     return nn.BatchNorm(use_running_average=not train, momentum=1.0 - momentum, epsilon=eps, use_scale=scale,
-                        dtype=dtype, param_dtype=jnp.float32, name=name)(x, mask=mask)
+                        dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name, name=name)(x, mask=mask)
 
 
 def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
@@ -141,6 +147,7 @@ class CNN(nn.Module):
 
     layers: tuple[ConvSpec, ...]
     num_classes: int = 10
+    bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``batch_norm``).
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
@@ -153,7 +160,7 @@ class CNN(nn.Module):
                             padding=spec.padding, use_bias=spec.bias, kernel_init=kernel_init,
                             bias_init=bias_init(x.shape[-1] * spec.kernel ** 2), name=f"conv{i}")(x)
             if spec.batch_norm:
-                x = batch_norm(x, train, mask, name=f"bn{i}", scale=spec.bn_scale)
+                x = batch_norm(x, train, mask, name=f"bn{i}", scale=spec.bn_scale, axis_name=self.bn_axis_name)
             x = ACTIVATIONS[spec.activation](x)
             if spec.dropout:
                 x = nn.Dropout(spec.dropout, deterministic=not train)(x)

@@ -164,6 +164,7 @@ class FastNet(nn.Module):
     bn_momentum: float = 0.6
     bn_eps: float = 1e-12
     dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``cnn.batch_norm``).
 
     def __post_init__(self):
         widths = tuple(self.widths)
@@ -185,7 +186,7 @@ class FastNet(nn.Module):
             raise ValueError(f"whiten_width {self.whiten_width} exceeds 2 * {p}*{p}*{c} = {2 * p * p * c} "
                              f"whitening filters for {c}-channel input; lower it.")
         bn = functools.partial(batch_norm, train=train, mask=mask, scale=False, momentum=self.bn_momentum,
-                               eps=self.bn_eps, dtype=self.dtype)
+                               eps=self.bn_eps, dtype=self.dtype, axis_name=self.bn_axis_name)
         gelu = functools.partial(nn.gelu, approximate=False)
         x = x.astype(self.dtype)
         x = nn.Conv(self.whiten_width, (p, p), padding="VALID", kernel_init=kernel_init,

@@ -95,10 +95,11 @@ class BasicBlock(nn.Module):
     stride: int = 1
     shortcut: str = "A"
     dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``cnn.batch_norm``).
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-        bn = functools.partial(batch_norm, train=train, mask=mask, dtype=self.dtype)
+        bn = functools.partial(batch_norm, train=train, mask=mask, dtype=self.dtype, axis_name=self.bn_axis_name)
         y = _conv(self.features, 3, self.stride, self.dtype, "conv1")(x)
         y = nn.relu(bn(y, name="bn1"))
         y = bn(_conv(self.features, 3, 1, self.dtype, "conv2")(y), name="bn2")
@@ -143,6 +144,7 @@ class ResNet(nn.Module):
     dropout: float = 0.0
     num_classes: int = 10
     dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``cnn.batch_norm``).
 
     def __post_init__(self):
         blocks, widths = tuple(self.stage_blocks), tuple(self.stage_widths)
@@ -175,9 +177,10 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         x = x.astype(self.dtype)
         x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(x)
-        x = nn.relu(batch_norm(x, train, mask, "stem_bn", dtype=self.dtype))
+        x = nn.relu(batch_norm(x, train, mask, "stem_bn", dtype=self.dtype, axis_name=self.bn_axis_name))
         for block in self.block_plan():
-            x = BasicBlock(block.features, block.stride, self.shortcut, self.dtype, name=block.name)(
+            x = BasicBlock(block.features, block.stride, self.shortcut, self.dtype, self.bn_axis_name,
+                           name=block.name)(
                 x, train, mask)
         x = jnp.mean(x, axis=(1, 2))
         if self.dropout:

@@ -9,7 +9,6 @@ the batches a run trains are the same whether or not it was interrupted.
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import Callable, Sequence
 
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tinyjax import data
+from tinyjax import data, models, parallel
 from tinyjax.config import Config
 from tinyjax.data import augment
 from tinyjax.train.steps import batch_metrics, eval_logits, train_step
@@ -37,7 +36,7 @@ def resolve_loop(loop: str) -> str:
     return loop
 
 
-def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool) -> Callable:
+def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool, pmapped: bool = False) -> Callable:
     """Runs ``batch_fn`` over an epoch's ``[S, B]`` index plan, all on the device.
 
     ``loop="step"`` jits one batch and calls it from Python (the host only
@@ -51,32 +50,46 @@ def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool) -> Callable:
       every step (``step``) or once at the end (``scan``, which compiles once
       more for a resumed epoch's shorter plan); when it returns True the epoch
       stops there. ``done`` is the number of steps of the epoch done.
+
+    ``pmapped``: ``jax.pmap`` over ``parallel.AXIS`` instead of ``jax.jit``;
+    every argument then has a leading device axis ``[D, ...]`` (the plan
+    ``[D, S, B / D]``, see ``parallel.Placement``) and ``batch_fn`` sees one
+    device's part.
     """
     donate_argnums = (0,) if donate else ()
+    if pmapped:
+        def compile_(fn, in_axes=0):
+            return jax.pmap(fn, parallel.AXIS, in_axes=in_axes, donate_argnums=donate_argnums)
+    else:
+        def compile_(fn, in_axes=None):
+            return jax.jit(fn, donate_argnums=donate_argnums)
+    step_axis = 1 if pmapped else 0
     if loop == "scan":
-        @functools.partial(jax.jit, donate_argnums=donate_argnums)
+        @compile_
         def scan_epoch(carry, device_data, indices, mask):
             def body(c, xs):
                 return batch_fn(c, device_data, *xs), None
             return jax.lax.scan(body, carry, (indices, mask))[0]
 
         def run_scan(carry, device_data, indices, mask, start=0, on_step=None):
-            carry = scan_epoch(carry, device_data, indices[start:], mask[start:])
+            steps = indices.shape[step_axis]
+            rest = (slice(None),) * step_axis + (slice(start, None),)
+            carry = scan_epoch(carry, device_data, indices[rest], mask[rest])
             if on_step is not None:
-                on_step(indices.shape[0], carry)
-            return carry, indices.shape[0]
+                on_step(steps, carry)
+            return carry, steps
         return run_scan
 
-    @functools.partial(jax.jit, donate_argnums=donate_argnums)
     def one_batch(carry, device_data, indices, mask, i):
         return batch_fn(carry, device_data, indices[i], mask[i])
+    one_batch = compile_(one_batch, in_axes=(0, 0, 0, 0, None))
 
     def run_steps(carry, device_data, indices, mask, start=0, on_step=None):
-        for i in range(start, indices.shape[0]):
+        for i in range(start, indices.shape[step_axis]):
             carry = one_batch(carry, device_data, indices, mask, i)
             if on_step is not None and on_step(i + 1, carry):
                 return carry, i + 1
-        return carry, indices.shape[0]
+        return carry, indices.shape[step_axis]
     return run_steps
 
 
@@ -95,8 +108,8 @@ def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
     return 100.0 * float(np.sum(totals["correct"])) / count, float(np.sum(totals["loss_sum"])) / count
 
 
-def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None
-                   ) -> tuple[Callable, Callable, Callable]:
+def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None,
+                   placement: parallel.Placement = parallel.Placement()) -> tuple[Callable, Callable, Callable]:
     """``(train_epoch, evaluate, predict)`` for a config.
 
     ``label_smoothing=None`` trains one model with ``config.label_smoothing``.
@@ -106,6 +119,11 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     is ``jax.vmap``-ped over it, and each replica shuffles by its own
     ``fold_in(state.rng[k], ...)`` key (``key`` is then ``[N]`` keys);
     ``predict`` stays per model (pass one replica's state).
+
+    ``placement`` (``tinyjax.parallel``) splits every batch over devices:
+    ``train_epoch`` and ``evaluate`` place the state, data and plans on the
+    devices themselves (and return a ``pmap`` state as one copy); metric sums
+    come back as sums over all devices; ``predict`` runs on one device.
 
     ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
     description="train") -> (state, totals, done)`` trains the (0-based) ``epoch``
@@ -127,13 +145,15 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     # A new device array per call: the train carry is donated.
     smoothing = np.asarray(label_smoothing if replicated else config.label_smoothing, np.float32)
     stop_on_nan = config.on_nan == "stop"
+    pmapped = placement.mode == "pmap"
+    synced_apply = placement.synced(models.create(config.model, dtype=jnp.dtype(config.dtype))).apply
 
     def train_batch(carry, device_data, indices, mask):
         state, totals, epoch, smoothing = carry
         # On the device, per example, from (root key, step, epoch, example index); pixel / 255 when all is off.
         images = augment.augment(config.augment, state.rng, state.step, epoch, indices, device_data.images[indices])
         batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
-        new, metrics = train_step(state, batch, smoothing, config.ema)
+        new, metrics = train_step(state, batch, smoothing, config.ema, parallel.AXIS if pmapped else None)
         bad = metrics.pop("nonfinite")
         apply = (bad == 0) & ~(stop_on_nan & (totals["nonfinite"] > 0))
 
@@ -168,8 +188,30 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
             return jnp.swapaxes(indices, 0, 1), jnp.swapaxes(mask, 0, 1)
     else:
         train_plan = plan
-    run_train = epoch_driver(train_batch, loop, donate=True)
-    run_eval = epoch_driver(eval_batch, loop, donate=False)
+    run_train = epoch_driver(train_batch, loop, donate=True, pmapped=pmapped)
+    run_eval = epoch_driver(eval_batch, loop, donate=False, pmapped=pmapped)
+    placed_data = {}  # id -> (data, its copy on the devices): placed once per split, not per epoch.
+
+    def on_devices(device_data):
+        if id(device_data) not in placed_data:
+            placed_data[id(device_data)] = (device_data, placement.replicated(device_data))
+        return placed_data[id(device_data)][1]
+
+    def placed(carry, totals_at=1):
+        """The carry on the devices; under pmap the sums start on device 0 (the others at 0)."""
+        carry = placement.replicated(carry)
+        if pmapped:
+            device = jnp.arange(placement.devices) == 0
+            totals = jax.tree.map(lambda t: jnp.where(device.reshape((-1,) + (1,) * (t.ndim - 1)), t, 0),
+                                  carry[totals_at])
+            carry = carry[:totals_at] + (totals,) + carry[totals_at + 1:]
+        return carry
+
+    def gathered_totals(totals):
+        """Sums over devices (``pmap``: a leading device axis); ``nonfinite`` is the same on each device."""
+        if not pmapped:
+            return totals
+        return {k: (jnp.max if k == "nonfinite" else jnp.sum)(v, axis=0) for k, v in totals.items()}
 
     def zeros(train):
         totals = zero_metrics(train)
@@ -177,7 +219,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
 
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
                     description="train"):
-        indices, mask = train_plan(key, len(device_data.labels), config.batch_size)
+        indices, mask = placement.batches(*train_plan(key, len(device_data.labels), config.batch_size))
         with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
                        disable=not sys.stderr.isatty()) as bar:
             def on_step(done, carry):
@@ -192,14 +234,16 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
                     accuracy, loss = summarize(carry[1])
                     bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2f}%", refresh=False)
                 return False
-            carry = (state, zeros(True) if totals is None else totals, jnp.asarray(epoch, jnp.int32),
-                     jnp.asarray(smoothing))
-            (state, totals, _, _), done = run_train(carry, device_data, indices, mask, start, on_step)
-        return state, totals, done
+            apply_fn = state.apply_fn
+            carry = placed((state.replace(apply_fn=synced_apply), zeros(True) if totals is None else totals,
+                            jnp.asarray(epoch, jnp.int32), jnp.asarray(smoothing)))
+            (state, totals, _, _), done = run_train(carry, on_devices(device_data), indices, mask, start, on_step)
+        return placement.unreplicated(state).replace(apply_fn=apply_fn), gathered_totals(totals), done
 
     def evaluate(state, device_data):
-        indices, mask = plan(None, len(device_data.labels), config.eval_batch_size)
-        return run_eval((state, zeros(False), jnp.asarray(smoothing)), device_data, indices, mask)[0][1]
+        indices, mask = placement.batches(*plan(None, len(device_data.labels), config.eval_batch_size))
+        carry = placed((state, zeros(False), jnp.asarray(smoothing)))
+        return gathered_totals(run_eval(carry, on_devices(device_data), indices, mask)[0][1])
 
     @jax.jit
     def predict_batch(state, device_data, indices):

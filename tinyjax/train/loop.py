@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import data, models, runs, streams
+from tinyjax import data, models, parallel, runs, streams
 from tinyjax.checkpoint import Checkpoints
-from tinyjax.config import Config, ConfigError, validate
+from tinyjax.config import Config, ConfigError
+from tinyjax.validation import validate
 from tinyjax.summary import layer_table
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop, summarize
 from tinyjax.train import replicas
@@ -94,6 +95,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     table = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name])  # Shapes only.
     configs = [dataclasses.replace(c, loop=resolve_loop(c.loop)) for c in configs]
     config = configs[0]
+    placement = parallel.Placement.create(config.parallel)
+    parallel.check_batch(config, placement.devices)
     if resume is None:
         runs.check_writable(config.out)
     splits = load_splits(config)
@@ -109,7 +112,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
         raise ConfigError(str(e)) from e
     states, lr_fns = [s for _, s, _ in inits], [f for _, _, f in inits]
     train_epoch, evaluate, predict = make_epoch_fns(
-        config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None)
+        config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None, placement)
     labels = [f"{label}: " if label else "" for label in replicas.differences(configs)]
 
     # ------------------------------------------------------------------ run directories, fresh or restored state
@@ -150,7 +153,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     sizes = " / ".join(f"{len(labels_)} {name}" for name, (_, labels_) in splits.items())
     print_fn(f"{config.experiment}: {config.model} ({table.trainable_params:,} params), {config.data.name} {sizes}, "
              f"{config.epochs} epochs x {steps_per_epoch} steps of {config.batch_size}, "
-             f"{jax.default_backend()} '{config.loop}' loop"
+             f"{placement.describe()}, '{config.loop}' loop"
              + (f", {n} replicas vmapped as one program" if n > 1 else "") + f" -> {', '.join(run_dirs)}"
              + (f"\nresumed at epoch {start_epoch + 1}, step {start_position}" if resume else "")
              + (f"\nresume with: {resume_command}" if resume_command else ""))

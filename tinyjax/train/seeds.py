@@ -29,7 +29,8 @@ from typing import Callable
 
 from tinyjax import data, models, runs
 from tinyjax.checkpoint import find
-from tinyjax.config import Config, ConfigError, validate
+from tinyjax.config import Config, ConfigError
+from tinyjax.validation import validate
 from tinyjax.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members

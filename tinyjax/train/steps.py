@@ -16,7 +16,6 @@ from tinyjax.data.pipeline import Batch
 from tinyjax.train.state import TrainState, update_ema
 
 
-
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
                        mask: jax.Array | None = None) -> jax.Array:
     """Mean softmax cross-entropy with label smoothing, PyTorch semantics.
@@ -55,8 +54,8 @@ def batch_metrics(logits: jax.Array, batch: Batch, label_smoothing: float) -> di
             "count": jnp.sum(mask, dtype=jnp.int32)}
 
 
-def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, ema_decay: float = 0.0
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, ema_decay: float = 0.0,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step in train mode; updates params, optimizer state,
     batch statistics (from the unmasked examples only) and, when the state
     keeps one, the weights' moving average with ``ema_decay``.
@@ -69,8 +68,16 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
       NaN or infinite. The
       step does not act on it: the caller keeps or drops ``new_state``
       (``tinyjax.train.epochs``, ``--on-nan``).
+
+    ``axis_name``: under ``jax.pmap`` (``tinyjax.parallel``), the device axis:
+    gradients are averaged over it (``lax.pmean``), ``nonfinite`` is 1 on every
+    device when it is on one, each device draws its own dropout mask, and the
+    metrics stay this device's sums. The model's BatchNorm must average over
+    the same axis (``Placement.synced``).
     """
     dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, streams.DROPOUT), state.step)
+    if axis_name is not None:
+        dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -80,10 +87,15 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
         return loss, (updates["batch_stats"], logits)
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
     state = update_ema(state.apply_gradients(grads=grads, batch_stats=batch_stats), ema_decay)
     finite = (jnp.isfinite(loss) & all_finite(grads) & all_finite(state.params) & all_finite(batch_stats)
               & all_finite(state.opt_state) & all_finite(state.ema))
-    return state, {**batch_metrics(logits, batch, label_smoothing), "nonfinite": (~finite).astype(jnp.int32)}
+    nonfinite = (~finite).astype(jnp.int32)
+    if axis_name is not None:
+        nonfinite = jax.lax.pmax(nonfinite, axis_name)
+    return state, {**batch_metrics(logits, batch, label_smoothing), "nonfinite": nonfinite}
 
 
 def all_finite(tree) -> jax.Array:

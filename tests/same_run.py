@@ -1,0 +1,28 @@
+"""Comparing two finished run directories (shared by the replica and parallel tests)."""
+
+import json
+import os
+
+import chex
+import numpy as np
+
+from tinyjax.checkpoint import load
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def assert_same_run(a, b, exact=False, rtol=1e-4):
+    """Two run directories trained the same: metrics per epoch (losses and lr to ``rtol``, accuracies to
+    0.5 points) and the latest weights (to ``10 * rtol``, ``atol`` ``rtol``); ``exact``: bit for bit."""
+    ha, hb = history(a), history(b)
+    assert [h["epoch"] for h in ha] == [h["epoch"] for h in hb]
+    for x, y in zip(ha, hb):
+        for key in ("train_loss", "test_loss", "lr"):
+            np.testing.assert_allclose(x[key], y[key], rtol=0 if exact else rtol)
+        for key in ("train_acc", "test_acc"):  # A near-tie may flip one image.
+            assert abs(x[key] - y[key]) <= (0 if exact else 0.5), (key, x[key], y[key])
+    chex.assert_trees_all_close(load(a, "latest").variables, load(b, "latest").variables,
+                                rtol=0 if exact else 10 * rtol, atol=0 if exact else rtol)
