@@ -42,11 +42,10 @@ from tinyjax.validation import closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
-# checkpoints are kept, how replicas train, on how many devices and hosts. Every other field
+# checkpoints are kept, how replicas train, on how many devices. Every other field
 # would change the result (beyond float rounding).
 RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
-                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel",
-                     "coordinator", "num_processes", "process_id")
+                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel")
 _FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 

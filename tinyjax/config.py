@@ -141,12 +141,6 @@ class Config:
     parallel: Literal["auto", "none", "sharding", "pmap"] = "auto"
     """Data parallel over the visible devices (tinyjax.parallel): jit with the global batch sharded over a
     mesh (sharding), jax.pmap (pmap), one device (none); auto: sharding when more than one device is visible."""
-    coordinator: Optional[str] = None
-    """Multi-host: host:port of process 0 for jax.distributed.initialize (TPU pods and SLURM need none)."""
-    num_processes: Optional[int] = None
-    """Multi-host: number of processes (with --coordinator)."""
-    process_id: Optional[int] = None
-    """Multi-host: this process's index, 0 .. --num-processes - 1 (with --coordinator)."""
     epochs: int = 20
     """Training length (epochs over the train split)."""
     batch_size: int = 128

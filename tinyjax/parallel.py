@@ -23,14 +23,13 @@ train the same model as one device on the same batch:
 
 A batch that does not divide by the device count is padded with masked
 examples (``data.batch_plan``'s mask), which count in no loss, metric or
-statistic. ``jax.distributed`` (``initialize``) joins several processes, each
-with its local devices, into one mesh.
+statistic. The mesh spans ``jax.devices()``: this process's devices (several
+processes joined by ``jax.distributed`` are not supported yet).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -68,19 +67,9 @@ class Placement:
 
     @classmethod
     def create(cls, mode: str) -> "Placement":
-        """The placement of ``--parallel mode`` (``auto`` resolved) over all devices of all processes.
-
-        Raises:
-          ConfigError: ``pmap`` over several processes (its device axis is this
-            host's devices; use ``sharding``).
-        """
+        """The placement of ``--parallel mode`` (``auto`` resolved) over all devices."""
         mode = resolve(mode)
-        if mode == "none":
-            return cls()
-        if mode == "pmap" and jax.process_count() > 1:
-            raise ConfigError("--parallel pmap maps over one host's devices; use --parallel sharding "
-                              "(the default) to train over several processes.")
-        return cls(mode, Mesh(np.asarray(jax.devices() if mode == "sharding" else jax.local_devices()), (AXIS,)))
+        return cls() if mode == "none" else cls(mode, Mesh(np.asarray(jax.devices()), (AXIS,)))
 
     @property
     def devices(self) -> int:
@@ -136,8 +125,7 @@ class Placement:
         """E.g. ``"4 cpu devices, sharding"``, ``"1 cpu device"``."""
         if self.mesh is None:
             return f"1 {jax.default_backend()} device"
-        hosts = f" on {jax.process_count()} processes" if jax.process_count() > 1 else ""
-        return f"{self.devices} {jax.default_backend()} devices{hosts}, {self.mode}"
+        return f"{self.devices} {jax.default_backend()} devices, {self.mode}"
 
 
 def check_batch(config: Config, devices: int) -> None:
@@ -150,37 +138,3 @@ def check_batch(config: Config, devices: int) -> None:
         if size < devices:
             raise ConfigError(f"{flag} {size} is smaller than the {devices} devices it is split over; "
                               f"raise it to at least {devices} (a multiple is best) or pass --parallel none.")
-
-
-def initialize(config: Config) -> None:
-    """``jax.distributed.initialize`` for a multi-process run, before any other jax call.
-
-    With ``--coordinator host:port --num-processes N --process-id I`` it joins
-    those processes; without them, when the environment names a cluster
-    (``SLURM_JOB_ID`` with several tasks, ``TPU_WORKER_HOSTNAMES``, Open MPI's
-    ``OMPI_COMM_WORLD_SIZE``), jax detects the rest itself; otherwise nothing.
-    CPU processes exchange collectives with gloo.
-
-    Raises:
-      ConfigError: only some of the three flags, or a process id out of range.
-    """
-    flags = (config.coordinator, config.num_processes, config.process_id)
-    if any(f is not None for f in flags) and any(f is None for f in flags):
-        raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three "
-                          "(or none, on a TPU pod slice or under SLURM, which jax detects).")
-    if config.coordinator is not None:
-        if not 0 <= config.process_id < config.num_processes:
-            raise ConfigError(f"--process-id must be in [0, --num-processes {config.num_processes}), "
-                              f"got {config.process_id}.")
-        _initialize(coordinator_address=config.coordinator, num_processes=config.num_processes,
-                    process_id=config.process_id)
-    elif (int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ
-          or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1):
-        _initialize()
-
-
-def _initialize(**kwargs) -> None:
-    if jax.distributed.is_initialized():  # jax >= 0.7: a second call raises.
-        return
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # Only used by the CPU backend.
-    jax.distributed.initialize(**kwargs)

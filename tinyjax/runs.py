@@ -238,7 +238,7 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
                "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": lr,
                "schedule": config.schedule.name, "optimizer": config.optim.name,
                "weight_decay": config.optim.weight_decay, "label_smoothing": config.label_smoothing,
-               "seed": config.seed, "parallel": parallel.resolve(config.parallel), "processes": jax.process_count(),
+               "seed": config.seed, "parallel": parallel.resolve(config.parallel),
                "wall_time_s": wall_time,
                "train_time_s": sum(h["seconds"] for h in history), **environment()}
     if config.data.val_split:
