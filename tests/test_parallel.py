@@ -49,12 +49,11 @@ def run_dir(folder) -> str:
 
 MODES = {  # name -> flags; each trained in one 4-device process.
     "one device": ["--parallel", "none"],
-    "sharding": ["--parallel", "sharding"],
     "pmap": ["--parallel", "pmap"],
     "pmap scan": ["--parallel", "pmap", "--loop", "scan"],
-    "one device, batch 30": ["--parallel", "none", "--batch-size", "30"],
-    "sharding, batch 30": ["--parallel", "sharding", "--batch-size", "30"],  # Padded to 32; last: 16 real.
-    "seeds, one device": ["--parallel", "none", "--seeds", "0,1", "--replicas", "vmap"],
+    "one device, batch 62": ["--parallel", "none", "--batch-size", "62"],
+    # Padded to 64 (2 masked per batch; the last of 5 batches has 8 real), each device a quarter.
+    "sharding, batch 62": ["--parallel", "sharding", "--batch-size", "62"],
     "seeds, sharding": ["--parallel", "sharding", "--seeds", "0,1", "--replicas", "vmap"],
 }
 
@@ -66,8 +65,9 @@ def runs(tmp_path_factory):
     return {name: run_dir(folder / name) for name in MODES}
 
 
-def test_sharding_equals_one_device(runs):
-    assert_same_run(runs["sharding"], runs["one device"])
+def test_sharding_equals_one_device_padding_batches_that_do_not_divide(runs):
+    assert_same_run(runs["sharding, batch 62"], runs["one device, batch 62"])
+    assert history(runs["sharding, batch 62"])[-1]["train_loss"] != history(runs["one device"])[-1]["train_loss"]
 
 
 def test_pmap_equals_one_device(runs):
@@ -77,42 +77,37 @@ def test_pmap_equals_one_device(runs):
     assert_same_run(runs["pmap scan"], runs["pmap"], rtol=1e-3)
 
 
-def test_sharding_pads_a_batch_that_does_not_divide_by_the_devices(runs):
-    assert_same_run(runs["sharding, batch 30"], runs["one device, batch 30"])
-    assert history(runs["sharding, batch 30"])[-1]["train_loss"] != history(runs["sharding"])[-1]["train_loss"]
-
-
 def test_vmapped_seeds_compose_with_sharding(runs):
-    for seed in (0, 1):
-        assert_same_run(os.path.join(runs["seeds, sharding"], f"seed-{seed}"),
-                        os.path.join(runs["seeds, one device"], f"seed-{seed}"))
+    seeds = runs["seeds, sharding"]
+    assert_same_run(os.path.join(seeds, "seed-0"), runs["one device"])
+    assert history(os.path.join(seeds, "seed-1"))[-1]["train_loss"] != history(runs["one device"])[-1]["train_loss"]
 
 
 def test_run_records_its_devices(runs):
-    results = json.load(open(os.path.join(runs["sharding"], "results.json")))
+    results = json.load(open(os.path.join(runs["sharding, batch 62"], "results.json")))
     assert results["hardware"]["device_count"] == 4 and results["parallel"] == "sharding"
 
 
-def killed_copy(original: str, folder) -> str:
-    """The run as if killed after epoch 1: its last checkpoint (2 epochs x 4 steps) and results gone."""
+def killed_copy(original: str, folder, last: int) -> str:
+    """The run as if killed after epoch 1: its ``last`` checkpoint (after epoch 2) and results gone."""
     killed = str(folder / "killed")
     shutil.copytree(original, killed)
-    shutil.rmtree(os.path.join(killed, "checkpoints", "8"))
+    shutil.rmtree(os.path.join(killed, "checkpoints", str(last)))
     os.remove(os.path.join(killed, "results.json"))
     return killed
 
 
 def test_checkpoint_of_four_devices_resumes_on_one(runs, tmp_path, capsys):
-    killed = killed_copy(runs["sharding"], tmp_path)
+    killed = killed_copy(runs["sharding, batch 62"], tmp_path, last=10)  # 2 epochs x 5 steps.
     assert main(mnist_onecycle.VARIANTS, ["--resume", killed, "--parallel", "auto"]) == 0
     assert "resumed at epoch 2, step 0" in capsys.readouterr().out
-    assert_same_run(killed, runs["sharding"])
+    assert_same_run(killed, runs["sharding, batch 62"])
 
 
 def test_checkpoint_of_one_device_resumes_on_four(tmp_path):
     assert main(mnist_onecycle.VARIANTS, TINY + ["--out", str(tmp_path / "one")]) == 0
     original = run_dir(tmp_path / "one")
-    killed = killed_copy(original, tmp_path)
+    killed = killed_copy(original, tmp_path, last=8)  # 2 epochs x 4 steps.
     on_devices([["--resume", killed, "--parallel", "pmap"]])
     assert_same_run(killed, original)
 

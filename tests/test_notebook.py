@@ -1,0 +1,43 @@
+"""notebooks/colab.ipynb runs headless on CPU (nbclient), parameters overridden: resume of a cut-off run, then seeds."""
+
+import json
+import os
+import shutil
+
+import nbformat
+from nbclient import NotebookClient
+
+from experiments import mnist_onecycle
+from tinyjax.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(ROOT, "notebooks", "colab.ipynb")
+TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "64"]  # 4 steps per epoch.
+
+
+def test_colab_notebook_resumes_a_cut_off_run_and_trains_seeds(tmp_path):
+    out = tmp_path / "runs"
+    # A run cut off after epoch 1 (as a Colab disconnect leaves it on Drive): last checkpoint and results gone.
+    assert main(mnist_onecycle.VARIANTS, TINY + ["--out", str(out / "one-seed")]) == 0
+    (run_dir,) = (out / "one-seed").iterdir()
+    finished = json.load(open(run_dir / "results.json"))
+    shutil.rmtree(run_dir / "checkpoints" / "8")
+    os.remove(run_dir / "results.json")
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (index,) = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(
+        f"EPOCHS, TRAIN_LIMIT, BATCH_SIZE, SEEDS, OUT = 2, 256, 64, 2, {str(out)!r}"))
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}).execute()
+
+    text = "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "runtime accelerator: cpu" in text and "resumed at epoch 2, step 0" in text
+    resumed = json.load(open(run_dir / "results.json"))
+    assert resumed["test_accuracy"] == finished["test_accuracy"]  # Bit-identical resume, as on one machine.
+    assert f"test accuracy {resumed['test_accuracy']:.2f}%" in text
+    (seeds_dir,) = (out / "2-seeds").iterdir()
+    summary = json.load(open(seeds_dir / "results.json"))
+    assert len(summary["test_accuracy_values"]) == 2 and f"{summary['test_accuracy']:.2f} ±" in text
+    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # The plots of both runs, inline.
