@@ -1,9 +1,26 @@
 """Shared fixtures. Real MNIST comes from tinyjax.data.load: CI points
-TINYJAX_DATA_DIR at ../shared/data; elsewhere the normal sources apply."""
+TINYJAX_DATA_DIR at ../shared/data; elsewhere the normal sources apply.
 
-import pytest
+The suite trains many tiny runs of the same few programs, in this process and
+in subprocesses: jax's persistent compilation cache (a fresh folder per
+session, set before jax is imported, inherited by the subprocesses) compiles
+each program once. It returns the same executables, so no result changes.
+"""
 
-from tinyjax import data
+import atexit
+import os
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="tinyjax-test-jax-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+import pytest  # noqa: E402
+
+from tinyjax import data  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,7 @@ MODES = {  # name -> flags; each trained in one 4-device process.
     # Padded to 64 (2 masked per batch; the last of 5 batches has 8 real), each device a quarter.
     "sharding, batch 62": ["--parallel", "sharding", "--batch-size", "62"],
     "seeds, sharding": ["--parallel", "sharding", "--seeds", "0,1", "--replicas", "vmap"],
+    "seeds, pmap": ["--parallel", "pmap", "--seeds", "0,1", "--replicas", "vmap"],
 }
 
 
@@ -77,10 +78,12 @@ def test_pmap_equals_one_device(runs):
     assert_same_run(runs["pmap scan"], runs["pmap"], rtol=1e-3)
 
 
-def test_vmapped_seeds_compose_with_sharding(runs):
+def test_vmapped_seeds_compose_with_sharding_and_pmap(runs):
     seeds = runs["seeds, sharding"]
     assert_same_run(os.path.join(seeds, "seed-0"), runs["one device"])
     assert history(os.path.join(seeds, "seed-1"))[-1]["train_loss"] != history(runs["one device"])[-1]["train_loss"]
+    for seed in (0, 1):
+        assert_same_run(os.path.join(runs["seeds, pmap"], f"seed-{seed}"), os.path.join(seeds, f"seed-{seed}"))
 
 
 def test_run_records_its_devices(runs):

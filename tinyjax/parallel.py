@@ -41,7 +41,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tinyjax.config import Config, ConfigError
 
 AXIS = "data"  # The device axis: of the mesh (sharding), of pmap and of its collectives.
-MODES = ("none", "sharding", "pmap")
 
 
 def resolve(mode: str) -> str:
