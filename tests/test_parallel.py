@@ -1,15 +1,20 @@
-"""Data parallel: --parallel sharding and pmap over 4 CPU devices equal one device on the same global batch.
+"""Data parallel: --parallel sharding and pmap over 4 CPU devices, in one process or in two processes
+joined by jax.distributed, equal one device on the same global batch.
 
-The 4 devices are XLA's host-platform devices in a subprocess
-(``--xla_force_host_platform_device_count=4``): this process's jax has
-already started with one.
+The devices are XLA's host-platform devices in subprocesses
+(``--xla_force_host_platform_device_count``): this process's jax has
+already started with one. Two processes talk through gloo on 127.0.0.1.
 """
 
+import glob
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -56,6 +61,7 @@ MODES = {  # name -> flags; each trained in one 4-device process.
     "sharding, batch 62": ["--parallel", "sharding", "--batch-size", "62"],
     "seeds, sharding": ["--parallel", "sharding", "--seeds", "0,1", "--replicas", "vmap"],
     "seeds, pmap": ["--parallel", "pmap", "--seeds", "0,1", "--replicas", "vmap"],
+    "sharding, 4 epochs": ["--parallel", "sharding", "--epochs", "4"],
 }
 
 
@@ -126,3 +132,50 @@ def test_auto_resolves_by_device_count():
 def test_batch_smaller_than_the_devices_is_one_error_line():
     with pytest.raises(ConfigError, match="--batch-size 2 is smaller than the 4 devices"):
         parallel.check_batch(Config(batch_size=2), 4)
+
+
+def launch(args: list[str], processes: int = 2, devices: int = 2) -> list[subprocess.Popen]:
+    """``processes`` processes of one run (``--coordinator`` on a free local port), ``devices`` CPU devices each."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    return [subprocess.Popen([sys.executable, "-m", "experiments.mnist_onecycle", *args, "--coordinator",
+                              f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i)],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(processes)]
+
+
+def finish(processes: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """Each process's (exit status, stdout, stderr), once all have ended."""
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    except subprocess.TimeoutExpired:  # One waits for the other forever: say where each was.
+        for p in processes:
+            p.kill()
+        outputs = [p.communicate() for p in processes]
+        pytest.fail("processes hung:\n" + "\n---\n".join(out[-2000:] + err[-3000:] for out, err in outputs))
+    return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+
+
+def test_two_processes_stop_together_resume_and_equal_one_process_of_four_devices(runs, tmp_path):
+    # Two processes of 2 devices each, sharding; SIGTERM to process 1 alone once epoch 1 is saved.
+    processes = launch(TINY + ["--epochs", "4", "--parallel", "sharding", "--out", str(tmp_path)])
+    deadline = time.time() + 600
+    while not glob.glob(f"{tmp_path}/*/checkpoints/4") and time.time() < deadline and processes[1].poll() is None:
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)
+    ended = finish(processes)
+    # Agreed at a host sync: both save the same step and stop with SIGTERM's status.
+    assert [status for status, _, _ in ended] == [143, 143], ended
+    stopped = [err.strip().splitlines()[-2] for _, _, err in ended]
+    assert stopped[0] == stopped[1] and stopped[0].startswith("stopped: SIGTERM"), stopped
+    run = run_dir(tmp_path)
+    assert "epoch   1/4" in ended[0][1] and "epoch" not in ended[1][1]  # Only process 0 prints.
+    # Resumed by two processes again, now with pmap: the run of one process with 4 devices.
+    ended = finish(launch(["--resume", run, "--parallel", "pmap"]))
+    assert [status for status, _, _ in ended] == [0, 0], ended
+    assert len(history(run)) == 4  # Each epoch once: only process 0 writes the run directory.
+    assert_same_run(run, runs["sharding, 4 epochs"])
+    assert json.load(open(os.path.join(run, "results.json")))["hardware"]["device_count"] == 4
+

@@ -23,6 +23,12 @@ stable training-loop API there; ``orbax.checkpoint.v1`` is not). In 0.12:
 - Saves are asynchronous: ``save`` returns after the device-to-host copy
   (made here, explicitly, so that buffers donated to the next step cannot
   change what is written) and the write goes on in a background thread.
+  Except with several processes (``tinyjax.hosts``): orbax's barriers are
+  then device collectives (``multihost_utils.sync_global_devices``, its
+  default in 0.12), and one run in a background thread beside the train
+  step's collectives can meet a different collective on another process and
+  hang both; so there every save finishes before training goes on. All
+  processes call ``save``; orbax writes the host (numpy) state from process 0.
 - A failed background write surfaces as an exception from orbax's
   ``wait_until_finished``, which ``Checkpoints.wait`` turns into
   ``CheckpointError``. orbax's finalize thread catches and only logs some
@@ -82,7 +88,7 @@ class Checkpoints:
                 policies.BestN(get_metric_fn=score, reverse=mode == "min", n=1,
                                keep_checkpoints_without_metrics=False)]),
             cleanup_tmp_directories=not read_only, create=not read_only,
-            enable_async_checkpointing=True)
+            enable_async_checkpointing=jax.process_count() == 1)
         self.directory = os.path.join(os.path.abspath(run_dir), "checkpoints")
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self.pending: int | None = None

@@ -15,6 +15,9 @@ reports mean ± sample std (``tinyjax.train.seeds``); grid points that differ
 only in scalars train as replicas of one program (``tinyjax.train.replicas``).
 ``--resume RUN_DIR`` continues that run in place from its latest checkpoint
 with the config saved there; flags that would change its result are refused.
+``--coordinator HOST:PORT --num-processes N --process-id I`` (or a launcher
+that names a coordinator: SLURM, Open MPI; or ``--coordinator auto``) joins
+this process to the others of one run (``tinyjax.hosts``).
 
 Exit status: 0 done; 2 bad input (a bad value, an unknown name, a model over
 its parameter budget, missing or malformed data, a resume that does not fit),
@@ -31,14 +34,13 @@ import dataclasses
 import datetime
 import os
 import sys
-import typing
 from typing import Mapping, Sequence
 
 import tyro
 
 from tinyjax import grid as grids
 from tinyjax.config import Config, ConfigError
-from tinyjax.validation import closest
+from tinyjax.validation import check_flags, closest, flag
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
@@ -46,13 +48,6 @@ from tinyjax.data import DataError, DatasetNotFoundError
 # would change the result (beyond float rounding).
 RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
                      "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel")
-_FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
-
-
-def _flag(path: str) -> str:
-    """The command-line flag of a config field path: ``"data.name"`` -> ``"--dataset"``,
-    ``"schedule.max_lr"`` -> ``"--max-lr"`` (tyro's names without prefixes)."""
-    return "--" + _FLAG_NAMES.get(path, path.rpartition(".")[2]).replace("_", "-")
 
 
 def parse(variants: Mapping[str, Config], args: Sequence[str] | None = None,
@@ -73,16 +68,23 @@ def _named(variants: Mapping[str, Config], name: str | None) -> Config:
 
 
 def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """(``--variant``, ``--sweep``, ``--resume``, ``--debug``, ``--grid``; the remaining args) from the command line."""
+    """(``--variant``, ``--sweep``, ``--resume``, ``--debug``, ``--grid``, ``--seeds``, ``--coordinator``,
+    ``--num-processes``, ``--process-id``; the remaining args) from the command line."""
     args = list(sys.argv[1:] if args is None else args)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --seed is not --seeds.
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)  # --seed is not --seeds.
     pre.add_argument("--variant", default=None)
     pre.add_argument("--sweep", action="store_true")
     pre.add_argument("--resume", default=None)
     pre.add_argument("--debug", action="store_true")
     pre.add_argument("--grid", nargs="*", default=None)
     pre.add_argument("--seeds", default=None)
-    known, rest = pre.parse_known_args(args)
+    pre.add_argument("--coordinator", default=None)
+    pre.add_argument("--num-processes", type=int, default=None)
+    pre.add_argument("--process-id", type=int, default=None)
+    try:
+        known, rest = pre.parse_known_args(args)
+    except argparse.ArgumentError as e:  # E.g. --num-processes two.
+        raise ConfigError(f"{e}.") from None
     if known.seeds is not None:
         known.seeds = grids.parse_seeds(known.seeds)
         if any(a.split("=")[0] == "--seed" for a in rest):
@@ -91,60 +93,6 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
         raise ConfigError(f"--variant {known.variant!r} is unknown{closest(known.variant, variants)}; "
                           f"choose one of {list(variants)}.")
     return known, rest
-
-
-def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, tuple]]:
-    """``{"--epochs": (int, ()), "--optimizer": (str, ("sgd", "adam", "adamw")), ...}``:
-    each flag of ``Config`` with its value type and, for a ``Literal``, its choices."""
-    flags, hints = {}, typing.get_type_hints(cls, include_extras=True)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.default):
-            flags.update(_flag_types(type(f.default), f"{prefix}{f.name}."))
-            continue
-        hint = hints[f.name]
-        while typing.get_origin(hint) is typing.Annotated:
-            hint = typing.get_args(hint)[0]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]  # Optional[X] -> X.
-        if typing.get_origin(hint) is typing.Literal:
-            kind, choices = str, typing.get_args(hint)
-        else:
-            kind, choices = (args[0] if args else hint), ()
-        if f.name not in ("variant", "seeds"):  # Chosen with --variant and --seeds, parsed before tyro.
-            flags[_flag(prefix + f.name)] = (kind, choices)
-    return flags
-
-
-def check_flags(args: Sequence[str]) -> None:
-    """Checks the config flags in ``args`` before tyro parses them, so that a
-    mistake is one line (tyro would print a multi-line box): unknown flags,
-    values outside a flag's choices (both with the closest name suggested) and
-    values that are not numbers where numbers are needed.
-
-    Raises:
-      ConfigError: the first bad flag, named with the fix.
-    """
-    flags = _flag_types()
-    tokens = list(args)
-    for i, token in enumerate(tokens):
-        if not token.startswith("--") or token == "--help":
-            continue
-        name, eq, value = token.partition("=")
-        if name not in flags:
-            raise ConfigError(f"unknown flag {name}{closest(name, flags)}; see --help for the flags.")
-        if not eq:
-            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                raise ConfigError(f"{name} needs a value; see --help.")
-            value = tokens[i + 1]
-        kind, choices = flags[name]
-        if choices and value not in choices:
-            raise ConfigError(f"{name} {value!r} is unknown{closest(value, choices)}; choose one of {list(choices)}.")
-        try:
-            if value != "None" and kind in (int, float):
-                kind(value)
-        except ValueError:
-            raise ConfigError(f"{name} needs {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
-        if kind is bool and value not in ("True", "False"):
-            raise ConfigError(f"{name} needs True or False, got {value!r}.")
 
 
 def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], description: str | None) -> Config:
@@ -159,6 +107,8 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         "--seeds N or --seeds 0,3,7: train those seeds as one run (--replicas: as one vmapped program or one "
         "after another) and report the mean and sample std of their test accuracy. "
         "--resume RUN_DIR: continue that run from its latest checkpoint. "
+        "--coordinator HOST:PORT --num-processes N --process-id I: one of N processes of one run "
+        "(not needed under srun or mpirun; --coordinator auto: jax finds the cluster, e.g. a Cloud TPU slice). "
         "--debug: show tracebacks instead of one error line.")
     config = tyro.cli(Config, default=base, args=rest, description=help_text,
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
@@ -204,7 +154,7 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
     before, after = flat(saved), flat(config)
     changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
     if changed:
-        flags = ", ".join(f"{_flag(k)} {after[k]} (the run has {before[k]})" for k in changed)
+        flags = ", ".join(f"{flag(k)} {after[k]} (the run has {before[k]})" for k in changed)
         raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "
                           f"{'it' if len(changed) == 1 else 'them'} to resume, or start a new run.")
     if config.seeds:
@@ -224,7 +174,7 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     """Parses flags, trains and evaluates (one variant, all with ``--sweep``, or
     every point of ``--grid``, ``grid`` being the experiment's default one as
     ``{"batch_size": "32,64", ...}``); returns the exit status."""
-    from tinyjax import report
+    from tinyjax import hosts, report
     from tinyjax.checkpoint import CheckpointError
     from tinyjax.validation import validate
     from tinyjax.train import train_and_evaluate, train_members  # Imports jax: after --help has been served.
@@ -235,6 +185,7 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     debug = "--debug" in (sys.argv[1:] if args is None else args)
     try:
         known, rest = _split(variants, args)
+        hosts.initialize(known.coordinator, known.num_processes, known.process_id)  # Before any computation.
         if known.resume is not None:
             if known.sweep or known.grid is not None or known.seeds:
                 raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")
@@ -285,7 +236,7 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         print("aborted by Ctrl-C: nothing saved since the last checkpoint.", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)  # At once: not waiting for a background checkpoint write (saves are atomic).
-    if known.sweep or known.grid is not None:
+    if (known.sweep or known.grid is not None) and hosts.primary():
         fields = [] if known.sweep else list(grids.parse(known.grid, grid))
         table = report.table(run_dirs, fields)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -23,8 +23,10 @@ train the same model as one device on the same batch:
 
 A batch that does not divide by the device count is padded with masked
 examples (``data.batch_plan``'s mask), which count in no loss, metric or
-statistic. The mesh spans ``jax.devices()``: this process's devices (several
-processes joined by ``jax.distributed`` are not supported yet).
+statistic. The mesh spans ``jax.devices()``: with several processes joined by
+``jax.distributed`` (``tinyjax.hosts``) the devices of all of them, each
+process placing only its own devices' shards (``jax.make_array_from_callback``)
+and getting back a copy on its first device (``unreplicated``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tinyjax.config import Config, ConfigError
@@ -66,30 +69,74 @@ class Placement:
 
     @classmethod
     def create(cls, mode: str) -> "Placement":
-        """The placement of ``--parallel mode`` (``auto`` resolved) over all devices."""
+        """The placement of ``--parallel mode`` (``auto`` resolved) over all devices.
+
+        Raises:
+          ConfigError: ``none`` in a run of several processes (each would train alone).
+        """
         mode = resolve(mode)
+        if mode == "none" and jax.process_count() > 1:
+            raise ConfigError(f"--parallel none in a run of {jax.process_count()} processes would train a "
+                              "model per process; pass --parallel sharding (or pmap), or start one process.")
         return cls() if mode == "none" else cls(mode, Mesh(np.asarray(jax.devices()), (AXIS,)))
+
+    @property
+    def processes(self) -> int:
+        """Processes whose devices the mesh spans (``jax.process_count()``; 1 for ``"none"``)."""
+        return 1 if self.mesh is None else jax.process_count()
 
     @property
     def devices(self) -> int:
         """Devices the global batch is split over (1 for ``"none"``)."""
         return 1 if self.mesh is None else self.mesh.size
 
+    @property
+    def rows(self) -> np.ndarray:
+        """``int [L]``: the positions on ``pmap``'s device axis of this process's ``L``
+        devices (pmap orders devices by process: ``p * L .. p * L + L - 1``)."""
+        local = 1 if self.mesh is None else jax.local_device_count()
+        return np.arange(local) + jax.process_index() * local
+
     def replicated(self, tree: Any) -> Any:
         """``tree`` on every device: as is (``none``), replicated over the mesh
-        (``sharding``), or stacked ``[D, ...]`` with one copy per device
-        (``pmap``'s layout, the replacement of the deprecated
+        (``sharding``), or stacked ``[L, ...]`` with one copy per local device
+        (``pmap``'s host-local layout, the replacement of the deprecated
         ``jax.device_put_replicated`` in jax >= 0.8.1)."""
         if self.mode == "sharding":
-            return jax.device_put(tree, NamedSharding(self.mesh, P()))
+            return self._put(tree, P())
         if self.mode == "pmap":
-            stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.devices,) + jnp.shape(x)), tree)
-            return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
+            return self._local(jax.tree.map(lambda x: jnp.broadcast_to(x, (len(self.rows),) + jnp.shape(x)), tree))
         return tree
 
     def unreplicated(self, tree: Any) -> Any:
-        """One copy of a ``pmap``-replicated tree (device 0's); other modes unchanged."""
-        return jax.tree.map(lambda x: x[0], tree) if self.mode == "pmap" else tree
+        """One copy of a replicated tree: ``pmap``'s first copy; with several
+        processes, a copy on this process's first device; else ``tree``."""
+        # From the first local device's buffer: indexing the [D, ...] array itself is a program over
+        # every process's devices, which can deadlock against the next collective of another process.
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: x.addressable_data(0)[0], tree)
+        return jax.tree.map(lambda x: x.addressable_data(0), tree) if self.processes > 1 else tree
+
+    def gathered(self, tree: Any) -> Any:
+        """``pmap``'s per-device values ``[L, ...]`` of every process, stacked ``[D, ...]``
+        (a collective with several processes); other modes unchanged."""
+        if self.mode != "pmap" or self.processes == 1:
+            return tree
+        return multihost_utils.process_allgather(tree, tiled=True)
+
+    def _put(self, tree: Any, spec: P) -> Any:
+        """``tree`` (the same on every process) laid out by ``spec`` over the mesh; with
+        several processes, each places only the shards of its own devices."""
+        sharding = NamedSharding(self.mesh, spec)
+        if self.processes == 1:
+            return jax.device_put(tree, sharding)
+        # jax.device_put would first check, by a collective, that every process passed the same value.
+        return jax.tree.map(lambda x: jax.make_array_from_callback(jnp.shape(x), sharding, lambda i: x[i]), tree)
+
+    def _local(self, tree: Any) -> Any:
+        """``tree`` (leading axis ``L``) split over this process's devices: pmap's host-local
+        inputs (pmap makes them one global array over every process's devices)."""
+        return jax.device_put(tree, NamedSharding(Mesh(np.asarray(jax.local_devices()), (AXIS,)), P(AXIS)))
 
     def batches(self, indices: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """An epoch's plan split over the devices along its last (batch) axis.
@@ -98,7 +145,8 @@ class Placement:
         replica axis) are padded with masked examples to a multiple of the
         device count, then sharded on that axis (``sharding``), or reshaped to
         ``pmap``'s ``[D, S, ..., B / D]`` with example ``j`` of a batch on
-        device ``j % D`` (so a padded batch's real examples spread evenly).
+        device ``j % D`` (so a padded batch's real examples spread evenly), of
+        which this process keeps its ``rows``.
         """
         if self.mode == "none":
             return indices, mask
@@ -106,13 +154,12 @@ class Placement:
         pad = [(0, 0)] * (indices.ndim - 1) + [(0, -indices.shape[-1] % d)]
         indices, mask = jnp.pad(indices, pad), jnp.pad(mask, pad)
         if self.mode == "sharding":
-            spec = P(*([None] * (indices.ndim - 1)), AXIS)
-            return jax.device_put((indices, mask), NamedSharding(self.mesh, spec))
+            return self._put((indices, mask), P(*([None] * (indices.ndim - 1)), AXIS))
 
         def per_device(x):
             x = x.reshape(x.shape[:-1] + (x.shape[-1] // d, d))
             return jnp.moveaxis(x, -1, 0)
-        return jax.device_put((per_device(indices), per_device(mask)), NamedSharding(self.mesh, P(AXIS)))
+        return self._local((per_device(indices)[self.rows], per_device(mask)[self.rows]))
 
     def synced(self, model: nn.Module) -> nn.Module:
         """``model`` with BatchNorm statistics averaged over ``AXIS`` under ``pmap``; else ``model``."""
@@ -121,10 +168,11 @@ class Placement:
         return model
 
     def describe(self) -> str:
-        """E.g. ``"4 cpu devices, sharding"``, ``"1 cpu device"``."""
+        """E.g. ``"4 cpu devices, sharding"``, ``"8 gpu devices in 2 processes, pmap"``, ``"1 cpu device"``."""
         if self.mesh is None:
             return f"1 {jax.default_backend()} device"
-        return f"{self.devices} {jax.default_backend()} devices, {self.mode}"
+        processes = f" in {self.processes} processes" if self.processes > 1 else ""
+        return f"{self.devices} {jax.default_backend()} devices{processes}, {self.mode}"
 
 
 def check_batch(config: Config, devices: int) -> None:

@@ -13,6 +13,10 @@ What a run leaves, in the order it is written:
   at the end;
 - with tensorboardX installed (``pip install -e '.[tensorboard]'``), TensorBoard
   event files, so ``tensorboard --logdir runs`` compares runs.
+
+In a run of several processes (``tinyjax.hosts``) only process 0 writes:
+``create`` names the folder there and every process gets its path; the
+writers below do nothing on the other processes.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import optax
 
 import tinyjax
-from tinyjax import parallel, plots
+from tinyjax import hosts, parallel, plots
 from tinyjax.config import Config, ConfigError, best_metric
 
 
@@ -52,11 +56,25 @@ def check_writable(out: str) -> None:
 
 def create(config: Config, layers: str, path: str | None = None) -> str:
     """Creates ``path``, by default ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/``, with
-    ``config.json`` and ``layers.md``; returns its path.
+    ``config.json`` and ``layers.md``; returns its path (process 0's, on every process).
 
     Raises:
       ConfigError: the folder cannot be created.
     """
+    if not hosts.primary():
+        path = hosts.agree("")
+        if not path:
+            raise ConfigError(f"--out {config.out}: process 0 could not create the run directory (see its error).")
+        return path
+    try:
+        path = _create(config, layers, path)
+    except BaseException:
+        hosts.agree("")  # The other processes are waiting for the path.
+        raise
+    return hosts.agree(path)
+
+
+def _create(config: Config, layers: str, path: str | None) -> str:
     if path is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = os.path.join(config.out, f"{config.experiment}-{config.variant}-{stamp}")
@@ -74,7 +92,10 @@ def create(config: Config, layers: str, path: str | None = None) -> str:
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file renamed into place: a reader never sees half a file."""
+    """Writes ``text`` to a temporary file renamed into place: a reader never sees half a file.
+    Process 0 only."""
+    if not hosts.primary():
+        return
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
@@ -89,7 +110,9 @@ def write_json(path: str, obj) -> None:
 # ----------------------------------------------------------------------------- per-epoch metrics
 def append_metrics(run_dir: str, history: list[dict]) -> None:
     """Appends ``history[-1]`` to ``metrics.jsonl`` (flushed to disk) and mirrors
-    the whole history as ``metrics.json``."""
+    the whole history as ``metrics.json``. Process 0 only."""
+    if not hosts.primary():
+        return
     with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(history[-1]) + "\n")
         f.flush()
@@ -101,7 +124,8 @@ def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
     """The per-epoch records of ``metrics.jsonl``, those of epochs ``<= epochs``
     only when given. With ``epochs``, the file is cut back to them (and a line
     torn by a crash dropped), so a resumed run appends after its checkpoint.
-    Runs made before ``metrics.jsonl`` existed are read from ``metrics.json``."""
+    Runs made before ``metrics.jsonl`` existed are read from ``metrics.json``.
+    Only process 0 cuts the file back; every process reads it."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
         legacy = os.path.join(run_dir, "metrics.json")
@@ -116,7 +140,7 @@ def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
                 break
             if epochs is None or record["epoch"] <= epochs:
                 history.append(record)
-    if epochs is not None:
+    if epochs is not None:  # write_text: process 0 only.
         write_text(path, "".join(json.dumps(h) + "\n" for h in history))
         write_json(os.path.join(run_dir, "metrics.json"), history)
     return history
@@ -124,11 +148,13 @@ def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
 
 class EventWriter:
     """TensorBoard event files through tensorboardX, when it is installed;
-    otherwise every call does nothing. ``purge_step`` (the first epoch a resumed
-    run writes) makes TensorBoard drop events that a crash left past it."""
+    otherwise (and on processes other than 0) every call does nothing. ``purge_step`` (the
+    first epoch a resumed run writes) makes TensorBoard drop events that a crash left past it."""
 
     def __init__(self, run_dir: str, purge_step: int | None = None):
         self.writer = None
+        if not hosts.primary():
+            return
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
@@ -249,7 +275,9 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
 
 def write_plots(run_dir: str, config: Config, history: list[dict], test_images: np.ndarray,
                 test_labels: np.ndarray, predictions: np.ndarray) -> None:
-    """``curves.png``, ``confusion.png`` and ``misclassified.png`` (test set)."""
+    """``curves.png``, ``confusion.png`` and ``misclassified.png`` (test set). Process 0 only."""
+    if not hosts.primary():
+        return
     title = f"{config.experiment} {config.variant} ({config.model}, seed {config.seed})"
     plots.curves(history, os.path.join(run_dir, "curves.png"), title)
     plots.confusion(test_labels, predictions, os.path.join(run_dir, "confusion.png"), title)

@@ -1,9 +1,16 @@
 """``validate(config)``: every field of a ``Config`` checked before anything is
-loaded or compiled, each bad one named in one line with its fix."""
+loaded or compiled, each bad one named in one line with its fix; and
+``check_flags(args)``, the command line's flags checked before tyro parses them."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from typing import Sequence
+
 from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric
+
+_FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
 
 
 def closest(name: str, choices) -> str:
@@ -98,3 +105,63 @@ def validate(config: Config) -> None:
         if params > config.max_params:
             raise ConfigError(f"--model {config.model} has {params:,} trainable parameters, over --max-params "
                               f"{config.max_params:,}; choose a smaller model or raise the budget.")
+
+
+def flag(path: str) -> str:
+    """The command-line flag of a config field path: ``"data.name"`` -> ``"--dataset"``,
+    ``"schedule.max_lr"`` -> ``"--max-lr"`` (tyro's names without prefixes)."""
+    return "--" + _FLAG_NAMES.get(path, path.rpartition(".")[2]).replace("_", "-")
+
+
+def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, tuple]]:
+    """``{"--epochs": (int, ()), "--optimizer": (str, ("sgd", "adam", "adamw")), ...}``:
+    each flag of ``Config`` with its value type and, for a ``Literal``, its choices."""
+    flags, hints = {}, typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            flags.update(_flag_types(type(f.default), f"{prefix}{f.name}."))
+            continue
+        hint = hints[f.name]
+        while typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]  # Optional[X] -> X.
+        if typing.get_origin(hint) is typing.Literal:
+            kind, choices = str, typing.get_args(hint)
+        else:
+            kind, choices = (args[0] if args else hint), ()
+        if f.name not in ("variant", "seeds"):  # Chosen with --variant and --seeds, parsed before tyro.
+            flags[flag(prefix + f.name)] = (kind, choices)
+    return flags
+
+
+def check_flags(args: Sequence[str]) -> None:
+    """Checks the config flags in ``args`` before tyro parses them, so that a
+    mistake is one line (tyro would print a multi-line box): unknown flags,
+    values outside a flag's choices (both with the closest name suggested) and
+    values that are not numbers where numbers are needed.
+
+    Raises:
+      ConfigError: the first bad flag, named with the fix.
+    """
+    flags = _flag_types()
+    tokens = list(args)
+    for i, token in enumerate(tokens):
+        if not token.startswith("--") or token == "--help":
+            continue
+        name, eq, value = token.partition("=")
+        if name not in flags:
+            raise ConfigError(f"unknown flag {name}{closest(name, flags)}; see --help for the flags.")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise ConfigError(f"{name} needs a value; see --help.")
+            value = tokens[i + 1]
+        kind, choices = flags[name]
+        if choices and value not in choices:
+            raise ConfigError(f"{name} {value!r} is unknown{closest(value, choices)}; choose one of {list(choices)}.")
+        try:
+            if value != "None" and kind in (int, float):
+                kind(value)
+        except ValueError:
+            raise ConfigError(f"{name} needs {'an integer' if kind is int else 'a number'}, got {value!r}.") from None
+        if kind is bool and value not in ("True", "False"):
+            raise ConfigError(f"{name} needs True or False, got {value!r}.")

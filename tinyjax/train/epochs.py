@@ -129,7 +129,8 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     description="train") -> (state, totals, done)`` trains the (0-based) ``epoch``
     shuffled by ``key`` from batch ``start``, augmenting each batch on the
     device (``tinyjax.data.augment``, ``config.augment``), adding to ``totals`` (a resumed epoch's
-    sums); it stops early after a step where ``should_stop()`` is true or, with
+    sums); it stops early after a step where ``should_stop()`` is true (asked
+after every step; with several processes at host syncs only) or, with
     ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the
     end) that finds a non-finite step. With ``--on-nan stop`` no step after the
     first non-finite one is applied; with ``skip`` only non-finite steps are
@@ -201,7 +202,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         """The carry on the devices; under pmap the sums start on device 0 (the others at 0)."""
         carry = placement.replicated(carry)
         if pmapped:
-            device = jnp.arange(placement.devices) == 0
+            device = placement.rows == 0
             totals = jax.tree.map(lambda t: jnp.where(device.reshape((-1,) + (1,) * (t.ndim - 1)), t, 0),
                                   carry[totals_at])
             carry = carry[:totals_at] + (totals,) + carry[totals_at + 1:]
@@ -211,6 +212,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         """Sums over devices (``pmap``: a leading device axis); ``nonfinite`` is the same on each device."""
         if not pmapped:
             return totals
+        totals = placement.gathered(totals)
         return {k: (jnp.max if k == "nonfinite" else jnp.sum)(v, axis=0) for k, v in totals.items()}
 
     def zeros(train):
@@ -223,9 +225,11 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
                        disable=not sys.stderr.isatty()) as bar:
             def on_step(done, carry):
-                if should_stop is not None and should_stop():
+                sync = done % SYNC_EVERY == 0 or done == len(indices)
+                # With several processes should_stop is a collective: at host syncs only.
+                if should_stop is not None and (sync or placement.processes == 1) and should_stop():
                     return True
-                if done % SYNC_EVERY and done != len(indices):
+                if not sync:
                     return False
                 if stop_on_nan and int(jnp.max(carry[1]["nonfinite"])):  # A host sync: not every step.
                     return True

@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 
+from tinyjax import hosts
+
 
 class Interrupted(Exception):
     """The run stopped on SIGINT or SIGTERM after saving what it had.
@@ -58,6 +60,15 @@ class Interrupts:
     def requested(self) -> bool:
         """Whether a stop was asked for (cheap: no device sync)."""
         return self.signal is not None
+
+    def agreed(self) -> bool:
+        """Whether a stop was asked of any process of the run (``tinyjax.hosts``; a collective
+        with several, called by all at the same step; with one, ``requested()``). This
+        process then takes the signal another one received."""
+        signum = hosts.largest(self.signal or 0)
+        if signum and self.signal is None:
+            self.signal = signum
+        return signum > 0  # What every process was told, even if a signal arrived since.
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:

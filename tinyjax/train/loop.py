@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import data, models, parallel, runs, streams
+from tinyjax import data, hosts, models, parallel, runs, streams
 from tinyjax.checkpoint import Checkpoints
 from tinyjax.config import Config, ConfigError
 from tinyjax.validation import validate
@@ -97,6 +97,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     config = configs[0]
     placement = parallel.Placement.create(config.parallel)
     parallel.check_batch(config, placement.devices)
+    if not hosts.primary():  # Process 0 prints for all (tinyjax.hosts).
+        def print_fn(_):
+            return None
     if resume is None:
         runs.check_writable(config.out)
     splits = load_splits(config)
@@ -181,7 +184,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
                 key = _order_key(state.rng, epoch)
                 state, totals, done = train_epoch(state, device["train"], key, epoch, start_position, totals,
-                                                  interrupts.requested, f"epoch {epoch + 1}/{config.epochs}")
+                                                  interrupts.agreed, f"epoch {epoch + 1}/{config.epochs}")
                 start_position = 0
                 nonfinite = [int(x) for x in np.atleast_1d(jax.device_get(totals["nonfinite"]))]
                 steps = np.atleast_1d(jax.device_get(state.step))  # Per replica: skipped steps differ.
@@ -214,13 +217,12 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                     events[k].epoch(row)
                     print_fn(labels[k] + _line(row, config.epochs)
                              + (f"  skipped {nonfinite[k]} non-finite steps" if nonfinite[k] else ""))
-                last_epoch = epoch + 1 == config.epochs
-                if checkpoints and (last_epoch or interrupts.requested()
-                                    or (epoch + 1) % config.checkpoint.save_every == 0):
+                last_epoch, stop = epoch + 1 == config.epochs, interrupts.agreed()
+                if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0):
                     save(epoch + 1, 0, jax.tree.map(jnp.zeros_like, totals),
                          [{k: v for k, v in row.items() if k != "seconds"} for row in rows])
                 totals = None
-                if interrupts.requested() and not last_epoch:
+                if stop and not last_epoch:
                     raise interrupted(f"after epoch {epoch + 1}")
             # ---------------------------------------------------------- end of run (a signal now: finish anyway)
             bests = [runs.best_epoch(c, h) for c, h in zip(configs, histories)]
@@ -228,7 +230,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                 c.wait()
                 best_id = c.best()
                 bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
-            signum = interrupts.signal if interrupts.requested() else None
+            signum = interrupts.signal if interrupts.agreed() else None
     finally:
         for e in events:
             e.close()
@@ -241,6 +243,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                          predict(member(state, k), device["test"]))
         runs.write_results(run_dirs[k], c, table.trainable_params, histories[k], bests[k],
                            time.perf_counter() - started)
+    hosts.sync("tinyjax: run written")  # Others may read what process 0 wrote (a --seeds summary, a table).
     if signum is not None and group_dir:  # Finished, but the seeds after this one must not start.
         raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: finished {', '.join(run_dirs)}",
                           signum, resume_command)

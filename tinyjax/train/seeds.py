@@ -27,7 +27,7 @@ import shutil
 import time
 from typing import Callable
 
-from tinyjax import data, models, runs
+from tinyjax import data, hosts, models, runs
 from tinyjax.checkpoint import find
 from tinyjax.config import Config, ConfigError
 from tinyjax.validation import validate
@@ -60,6 +60,9 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     """
     started = time.perf_counter()
     validate(config)
+    if not hosts.primary():  # Process 0 prints for all (tinyjax.hosts).
+        def print_fn(_):
+            return None
     members = replicas.expand(config)
     mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"
     if resume is None:
@@ -81,7 +84,8 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
         fresh, batch_dirs = points[batch[0]] is None, [dirs[k] for k in batch]
         if fresh:
             for d in batch_dirs:
-                shutil.rmtree(d, ignore_errors=True)  # A member made before its first save holds nothing to keep.
+                if hosts.primary():  # A member made before its first save holds nothing to keep.
+                    shutil.rmtree(d, ignore_errors=True)
         train_members([members[k] for k in batch], print_fn, resume=None if fresh else batch_dirs,
                       run_dirs=batch_dirs if fresh else None, group_dir=run_dir)
     histories = [runs.read_metrics(d) for d in dirs]
@@ -120,9 +124,10 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
     runs.write_json(os.path.join(run_dir, "metrics.json"), mean_history)
     from tinyjax import plots
 
-    plots.curves(mean_history, os.path.join(run_dir, "curves.png"),
-                 f"{config.experiment} {config.variant} ({config.model}, mean of seeds {_seeds(config.seeds)})",
-                 replicas=histories)
+    if hosts.primary():  # As runs' writers: process 0 only.
+        plots.curves(mean_history, os.path.join(run_dir, "curves.png"),
+                     f"{config.experiment} {config.variant} ({config.model}, mean of seeds {_seeds(config.seeds)})",
+                     replicas=histories)
     return results
 
 
