@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimizers
 from tinyjax import data, models, runs
 from tinyjax.summary import layer_table

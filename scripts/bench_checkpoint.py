@@ -26,6 +26,7 @@ import time
 import jax
 import orbax.checkpoint
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import data, models
 from tinyjax.checkpoint import Checkpoints

@@ -26,6 +26,7 @@ import platform
 import jax
 import numpy as np
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import cifar10_fast, cifar10_resnet
 from tinyjax import data
 from tinyjax.summary import layer_table

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, models
 from tinyjax.optim import make_optimizer

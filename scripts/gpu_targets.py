@@ -27,6 +27,7 @@ import time
 
 import jax
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, runs
 from tinyjax.train import make_epoch_fns, train_and_evaluate

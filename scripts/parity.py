@@ -21,6 +21,7 @@ import dataclasses
 import statistics
 import tempfile
 
+import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, runs
 from tinyjax.train import train_and_evaluate
