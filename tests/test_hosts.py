@@ -28,7 +28,7 @@ def test_bad_launch_flags_are_one_error_line(flags, message, capsys, tmp_path):
 
 @pytest.mark.parametrize("env, launcher", [
     ({}, None),
-    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, "JAX_COORDINATOR_ADDRESS"),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, None),  # jax reads no process count from the environment.
     ({"SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "8"}, "SLURM"),
     ({"SLURM_STEP_NODELIST": "node1", "SLURM_NTASKS": "1"}, None),  # One task: one process, nothing to join.
     ({"SLURM_NTASKS": "8"}, None),  # sbatch's shell outside srun: jax could not read the step.

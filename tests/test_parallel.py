@@ -134,15 +134,18 @@ def test_batch_smaller_than_the_devices_is_one_error_line():
         parallel.check_batch(Config(batch_size=2), 4)
 
 
-def launch(args: list[str], processes: int = 2, devices: int = 2) -> list[subprocess.Popen]:
-    """``processes`` processes of one run (``--coordinator`` on a free local port), ``devices`` CPU devices each."""
+def launch(args: list[str], processes: int = 2, devices: int = 2, data_dirs: list[str] | None = None
+           ) -> list[subprocess.Popen]:
+    """``processes`` processes of one run (``--coordinator`` on a free local port), ``devices`` CPU devices
+    each; process i reads ``data_dirs[i]`` when given."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     return [subprocess.Popen([sys.executable, "-m", "experiments.mnist_onecycle", *args, "--coordinator",
                               f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i)],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             cwd=ROOT, env={**env, **({"TINYJAX_DATA_DIR": data_dirs[i]} if data_dirs else {})},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(processes)]
 
 
@@ -178,4 +181,19 @@ def test_two_processes_stop_together_resume_and_equal_one_process_of_four_device
     assert len(history(run)) == 4  # Each epoch once: only process 0 writes the run directory.
     assert_same_run(run, runs["sharding, 4 epochs"])
     assert json.load(open(os.path.join(run, "results.json")))["hardware"]["device_count"] == 4
+
+
+def test_a_process_that_cannot_load_its_data_stops_the_others(tmp_path):
+    broken = tmp_path / "data" / "mnist"
+    broken.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (broken / name).write_text("not gzip")
+    good = os.environ.get("TINYJAX_DATA_DIR")
+    if not good:
+        pytest.skip("needs TINYJAX_DATA_DIR (real MNIST for the process that loads it)")
+    ended = finish(launch(TINY + ["--out", str(tmp_path / "runs")], data_dirs=[good, str(tmp_path / "data")]))
+    assert [status for status, _, _ in ended] == [2, 2], ended
+    assert "another process of this run could not start" in ended[0][2]
+    assert "not valid gzip data" in ended[1][2]
+    assert not (tmp_path / "runs").exists()  # Nothing written.
 

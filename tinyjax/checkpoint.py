@@ -48,6 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
+from tinyjax import hosts
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 
 if TYPE_CHECKING:  # tinyjax.train imports this module.
@@ -127,7 +128,8 @@ class Checkpoints:
             raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed "
                                   f"({type(e).__name__}: {e}); older checkpoints are intact.") from e
         self.manager.reload()
-        if step not in self.manager.all_steps():
+        # Process 0 wrote it; another host's view of a shared folder may lag (tinyjax.hosts).
+        if hosts.primary() and step not in self.manager.all_steps():
             raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed (see the log above); "
                                   "older checkpoints are intact.")
 
@@ -150,8 +152,8 @@ class Checkpoints:
         """The id of the best checkpoint among those with the metric, or None."""
         step = self.manager.best_step()
         if step is None or self.metric not in (self.manager.metrics(step) or {}):
-            return None
-        return step
+            step = None
+        return json.loads(hosts.agree(json.dumps(step)))  # Process 0's view, on every process.
 
     def meta(self, checkpoint_id: int) -> dict:
         """The JSON ``meta`` of a checkpoint.

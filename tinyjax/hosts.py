@@ -18,8 +18,12 @@ Which process does what:
   must therefore be one folder that every process sees (a shared file
   system);
 - a stop (SIGINT / SIGTERM to any process) is agreed at the next host sync
-  (``tinyjax.train.epochs.SYNC_EVERY`` steps), so all processes save and
-  stop at the same step.
+  (every ``tinyjax.train.epochs.SYNC_EVERY`` steps of the ``step`` loop, the
+  end of the epoch with ``scan``), so all processes save and stop at the
+  same step; the loading of the data is agreed too (``together``). A process
+  that fails later on its own (a full disk on process 0) leaves the others
+  waiting until jax's coordination service ends them (its heartbeat timeout,
+  100 s) or the launcher does (``srun --kill-on-bad-exit=1``).
 
 Written against jax 0.10 (``jax.distributed.initialize``'s cluster
 auto-detection, ``jax.experimental.multihost_utils``).
@@ -28,6 +32,7 @@ auto-detection, ``jax.experimental.multihost_utils``).
 from __future__ import annotations
 
 import os
+from typing import Callable, TypeVar
 
 import jax
 import numpy as np
@@ -36,15 +41,14 @@ from jax.experimental import multihost_utils
 from tinyjax.config import ConfigError
 
 _TEXT_BYTES = 4096  # The longest text ``agree`` carries (a run directory's path).
+T = TypeVar("T")
 
 
 def cluster_environment() -> str | None:
     """The launcher that names a coordinator in this process's environment, or None:
-    ``JAX_COORDINATOR_ADDRESS``, SLURM with more than one task (``srun``), Open MPI
-    with more than one rank (``mpirun``), or a multi-host Cloud TPU slice."""
+    SLURM with more than one task (``srun``), Open MPI with more than one rank
+    (``mpirun``), or a multi-host Cloud TPU slice that lists its workers."""
     env = os.environ
-    if env.get("JAX_COORDINATOR_ADDRESS"):
-        return "JAX_COORDINATOR_ADDRESS"
     # What jax's own detection reads (jax._src.clusters): inside an srun step; Open MPI's ORTE.
     if "SLURM_STEP_NODELIST" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
         return "SLURM"
@@ -139,6 +143,28 @@ def largest(value: int) -> int:
     if jax.process_count() == 1:
         return value
     return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+
+def together(fn: Callable[[], T]) -> T:
+    """``fn()``, failing on every process when it fails on any (a collective: every
+    process must call it at the same point), so that no process waits for one
+    that has stopped (e.g. its data missing); with one process, just ``fn()``.
+
+    Raises:
+      what ``fn`` raised, on the processes where it did; ConfigError on the others.
+    """
+    try:
+        result, failed = fn(), None
+    except Exception as e:
+        if jax.process_count() == 1:
+            raise
+        result, failed = None, e
+    if largest(int(failed is not None)):
+        if failed is not None:
+            raise failed
+        raise ConfigError("another process of this run could not start (see its error above); fix it there "
+                          "and start every process again.")
+    return result
 
 
 def sync(name: str) -> None:

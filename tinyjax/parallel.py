@@ -115,7 +115,10 @@ class Placement:
         # every process's devices, which can deadlock against the next collective of another process.
         if self.mode == "pmap":
             return jax.tree.map(lambda x: x.addressable_data(0)[0], tree)
-        return jax.tree.map(lambda x: x.addressable_data(0), tree) if self.processes > 1 else tree
+        if self.processes == 1:
+            return tree
+        tree = jax.jit(lambda t: t, out_shardings=NamedSharding(self.mesh, P()))(tree)  # Whole on every device.
+        return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
     def gathered(self, tree: Any) -> Any:
         """``pmap``'s per-device values ``[L, ...]`` of every process, stacked ``[D, ...]``

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tinyjax import data, models, parallel
+from tinyjax import data, hosts, models, parallel
 from tinyjax.config import Config
 from tinyjax.data import augment
 from tinyjax.train.steps import batch_metrics, eval_logits, train_step
@@ -130,7 +130,8 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     shuffled by ``key`` from batch ``start``, augmenting each batch on the
     device (``tinyjax.data.augment``, ``config.augment``), adding to ``totals`` (a resumed epoch's
     sums); it stops early after a step where ``should_stop()`` is true (asked
-after every step; with several processes at host syncs only) or, with
+    after every step of the ``step`` loop, with several processes at host syncs
+    only; at the end of a ``scan``) or, with
     ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the
     end) that finds a non-finite step. With ``--on-nan stop`` no step after the
     first non-finite one is applied; with ``skip`` only non-finite steps are
@@ -222,10 +223,11 @@ after every step; with several processes at host syncs only) or, with
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
                     description="train"):
         indices, mask = placement.batches(*train_plan(key, len(device_data.labels), config.batch_size))
-        with tqdm.tqdm(total=len(indices), initial=start, desc=description, leave=False, unit="step",
-                       disable=not sys.stderr.isatty()) as bar:
+        steps = indices.shape[1 if pmapped else 0]  # pmap's plan is [D, S, B / D].
+        with tqdm.tqdm(total=steps, initial=start, desc=description, leave=False, unit="step",
+                       disable=not sys.stderr.isatty() or not hosts.primary()) as bar:
             def on_step(done, carry):
-                sync = done % SYNC_EVERY == 0 or done == len(indices)
+                sync = done % SYNC_EVERY == 0 or done == steps
                 # With several processes should_stop is a collective: at host syncs only.
                 if should_stop is not None and (sync or placement.processes == 1) and should_stop():
                     return True

@@ -45,6 +45,7 @@ class Interrupts:
 
     def __init__(self):
         self.signal: int | None = None
+        self.remote: int | None = None  # A signal to another process of the run (agreed()).
         self.previous: dict = {}
 
     def __enter__(self) -> "Interrupts":
@@ -63,12 +64,18 @@ class Interrupts:
 
     def agreed(self) -> bool:
         """Whether a stop was asked of any process of the run (``tinyjax.hosts``; a collective
-        with several, called by all at the same step; with one, ``requested()``). This
-        process then takes the signal another one received."""
+        with several, called by all at the same step; with one, ``requested()``). The
+        signal another process received is then ``stop_signal`` here (a first Ctrl-C
+        to this process still saves)."""
         signum = hosts.largest(self.signal or 0)
-        if signum and self.signal is None:
-            self.signal = signum
+        if signum:
+            self.remote = self.remote or signum
         return signum > 0  # What every process was told, even if a signal arrived since.
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stops the run: this process's, or one another process received."""
+        return self.signal or self.remote
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import zlib
 import signal
@@ -100,15 +101,21 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     if not hosts.primary():  # Process 0 prints for all (tinyjax.hosts).
         def print_fn(_):
             return None
-    if resume is None:
-        runs.check_writable(config.out)
-    splits = load_splits(config)
+
+    def load():
+        if resume is None:
+            runs.check_writable(config.out)
+        return load_splits(config)
+    splits = hosts.together(load)  # One process failing here (its data missing) stops all.
     train_images, train_labels = splits["train"]
     device = {name: data.to_device(*arrays) for name, arrays in splits.items()}
     steps_per_epoch = data.num_batches(len(train_labels), config.batch_size)
     # Identifies the training data, so that a resume on other data is refused.
     fingerprint = {"train_examples": len(train_labels),
                    "train_crc32": zlib.crc32(train_labels.tobytes(), zlib.crc32(train_images.tobytes()))}
+    if hosts.largest(int(hosts.agree(json.dumps(fingerprint)) != json.dumps(fingerprint))):
+        raise ConfigError(f"the processes of this run loaded different training data (this one: {fingerprint}); "
+                          "give every process the same --data-dir contents.")
     try:  # One-cycle limits depend on the number of steps, known once the data is.
         inits = [init_state(c, steps_per_epoch, None if resume else train_images) for c in configs]
     except ValueError as e:
@@ -176,8 +183,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     try:
         with Interrupts() as interrupts:
             def interrupted(where: str) -> Interrupted:
-                return Interrupted(f"{signal.Signals(interrupts.signal).name} {where}: {_saved(checkpoints)}",
-                                   interrupts.signal, resume_command)
+                return Interrupted(f"{signal.Signals(interrupts.stop_signal).name} {where}: {_saved(checkpoints)}",
+                                   interrupts.stop_signal, resume_command)
 
             for epoch in range(start_epoch, config.epochs):
                 start = time.perf_counter()
@@ -230,7 +237,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
                 c.wait()
                 best_id = c.best()
                 bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
-            signum = interrupts.signal if interrupts.agreed() else None
+            signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
         for e in events:
             e.close()

@@ -66,7 +66,7 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     members = replicas.expand(config)
     mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"
     if resume is None:
-        runs.check_writable(config.out)
+        hosts.together(lambda: runs.check_writable(config.out))
         layers = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown()
         run_dir = runs.create(config, layers)
     else:
