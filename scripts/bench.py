@@ -30,7 +30,7 @@ import numpy as np
 
 import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimizers
-from tinyjax import data, models, runs
+from tinyjax import data, models, parallel, runs
 from tinyjax.summary import layer_table
 from tinyjax.train import make_epoch_fns, replicas
 from tinyjax.train.state import init_state
@@ -52,16 +52,17 @@ def random_split(config, n: int):
     return rng.integers(0, 256, (n,) + shape, dtype=np.uint8), rng.integers(0, 10, n).astype(np.int32)
 
 
-def tinyjax_runner(config, steps: int, n_replicas: int = 0):
+def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.Placement = parallel.Placement()):
     """A warmed-up ``run()`` of ``steps`` train steps through ``train_epoch``; ``n_replicas``
-    > 0: that many seeds as one vmapped program."""
+    > 0: that many seeds as one vmapped program; ``placement``: over which devices."""
     n = steps * config.batch_size
     images, labels = random_split(config, n)
     device_data = data.to_device(images, labels)
     members = [dataclasses.replace(config, seed=k) for k in range(max(n_replicas, 1))]
     states = [init_state(c, steps, images)[1] for c in members]
     state = [replicas.stack(states) if n_replicas else states[0]]
-    train_epoch = make_epoch_fns(config, "step", [config.label_smoothing] * n_replicas if n_replicas else None)[0]
+    train_epoch = make_epoch_fns(config, "step", [config.label_smoothing] * n_replicas if n_replicas else None,
+                                 placement)[0]
     keys = jax.random.split(jax.random.key(1), n_replicas) if n_replicas else jax.random.key(1)
 
     def run():

@@ -38,11 +38,9 @@ import jax.numpy as jnp  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 import repo  # noqa: F401, E402  (scripts/repo.py: the clone's root on sys.path, for experiments)
-from bench import RECIPES, random_split  # noqa: E402  scripts/bench.py, beside this file
+from bench import RECIPES, tinyjax_runner  # noqa: E402  scripts/bench.py, beside this file
 from timing import interleaved_medians  # noqa: E402
-from tinyjax import data, parallel, runs  # noqa: E402
-from tinyjax.train import make_epoch_fns, replicas  # noqa: E402
-from tinyjax.train.state import init_state  # noqa: E402
+from tinyjax import parallel, runs  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,22 +60,6 @@ class ReplicasOverDevices(parallel.Placement):
         return jax.device_put((indices, mask), NamedSharding(self.mesh, P(None, parallel.AXIS, None)))
 
 
-def runner(config, steps: int, n: int, placement: parallel.Placement):
-    """A warmed-up ``run()`` of ``steps`` train steps of ``n`` vmapped seeds under ``placement``."""
-    images, labels = random_split(config, steps * config.batch_size)
-    device_data = data.to_device(images, labels)
-    states = [init_state(dataclasses.replace(config, seed=k), steps, images)[1] for k in range(n)]
-    state = [replicas.stack(states)]
-    train_epoch = make_epoch_fns(config, "step", [config.label_smoothing] * n, placement)[0]
-    keys = jax.random.split(jax.random.key(1), n)
-
-    def run():
-        state[0], totals, _ = train_epoch(state[0], device_data, keys)
-        jax.block_until_ready(totals)
-    run()
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="mnist_cnn_7k,mlp_2hl_50", help="comma-separated presets of bench.RECIPES")
@@ -94,7 +76,7 @@ def main() -> None:
     for model in args.models.split(","):
         for n in (int(s) for s in args.seeds.split(",")):
             for name, layout in layouts.items():
-                runners[(model, n, name)] = runner(RECIPES[model][0], args.steps, n, layout(n))
+                runners[(model, n, name)] = tinyjax_runner(RECIPES[model][0], args.steps, n, layout(n))
     medians = interleaved_medians(runners, args.repeats)
     print(f"# {runs.describe()}")
     print(f"# {d} {jax.default_backend()} devices; {args.steps} steps x {args.repeats} repeats, rows interleaved, "

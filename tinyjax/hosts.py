@@ -118,6 +118,11 @@ def primary() -> bool:
     return jax.process_index() == 0
 
 
+def printer(print_fn: Callable[[str], None]) -> Callable[[str], None]:
+    """``print_fn`` on process 0, a function that prints nothing on the others."""
+    return print_fn if primary() else lambda _: None
+
+
 def agree(text: str) -> str:
     """Process 0's ``text`` on every process (e.g. the run directory it named
     from its clock); ``text`` itself with one process.

@@ -98,9 +98,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     config = configs[0]
     placement = parallel.Placement.create(config.parallel)
     parallel.check_batch(config, placement.devices)
-    if not hosts.primary():  # Process 0 prints for all (tinyjax.hosts).
-        def print_fn(_):
-            return None
+    print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
 
     def load():
         if resume is None:
@@ -113,7 +111,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
     # Identifies the training data, so that a resume on other data is refused.
     fingerprint = {"train_examples": len(train_labels),
                    "train_crc32": zlib.crc32(train_labels.tobytes(), zlib.crc32(train_images.tobytes()))}
-    if hosts.largest(int(hosts.agree(json.dumps(fingerprint)) != json.dumps(fingerprint))):
+    text = json.dumps(fingerprint)
+    if hosts.largest(int(hosts.agree(text) != text)):
         raise ConfigError(f"the processes of this run loaded different training data (this one: {fingerprint}); "
                           "give every process the same --data-dir contents.")
     try:  # One-cycle limits depend on the number of steps, known once the data is.

@@ -60,9 +60,7 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     """
     started = time.perf_counter()
     validate(config)
-    if not hosts.primary():  # Process 0 prints for all (tinyjax.hosts).
-        def print_fn(_):
-            return None
+    print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
     members = replicas.expand(config)
     mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"
     if resume is None:
