@@ -50,7 +50,7 @@ def he_et_al(model: str) -> Config:
     """He et al.'s CIFAR-10 recipe for ``model``."""
     return dataclasses.replace(
         SEED_004, model=model, max_params=None, epochs=164, batch_size=128,
-        augment=AugmentConfig(crop_padding=4, flip="random"),
+        augment=AugmentConfig(crop_padding=4, flip="random", crop_fill="mean"),
         schedule=ScheduleConfig(name="piecewise", milestones=(82, 123), gamma=0.1))
 
 

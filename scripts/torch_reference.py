@@ -33,33 +33,51 @@ def cnn(channels, bias: bool, paddings, pools) -> nn.Sequential:
 
 
 class BasicBlock(nn.Module):
-    """He et al.'s CIFAR block with the option-A shortcut (subsample, zero-pad channels)."""
+    """He et al.'s CIFAR block; where the shape changes, the option-A shortcut (subsample, zero-pad
+    channels after the old ones, as tinyjax) or option B (1x1 conv + BatchNorm)."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, shortcut: str = "A"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride, self.extra = stride, cout - cin
+        self.projection = None
+        if shortcut == "B" and (stride > 1 or cin != cout):
+            self.projection = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        if self.projection is not None:
+            return torch.relu(y + self.projection(x))
         shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
         if self.extra:
             shortcut = nn.functional.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
         return torch.relu(y + shortcut)
 
 
-def resnet(n: int) -> nn.Sequential:
-    """ResNet-(6n+2) for CIFAR-10 (He et al. 2015, sec. 4.2)."""
-    blocks, cin = [], 16
-    for width, stride in ((16, 1), (32, 2), (64, 2)):
+def resnet(blocks=(3, 3, 3), widths=(16, 32, 64), stem: int = 16, shortcut: str = "A",
+           dropout: float = 0.0) -> nn.Sequential:
+    """tinyjax's ``ResNet``: 3x3 stem + BatchNorm + ReLU, stages of BasicBlocks (stride 2 opening every
+    stage but the first), global average pool, dropout, linear head. Defaults: ResNet-20 (He et al.
+    2015, sec. 4.2)."""
+    layers, cin = [], stem
+    for s, (n, width) in enumerate(zip(blocks, widths)):
         for b in range(n):
-            blocks.append(BasicBlock(cin, width, stride if b == 0 else 1))
+            layers.append(BasicBlock(cin, width, 2 if s > 0 and b == 0 else 1, shortcut))
             cin = width
-    return nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), *blocks,
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    return nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(), *layers,
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, 10))
+
+
+def kaiming_normal(model: nn.Module, mode: str) -> None:
+    """``kaiming_normal_(weight, mode=mode, nonlinearity="relu")`` on every conv and linear weight, the
+    biases left at PyTorch's default: ``mode="fan_in"`` is the common PyTorch CIFAR-ResNet code's
+    ``_weights_init``, ``"fan_out"`` torchvision's ResNet."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
 
 
 def mlp(widths) -> nn.Sequential:
@@ -74,7 +92,8 @@ MODELS = {  # tinyjax preset -> its PyTorch twin (parameter counts are checked b
     "mnist_cnn_7k": lambda: cnn((7, 7, 10, 10, 12, 16, 18), False, (0, 0, 0, 0, 0, 1, 1), (2, 4)),
     "mnist_cnn_18k": lambda: cnn((14, 14, 16, 18, 20, 22, 22), True, (0, 0, 0, 0, 0, 1, 0), (2, 4)),
     "mlp_2hl_50": lambda: mlp((50, 50)),
-    "resnet20": lambda: resnet(3),
+    "resnet20": resnet,
+    "resnet_7x3": lambda: resnet((7, 7, 7), (32, 64, 190), 32, "B", 0.3),
 }
 
 
@@ -128,18 +147,32 @@ def crop_flip(x: torch.Tensor, padding: int, flip: bool, fill: torch.Tensor,
 
 class Trainer:
     """A model, its optimizer and schedule, and the train split as tensors: ``epoch()``
-    trains one epoch (or ``steps`` steps), ``evaluate(x, y)`` -> (accuracy %, mean loss)."""
+    trains one epoch (or ``steps`` steps) and returns its train (accuracy %, mean loss) on the
+    augmented batches in train mode, ``evaluate(x, y)`` -> (accuracy %, mean loss).
+
+    ``init``: None keeps PyTorch's default initialisation, ``"fan_in"`` / ``"fan_out"`` applies
+    ``kaiming_normal``. ``fill``: what the crop's padding brings in, ``"black"`` (pixel 0, as
+    torchvision's RandomCrop before ToTensor/Normalize) or ``"mean"`` (0 after standardising: the
+    mean colour, as fb.resnet.torch's RandomCrop after ColorNormalize); None: the config's.
+    ``state_dict()`` / ``load_state_dict()`` cover the model, optimizer, schedule and generator, so a
+    run saved after an epoch continues as if never stopped.
+    """
 
     def __init__(self, config, images: np.ndarray, labels: np.ndarray, mean, std, seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "cpu", init: str | None = None, fill: str | None = None):
         a = config.augment
         if a.rotation or a.brightness or a.contrast or a.saturation or a.flip not in ("none", "random") \
                 or config.schedule.name not in ("onecycle", "piecewise", "constant"):
             raise ValueError("the PyTorch reference has crop, random flip, and the onecycle, piecewise and "
                              "constant schedules only.")
         torch.manual_seed(seed)
-        self.config, self.model, self.device = config, MODELS[config.model]().to(device), device
-        self.fill = (-torch.tensor(mean) / torch.tensor(std)).to(device)  # Pixel 0 after standardizing.
+        self.config, self.model, self.device = config, MODELS[config.model](), device
+        if init is not None:
+            kaiming_normal(self.model, init)
+        self.model.to(device)
+        fill = fill or getattr(a, "crop_fill", "black")
+        self.fill = (-torch.tensor(mean) / torch.tensor(std) if fill == "black"  # Pixel 0 after standardizing.
+                     else torch.zeros(len(np.atleast_1d(mean)))).to(device)
         self.x = to_tensor(images, mean, std).to(device)
         self.y = torch.from_numpy(labels.astype(np.int64)).to(device)
         self.steps_per_epoch = -(-len(self.y) // config.batch_size)
@@ -147,20 +180,38 @@ class Trainer:
         self.loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def epoch(self, steps: int | None = None) -> None:
+    def epoch(self, steps: int | None = None) -> tuple[float, float]:
         self.model.train()
         order = torch.randperm(len(self.y), generator=self.generator).to(self.device)
         batch, padding = self.config.batch_size, self.config.augment.crop_padding
+        correct, loss_sum, count = 0, 0.0, 0
         for i in range(steps or self.steps_per_epoch):
             index = order[(i * batch) % len(order):][:batch]
-            x = self.x[index]
+            x, y = self.x[index], self.y[index]
             if padding or self.config.augment.flip == "random":
                 x = crop_flip(x, padding, self.config.augment.flip == "random", self.fill, self.generator)
             self.opt.zero_grad(set_to_none=True)
-            self.loss(self.model(x), self.y[index]).backward()
+            logits = self.model(x)
+            loss = self.loss(logits, y)
+            loss.backward()
             self.opt.step()
             if self.schedule is not None:
                 self.schedule.step()
+            correct += (logits.argmax(1) == y).sum()
+            loss_sum, count = loss_sum + loss.detach() * len(y), count + len(y)
+        return 100.0 * float(correct) / count, float(loss_sum) / count
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "schedule": None if self.schedule is None else self.schedule.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
 
     @torch.inference_mode()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
@@ -182,8 +233,8 @@ def train(config, train_split, test_split, mean, std, seed: int, device: str = "
     history = []
     for epoch in range(config.epochs):
         start = time.perf_counter()
-        trainer.epoch()
+        train_acc, train_loss = trainer.epoch()
         acc, loss = trainer.evaluate(x_test, y_test)
-        history.append({"epoch": epoch + 1, "test_acc": acc, "test_loss": loss,
-                        "seconds": time.perf_counter() - start})
+        history.append({"epoch": epoch + 1, "train_acc": train_acc, "train_loss": train_loss, "test_acc": acc,
+                        "test_loss": loss, "seconds": time.perf_counter() - start})
     return history

@@ -8,6 +8,7 @@ import pytest
 from tinyjax import streams
 from tinyjax.config import AugmentConfig
 from tinyjax.data import augment as aug
+from tinyjax.data.pipeline import standardize
 
 ROOT = jax.random.key(0)
 ALL_ON = AugmentConfig(crop_padding=4, flip="random", rotation=15.0, brightness=0.4, contrast=0.4,
@@ -58,6 +59,38 @@ def test_crop_moves_a_pixel_and_fills_zeros(dy, dx):
                 expected[y, xx] = 1.0 if (sy, sx) == (4, 5) else 0.5
     np.testing.assert_array_equal(out[0, :, :, 0], expected)
     assert out[0, 4 + p - dy, 5 + p - dx, 0] == 1.0
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 0), (3, 1), (6, 6)])
+def test_crop_fill_per_channel(dy, dx):
+    p, h, w = 3, 8, 10
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (1, h, w, 3)).astype(np.float32)
+    fill = np.array([0.49, 0.48, 0.45], np.float32)
+    out = np.asarray(aug.crop_shift(jnp.asarray(x), jnp.array([dy]), jnp.array([dx]), p, jnp.asarray(fill)))
+    for y in range(h):
+        for xx in range(w):
+            sy, sx = y + dy - p, xx + dx - p
+            inside = 0 <= sy < h and 0 <= sx < w
+            np.testing.assert_array_equal(out[0, y, xx], x[0, sy, sx] if inside else fill)  # Exact, both.
+
+
+def test_crop_fill_mean_is_zero_after_normalisation_with_the_same_draws():
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    imgs = np.random.default_rng(1).integers(1, 256, (64, 8, 8, 3), dtype=np.uint8)  # No black pixel.
+    idx = jnp.arange(len(imgs), dtype=jnp.int32)
+    black = run(AugmentConfig(crop_padding=4, flip="random"), imgs)
+    out = np.asarray(_augment(AugmentConfig(crop_padding=4, flip="random", crop_fill="mean"), ROOT, jnp.int32(0),
+                              jnp.int32(0), idx, jnp.asarray(imgs), jnp.asarray(mean)))
+    padding = black == 0.0  # The same offsets and flips: the fill is not a random draw.
+    assert 0.1 < padding.mean() < 0.6
+    np.testing.assert_array_equal(out[~padding], black[~padding])
+    normalised = np.asarray(standardize(jnp.asarray(out), mean, std))
+    np.testing.assert_allclose(normalised[padding], 0.0, atol=1e-6)
+
+
+def test_unknown_crop_fill_raises():
+    with pytest.raises(ValueError, match="crop_fill"):
+        run(AugmentConfig(crop_padding=2, crop_fill="grey"), images(1))
 
 
 def test_crop_offsets_cover_range_uniformly():

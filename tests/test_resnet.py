@@ -130,6 +130,30 @@ def test_kaiming_normal_fan_out_init(small_variables):
         np.testing.assert_array_equal(bn["bias"], 0.0)
 
 
+@pytest.mark.parametrize("name,mode", [("resnet20", "fan_in"), ("resnet56", "fan_in"), ("resnet_7x3", "fan_out"),
+                                       ("resnet18", "fan_out")])
+def test_presets_init_mode(name, mode):
+    # He et al.'s presets: the common PyTorch CIFAR-ResNet code's kaiming_normal_ (fan_in); the others
+    # torchvision's fan_out.
+    assert models.create(name).init_mode == mode
+
+
+def test_kaiming_normal_fan_in_init():
+    model = SMALL.clone(init_mode="fan_in")
+    params = jax.jit(model.init)(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 3)))["params"]
+    # Stage 2's first conv maps 16 -> 64 channels: fan_in 3*3*16, fan_out 3*3*64 (2x the std apart).
+    w = np.asarray(params["stage2_block1"]["conv1"]["kernel"])  # 9,216 draws
+    np.testing.assert_allclose(w.std(), np.sqrt(2 / (9 * 16)), rtol=0.04)
+    np.testing.assert_allclose(np.asarray(params["stem_conv"]["kernel"]).std(), np.sqrt(2 / (9 * 3)), rtol=0.15)
+    # Dense 64 -> 10: std sqrt(2 / 64), 2.5x below fan_out's sqrt(2 / 10).
+    np.testing.assert_allclose(np.asarray(params["fc"]["kernel"]).std(), np.sqrt(2 / 64), rtol=0.15)
+
+
+def test_unknown_init_mode_raises():
+    with pytest.raises(ValueError, match="init_mode"):
+        ResNet((1,), (16,), init_mode="xavier")
+
+
 def test_mask_keeps_padding_out_of_batch_statistics(small_variables):
     model = SMALL.clone(dropout=0.0)  # Same parameters; dropout masks depend on the batch size.
     padded = jnp.concatenate([X, 100.0 * jnp.ones((2, 8, 8, 3))])

@@ -41,8 +41,11 @@ class AugmentConfig:
     order (torchvision's usual one): crop, flip, rotation, colour jitter; then normalisation."""
 
     crop_padding: int = 0
-    """Random crop back to the image size from a copy zero-padded by this many pixels on each side
+    """Random crop back to the image size from a copy padded by this many pixels on each side
     (torchvision RandomCrop(size, padding)); 0: off."""
+    crop_fill: Literal["black", "mean"] = "black"
+    """What the crop's padding brings in: black (pixel 0, torchvision's RandomCrop before Normalize) or
+    the mean colour (0 after normalisation, fb.resnet.torch's RandomCrop after ColorNormalize)."""
     flip: Literal["none", "random", "alternate"] = "none"
     """Horizontal flip: random (p=0.5 per example and step, RandomHorizontalFlip), alternate (a random
     choice per example in epoch 1, then the opposite of the previous epoch's: each example is seen both

@@ -4,7 +4,10 @@
 batch into ``float32`` pixels in ``[0, 1]`` (``pixel / 255``) and applies, in
 this fixed order, the transforms that ``AugmentConfig`` switches on:
 
-1. crop      torchvision ``RandomCrop(size, padding=p)``, zero fill
+1. crop      torchvision ``RandomCrop(size, padding=p)``; the padding is black
+             (pixel 0, ``crop_fill="black"``: torchvision's order, crop before
+             ``Normalize``) or the mean colour (``"mean"``: 0 after
+             normalisation, as fb.resnet.torch crops after ``ColorNormalize``)
 2. flip      ``RandomHorizontalFlip(0.5)``, or the ``alternate`` schedule
 3. rotation  ``RandomRotation(d)``: nearest neighbour, zero fill, about the centre
 4. jitter    ``ColorJitter(brightness, contrast, saturation)``, applied in this
@@ -50,7 +53,7 @@ def is_enabled(config: AugmentConfig) -> bool:
 
 
 def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.Array,
-            indices: jax.Array, images: jax.Array) -> jax.Array:
+            indices: jax.Array, images: jax.Array, mean=0.0) -> jax.Array:
     """Augments a train batch.
 
     Args:
@@ -60,18 +63,22 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
       epoch: int32 scalar (0-based); used by ``flip="alternate"`` only.
       indices: int32 ``[B]``, the examples' indices in the train split.
       images: uint8 ``[B, H, W, C]`` (any H, W; C = 1 or 3).
+      mean: the dataset's mean in [0, 1] pixel units, a scalar or ``[C]``
+        (``data.NORMALIZATION``); the crop's padding with ``crop_fill="mean"``.
 
     Returns:
       float32 ``[B, H, W, C]`` in ``[0, 1]`` pixel units (``pixel / 255``), augmented.
 
     Raises:
-      ValueError: a negative field or an unknown flip mode.
+      ValueError: a negative field, an unknown flip mode or crop fill.
     """
     if (config.crop_padding < 0 or config.rotation < 0 or min(config.brightness, config.contrast,
                                                               config.saturation) < 0):
         raise ValueError(f"augmentation amounts must be >= 0, got {config}.")
     if config.flip not in ("none", "random", "alternate"):
         raise ValueError(f"flip must be none, random or alternate, got {config.flip!r}.")
+    if config.crop_fill not in ("black", "mean"):
+        raise ValueError(f"crop_fill must be black or mean, got {config.crop_fill!r}.")
     x = images.astype(jnp.float32) / 255.0
     if not is_enabled(config):
         return x
@@ -89,7 +96,7 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
     if config.crop_padding > 0:
         p = config.crop_padding
         d = jax.vmap(lambda k: jax.random.randint(k, (2,), 0, 2 * p + 1))(keys(_CROP))
-        x = crop_shift(x, d[:, 0], d[:, 1], p)
+        x = crop_shift(x, d[:, 0], d[:, 1], p, mean if config.crop_fill == "mean" else 0.0)
     if config.flip == "random":
         x = flip(x, jax.vmap(jax.random.bernoulli)(keys(_FLIP)))
     elif config.flip == "alternate":
@@ -106,13 +113,13 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
     return x
 
 
-def crop_shift(images: jax.Array, dy: jax.Array, dx: jax.Array, padding: int) -> jax.Array:
-    """Random crop with explicit offsets (torchvision ``RandomCrop(size, padding)``, zero fill).
+def crop_shift(images: jax.Array, dy: jax.Array, dx: jax.Array, padding: int, fill=0.0) -> jax.Array:
+    """Random crop with explicit offsets (torchvision ``RandomCrop(size, padding)``).
 
-    Pads each image by ``padding`` zero pixels on every side and takes the
+    Pads each image by ``padding`` pixels of ``fill`` on every side and takes the
     ``H x W`` window whose top-left corner is at ``(dy, dx)`` of the padded
-    image: output pixel ``(y, x)`` is input ``(y + dy - p, x + dx - p)`` (0 outside),
-    so content moves by ``(p - dy, p - dx)`` pixels.
+    image: output pixel ``(y, x)`` is input ``(y + dy - p, x + dx - p)`` (``fill``
+    outside), so content moves by ``(p - dy, p - dx)`` pixels.
 
     Cost: ``2p + 1`` selects among the static row shifts of the padded batch,
     then ``2p + 1`` among the column shifts; elementwise, fused by XLA, no gather.
@@ -121,13 +128,16 @@ def crop_shift(images: jax.Array, dy: jax.Array, dx: jax.Array, padding: int) ->
       images: ``[B, H, W, C]`` float.
       dy, dx: int ``[B]`` offsets in ``[0, 2 * padding]`` (pixels).
       padding: ``p``, static, pixels.
+      fill: the padding's value, a scalar or per channel ``[C]`` (0: black).
 
     Returns:
       ``[B, H, W, C]``, same dtype.
     """
     p = padding
     _, h, w, _ = images.shape
-    padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+    border = jnp.pad(jnp.zeros((h, w, 1), images.dtype), ((p, p), (p, p), (0, 0)), constant_values=1)
+    # Inside pixels get + fill * 0: exactly themselves.
+    padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0))) + jnp.asarray(fill, images.dtype) * border
     dy = dy.reshape(dy.shape + (1, 1, 1))
     dx = dx.reshape(dx.shape + (1, 1, 1))
     rows = padded[:, 0:h]

@@ -22,7 +22,8 @@ Presets (trainable parameters in brackets, as in the seeds):
 - ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``
   (269,722 / 464,154 / 658,586 / 853,018 / 1,727,962): He et al. 2015's
   CIFAR ResNets, 3 stages of n = 3/5/7/9/18 blocks at 16/32/64 channels,
-  stem 16, zero-padding shortcuts (option A).
+  stem 16, zero-padding shortcuts (option A), Kaiming-normal fan_in init (the
+  other ResNets: fan_out, torchvision's).
 - ``resnet18`` (11,173,962): the common CIFAR variant of ResNet-18: 3x3
   stem 64 without max-pool, 4 stages of 2 blocks at 64/128/256/512, option B.
 - ``fastnet_2m`` (1,971,640) and ``fastnet_4m`` (4,604,728): our fast CIFAR-10
@@ -88,8 +89,9 @@ def seed002_dsconv() -> CNN:
 
 
 def he_resnet(n: int) -> ResNet:
-    """He et al. 2015's CIFAR ResNet-(6n+2): n blocks per stage at 16/32/64, option A."""
-    return ResNet((n, n, n), (16, 32, 64), stem_width=16, shortcut="A")
+    """He et al. 2015's CIFAR ResNet-(6n+2): n blocks per stage at 16/32/64, option A, initialised as
+    the common PyTorch CIFAR-ResNet code does (``kaiming_normal_`` fan_in on conv and linear weights)."""
+    return ResNet((n, n, n), (16, 32, 64), stem_width=16, shortcut="A", init_mode="fan_in")
 
 
 PRESETS: dict[str, Callable[[], nn.Module]] = {

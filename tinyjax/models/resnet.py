@@ -17,12 +17,15 @@ parameters) or option "B" (1x1 conv with the stride, no bias, + BatchNorm).
 Layers are named ``stem_conv, stem_bn, stage{s}_block{b}/{conv1, bn1, conv2,
 bn2, shortcut_conv, shortcut_bn}, fc`` (stages and blocks count from 1).
 
-Initialisers follow torchvision's ResNet with the seed-004 report's choice
-for the head: Kaiming-normal, fan_out, ReLU gain
-(``torch.nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")``,
-std ``sqrt(2 / fan_out)``, not truncated) for every conv kernel and the dense
-kernel; PyTorch's default ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` dense bias;
-BatchNorm scale 1, bias 0, with PyTorch's momentum and epsilon.
+Initialisers: Kaiming-normal with the ReLU gain, not truncated, for every
+conv kernel and the dense kernel (``torch.nn.init.kaiming_normal_(mode=...,
+nonlinearity="relu")``, std ``sqrt(2 / fan)``), where ``init_mode`` picks the
+fan: ``"fan_in"`` (``kh * kw * in``; the common PyTorch CIFAR-ResNet code's
+``_weights_init``, the He et al. presets) or ``"fan_out"`` (``kh * kw * out``;
+torchvision's ResNet). The dense head's fan_out is its 10 classes, so fan_out
+gives it std 0.45 on a 64-wide head against fan_in's 0.18. PyTorch's default
+``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` dense bias; BatchNorm scale 1, bias 0,
+with PyTorch's momentum and epsilon.
 
 Mixed precision: ``dtype`` is the computation dtype. With ``jnp.bfloat16``
 the input is cast to bfloat16 and convs and the dense layer compute in it,
@@ -46,10 +49,17 @@ from tinyjax.models.torch_init import bias_init
 
 SHORTCUTS = ("A", "B")
 
-# torch.nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out).
-# flax's fan_out of a [kh, kw, in, out] kernel is kh * kw * out, as PyTorch's
-# of [out, in, kh, kw]; of a Dense [in, out] kernel it is out.
-kaiming_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+INIT_MODES = ("fan_in", "fan_out")
+
+
+def kaiming_normal(mode: str) -> nn.initializers.Initializer:
+    """``torch.nn.init.kaiming_normal_(mode=mode, nonlinearity="relu")``: N(0, 2 / fan).
+
+    flax's fan_in / fan_out of a ``[kh, kw, in, out]`` kernel are ``kh*kw*in`` /
+    ``kh*kw*out``, as PyTorch's of ``[out, in, kh, kw]``; of a Dense ``[in, out]``
+    kernel ``in`` / ``out``.
+    """
+    return nn.initializers.variance_scaling(2.0, mode, "normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +90,9 @@ def pad_shortcut(x: jax.Array, features: int, stride: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - c))) if features > c else x
 
 
-def _conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, dtype: Dtype, init_mode: str, name: str) -> nn.Conv:
     return nn.Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False,
-                   kernel_init=kaiming_normal, dtype=dtype, param_dtype=jnp.float32, name=name)
+                   kernel_init=kaiming_normal(init_mode), dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -96,19 +106,20 @@ class BasicBlock(nn.Module):
     shortcut: str = "A"
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``cnn.batch_norm``).
+    init_mode: str = "fan_out"  # Kaiming-normal fan of the conv kernels (``INIT_MODES``).
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         bn = functools.partial(batch_norm, train=train, mask=mask, dtype=self.dtype, axis_name=self.bn_axis_name)
-        y = _conv(self.features, 3, self.stride, self.dtype, "conv1")(x)
+        y = _conv(self.features, 3, self.stride, self.dtype, self.init_mode, "conv1")(x)
         y = nn.relu(bn(y, name="bn1"))
-        y = bn(_conv(self.features, 3, 1, self.dtype, "conv2")(y), name="bn2")
+        y = bn(_conv(self.features, 3, 1, self.dtype, self.init_mode, "conv2")(y), name="bn2")
         if self.stride == 1 and x.shape[-1] == self.features:
             shortcut = x
         elif self.shortcut == "A":
             shortcut = pad_shortcut(x, self.features, self.stride)
         else:
-            shortcut = bn(_conv(self.features, 1, self.stride, self.dtype, "shortcut_conv")(x),
+            shortcut = bn(_conv(self.features, 1, self.stride, self.dtype, self.init_mode, "shortcut_conv")(x),
                           name="shortcut_bn")
         return nn.relu(y + shortcut)
 
@@ -132,6 +143,8 @@ class ResNet(nn.Module):
       num_classes: logits.
       dtype: computation dtype (``jnp.float32``, or ``jnp.bfloat16`` for mixed
         precision); parameters and BatchNorm statistics stay float32.
+      init_mode: ``"fan_in"`` or ``"fan_out"``, the Kaiming-normal fan of every
+        conv and dense kernel (see the module docstring).
 
     Raises (at construction):
       ValueError: an invalid spec; the message says how to fix it.
@@ -145,6 +158,7 @@ class ResNet(nn.Module):
     num_classes: int = 10
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # pmap's device axis for BatchNorm statistics (``cnn.batch_norm``).
+    init_mode: str = "fan_out"
 
     def __post_init__(self):
         blocks, widths = tuple(self.stage_blocks), tuple(self.stage_widths)
@@ -159,6 +173,8 @@ class ResNet(nn.Module):
         if self.shortcut == "A" and any(b < a for a, b in zip((self.stem_width,) + widths, widths)):
             raise ValueError(f"shortcut 'A' needs non-decreasing widths from stem {self.stem_width}, got "
                              f"{widths}; use shortcut='B'.")
+        if self.init_mode not in INIT_MODES:
+            raise ValueError(f"unknown init_mode {self.init_mode!r}; use 'fan_in' or 'fan_out'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is a rate in [0, 1), got {self.dropout}.")
         super().__post_init__()
@@ -176,15 +192,15 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         x = x.astype(self.dtype)
-        x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(x)
+        x = _conv(self.stem_width, 3, 1, self.dtype, self.init_mode, "stem_conv")(x)
         x = nn.relu(batch_norm(x, train, mask, "stem_bn", dtype=self.dtype, axis_name=self.bn_axis_name))
         for block in self.block_plan():
             x = BasicBlock(block.features, block.stride, self.shortcut, self.dtype, self.bn_axis_name,
-                           name=block.name)(
+                           self.init_mode, name=block.name)(
                 x, train, mask)
         x = jnp.mean(x, axis=(1, 2))
         if self.dropout:
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, kernel_init=kaiming_normal, bias_init=bias_init(x.shape[-1]),
+        x = nn.Dense(self.num_classes, kernel_init=kaiming_normal(self.init_mode), bias_init=bias_init(x.shape[-1]),
                      dtype=self.dtype, param_dtype=jnp.float32, name="fc")(x)
         return x.astype(jnp.float32)

@@ -153,7 +153,8 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     def train_batch(carry, device_data, indices, mask):
         state, totals, epoch, smoothing = carry
         # On the device, per example, from (root key, step, epoch, example index); pixel / 255 when all is off.
-        images = augment.augment(config.augment, state.rng, state.step, epoch, indices, device_data.images[indices])
+        images = augment.augment(config.augment, state.rng, state.step, epoch, indices,
+                                 device_data.images[indices], mean)
         batch = data.Batch(data.pipeline.standardize(images, mean, std), device_data.labels[indices], mask)
         new, metrics = train_step(state, batch, smoothing, config.ema, parallel.AXIS if pmapped else None)
         bad = metrics.pop("nonfinite")
