@@ -15,10 +15,18 @@ train images instead). Augmentation: random crop 32 from 4-pixel padding,
 horizontal flip, rotation and colour jitter; the seed names these without
 their strengths, so we use the usual course values RandomRotation(15) and
 ColorJitter(0.2, 0.2, 0.2). Seed figure: 94.80% test accuracy.
+Kaiming-normal fan_out init (torchvision's ResNet) and black crop padding
+(the report normalises after augmenting, torchvision's order).
 ``resnet20/32/44/56/110``: He et al.'s CIFAR recipe (arXiv:1512.03385, sec.
 4.2): batch 128, lr 0.1, momentum 0.9, weight decay 1e-4, lr / 10 at 50% and
 75% of 164 epochs (their 32k and 48k of 64k iterations), crop + flip; the
-paper reports 91.25 / 92.49 / 92.83 / 93.03 / 93.39% test accuracy.
+paper reports 91.25 / 92.49 / 92.83 / 93.03 / 93.39% test accuracy. The
+paper leaves two choices open; we take those of the code its CIFAR figures
+are usually reproduced with: Kaiming-normal fan_in init of every conv and
+linear weight (the common PyTorch CIFAR-ResNet code's ``kaiming_normal_``),
+and crop padding in the mean colour (``--crop-fill mean``: fb.resnet.torch
+crops after ``ColorNormalize``). What each costs, measured against a PyTorch
+reference (``scripts/parity_cifar.py``): see the README's CIFAR-10 section.
 ``--epochs N`` shortens any of them, the milestones scaled with it.
 
 Measured on the JPEG-q75 copy of CIFAR-10 (``../shared/data``; expect 0.5-1.5

@@ -144,15 +144,17 @@ def test_mask_keeps_padding_out_of_batch_statistics():
 
 
 def test_bn_momentum_is_pytorch_convention():
-    # Momentum 0.6 = weight of the batch: from 0 the running mean goes to 0.6 m, then on the
-    # same batch (same m: train mode normalises with batch statistics) to 0.4 * 0.6 m + 0.6 m.
+    # Momentum 0.4 = weight of the batch (airbench94's nn.BatchNorm2d(momentum=1 - 0.6)): from 0 the
+    # running mean goes to 0.4 m, then on the same batch (same m: train mode normalises with batch
+    # statistics) to 0.6 * 0.4 m + 0.4 m = 1.6 * 0.4 m.
     model = FastNet(**SMALL)
+    assert model.bn_momentum == 0.4
     variables = small()
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3)) + 1.0
     _, one = train_apply(model, variables, x)
     _, two = train_apply(model, {**variables, **one}, x)
     m1, m2 = one["batch_stats"]["block1_bn1"]["mean"], two["batch_stats"]["block1_bn1"]["mean"]
-    np.testing.assert_allclose(m2, 1.4 * m1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m2, 1.6 * m1, rtol=1e-4, atol=1e-6)
 
 
 def test_bfloat16_keeps_float32_params_and_logits():
