@@ -127,6 +127,11 @@ def run_torch(config, seed: int, out: str, splits, init: str, fill: str) -> list
     return history
 
 
+def cell(mean: float, std: float, n: int) -> str:
+    """``mean ± sample std``; the mean alone for one seed."""
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
 def report(out: str, plan: dict) -> str:
     """The markdown table of ``out`` (and ``curves.png``) from what has finished so far."""
     histories = {side: [] for side in SIDES}
@@ -148,12 +153,12 @@ def report(out: str, plan: dict) -> str:
         for side, hs in histories.items():
             if hs:
                 cells = [spread([h[e][key] for h in hs]) for e in range(plan["epochs"])]
-                lines.append(f"| {side} | {len(hs)} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in cells) + " |")
+                lines.append(f"| {side} | {len(hs)} | " + " | ".join(cell(m, s, len(hs)) for m, s in cells) + " |")
         lines.append("")
     for side, hs in histories.items():
         if hs:
             m, s = spread([h[-1]["test_acc"] for h in hs])
-            lines.append(f"- {side}: final test {m:.2f} ± {s:.2f}% (n = {len(hs)}: "
+            lines.append(f"- {side}: final test {cell(m, s, len(hs))}% (n = {len(hs)}: "
                          + ", ".join(f"{h[-1]['test_acc']:.2f}" for h in hs) + ")")
     text = "\n".join(lines) + "\n"
     runs.write_text(os.path.join(out, "report.md"), text)
