@@ -88,9 +88,19 @@ def test_crop_fill_mean_is_zero_after_normalisation_with_the_same_draws():
     np.testing.assert_allclose(normalised[padding], 0.0, atol=1e-6)
 
 
+def test_crop_fill_reflect_mirrors_about_the_edge():
+    x = np.random.default_rng(2).uniform(0, 1, (1, 6, 7, 3)).astype(np.float32)
+    pad = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")  # PyTorch's F.pad(mode="reflect")
+    for dy, dx in ((0, 0), (4, 1), (2, 3)):
+        out = np.asarray(aug.crop_shift(jnp.asarray(x), jnp.array([dy]), jnp.array([dx]), 2, "reflect"))
+        np.testing.assert_array_equal(out[0], pad[0, dy:dy + 6, dx:dx + 7])
+
+
 def test_unknown_crop_fill_raises():
     with pytest.raises(ValueError, match="crop_fill"):
         run(AugmentConfig(crop_padding=2, crop_fill="grey"), images(1))
+    out = run(AugmentConfig(crop_padding=2, crop_fill="reflect"), images(4))  # Reflection keeps [0, 1].
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_crop_offsets_cover_range_uniformly():

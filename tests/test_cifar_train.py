@@ -85,16 +85,23 @@ def test_ema_is_a_moving_average_that_evaluation_uses():
 
 def test_tta_views():
     x = jnp.asarray(np.random.default_rng(0).random((2, 5, 6, 3)), jnp.float32)
-    assert len(data.pipeline.tta_views(x, "none")) == 1
-    original, flipped = data.pipeline.tta_views(x, "flip")
+    [(weight, view)] = data.pipeline.tta_views(x, "none")
+    assert weight == 1.0 and view is x
+    (w0, original), (w1, flipped) = data.pipeline.tta_views(x, "flip")
+    assert w0 == w1 == 0.5
     np.testing.assert_array_equal(flipped, x[:, :, ::-1])
     views = data.pipeline.tta_views(x, "flip_shift")
-    assert len(views) == 6
-    up_left, down_right = views[2], views[3]
-    np.testing.assert_array_equal(up_left[:, :-1, :-1], x[:, 1:, 1:])
-    np.testing.assert_array_equal(down_right[:, 1:, 1:], x[:, :-1, :-1])
-    assert float(up_left[:, -1].max()) == 0.0 and float(down_right[:, :, 0].max()) == 0.0
-    np.testing.assert_array_equal(views[4][:, :-1, :-1], x[:, :, ::-1][:, 1:, 1:])
+    # airbench94's level 2: 0.5 * mirror pair + 0.5 * mean of the two shifted mirror pairs.
+    assert [w for w, _ in views] == [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
+    v = np.asarray(x)
+    pad = np.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")  # numpy's reflect is PyTorch's
+    down_right, up_left = views[2][1], views[4][1]
+    np.testing.assert_array_equal(down_right, pad[:, :5, :6])
+    np.testing.assert_array_equal(up_left, pad[:, 2:7, 2:8])
+    np.testing.assert_array_equal(down_right[:, 1:, 1:], v[:, :-1, :-1])
+    np.testing.assert_array_equal(down_right[:, 0, 1:], v[:, 1, :-1])  # Row -1 reflects to row 1.
+    np.testing.assert_array_equal(views[3][1], down_right[:, :, ::-1])
+    np.testing.assert_array_equal(views[5][1], up_left[:, :, ::-1])
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         data.pipeline.tta_views(x, "rotate")
 

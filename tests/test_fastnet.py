@@ -176,3 +176,21 @@ def test_bad_specs_raise():
         FastNet((8,), whiten_width=5)
     with pytest.raises(ValueError, match="exceeds"):  # 1 channel: at most 2*2*2*1 = 8 filters.
         jax.eval_shape(FastNet((8,)).init, jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+
+
+def test_dirac_init_as_airbench():
+    # The first min(in, out) filters of each 3x3 conv are the identity; the rest keep PyTorch's default.
+    params = small()["params"]
+    w = np.asarray(params["block2_conv2"]["kernel"])  # 16 -> 16: all filters identity
+    expected = np.zeros_like(w)
+    expected[1, 1, np.arange(16), np.arange(16)] = 1.0
+    np.testing.assert_array_equal(w, expected)
+    w = np.asarray(params["block1_conv1"]["kernel"])  # 24 whitening channels -> 8: all 8 identity
+    expected = np.zeros_like(w)
+    expected[1, 1, np.arange(8), np.arange(8)] = 1.0
+    np.testing.assert_array_equal(w, expected)
+    w = np.asarray(params["block2_conv1"]["kernel"])  # 8 -> 16: filters 0-7 identity, 8-15 random
+    np.testing.assert_array_equal(w[1, 1, np.arange(8), np.arange(8)], 1.0)
+    assert np.count_nonzero(w[..., :8]) == 8
+    bound = 1 / np.sqrt(9 * 8)
+    assert np.all(np.abs(w[..., 8:]) <= bound) and np.abs(w[..., 8:]).max() > 0.8 * bound

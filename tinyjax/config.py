@@ -43,9 +43,10 @@ class AugmentConfig:
     crop_padding: int = 0
     """Random crop back to the image size from a copy padded by this many pixels on each side
     (torchvision RandomCrop(size, padding)); 0: off."""
-    crop_fill: Literal["black", "mean"] = "black"
-    """What the crop's padding brings in: black (pixel 0, torchvision's RandomCrop before Normalize) or
-    the mean colour (0 after normalisation, fb.resnet.torch's RandomCrop after ColorNormalize)."""
+    crop_fill: Literal["black", "mean", "reflect"] = "black"
+    """What the crop's padding brings in: black (pixel 0, torchvision's RandomCrop before Normalize), the
+    mean colour (0 after normalisation, fb.resnet.torch's RandomCrop after ColorNormalize), or the image
+    reflected about its edge (airbench's translate; RandomCrop(padding_mode="reflect"))."""
     flip: Literal["none", "random", "alternate"] = "none"
     """Horizontal flip: random (p=0.5 per example and step, RandomHorizontalFlip), alternate (a random
     choice per example in epoch 1, then the opposite of the previous epoch's: each example is seen both
@@ -164,7 +165,8 @@ class Config:
     evaluation, the best checkpoint and predictions then use (e.g. 0.99); 0: off."""
     tta: Literal["none", "flip", "flip_shift"] = "none"
     """Test-time augmentation of every evaluation: average the logits over the image and its mirror (flip),
-    and over those two shifted by one pixel up-left and down-right, zero fill (flip_shift, 6 views)."""
+    or airbench's 6 views (flip_shift): the image and its mirror at 1/4 each, both shifted by one pixel
+    up-left and down-right (reflect padding) at 1/8 each."""
     on_nan: Literal["stop", "skip"] = "stop"
     """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
     or skip that step (it is not applied) and go on."""

@@ -6,8 +6,9 @@ this fixed order, the transforms that ``AugmentConfig`` switches on:
 
 1. crop      torchvision ``RandomCrop(size, padding=p)``; the padding is black
              (pixel 0, ``crop_fill="black"``: torchvision's order, crop before
-             ``Normalize``) or the mean colour (``"mean"``: 0 after
+             ``Normalize``), the mean colour (``"mean"``: 0 after
              normalisation, as fb.resnet.torch crops after ``ColorNormalize``)
+             or the image reflected about its edge (``"reflect"``: airbench)
 2. flip      ``RandomHorizontalFlip(0.5)``, or the ``alternate`` schedule
 3. rotation  ``RandomRotation(d)``: nearest neighbour, zero fill, about the centre
 4. jitter    ``ColorJitter(brightness, contrast, saturation)``, applied in this
@@ -77,8 +78,8 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
         raise ValueError(f"augmentation amounts must be >= 0, got {config}.")
     if config.flip not in ("none", "random", "alternate"):
         raise ValueError(f"flip must be none, random or alternate, got {config.flip!r}.")
-    if config.crop_fill not in ("black", "mean"):
-        raise ValueError(f"crop_fill must be black or mean, got {config.crop_fill!r}.")
+    if config.crop_fill not in ("black", "mean", "reflect"):
+        raise ValueError(f"crop_fill must be black, mean or reflect, got {config.crop_fill!r}.")
     x = images.astype(jnp.float32) / 255.0
     if not is_enabled(config):
         return x
@@ -96,7 +97,8 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
     if config.crop_padding > 0:
         p = config.crop_padding
         d = jax.vmap(lambda k: jax.random.randint(k, (2,), 0, 2 * p + 1))(keys(_CROP))
-        x = crop_shift(x, d[:, 0], d[:, 1], p, mean if config.crop_fill == "mean" else 0.0)
+        fill = {"black": 0.0, "mean": mean, "reflect": "reflect"}[config.crop_fill]
+        x = crop_shift(x, d[:, 0], d[:, 1], p, fill)
     if config.flip == "random":
         x = flip(x, jax.vmap(jax.random.bernoulli)(keys(_FLIP)))
     elif config.flip == "alternate":
@@ -128,16 +130,20 @@ def crop_shift(images: jax.Array, dy: jax.Array, dx: jax.Array, padding: int, fi
       images: ``[B, H, W, C]`` float.
       dy, dx: int ``[B]`` offsets in ``[0, 2 * padding]`` (pixels).
       padding: ``p``, static, pixels.
-      fill: the padding's value, a scalar or per channel ``[C]`` (0: black).
+      fill: the padding's value, a scalar or per channel ``[C]`` (0: black), or
+        ``"reflect"``: the image mirrored about its edge pixels (``jnp.pad``'s
+        and PyTorch's ``reflect``; needs ``padding < H, W``).
 
     Returns:
       ``[B, H, W, C]``, same dtype.
     """
     p = padding
     _, h, w, _ = images.shape
-    border = jnp.pad(jnp.zeros((h, w, 1), images.dtype), ((p, p), (p, p), (0, 0)), constant_values=1)
-    # Inside pixels get + fill * 0: exactly themselves.
-    padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0))) + jnp.asarray(fill, images.dtype) * border
+    if isinstance(fill, str):
+        padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode=fill)
+    else:  # Inside pixels get + fill * 0: exactly themselves.
+        border = jnp.pad(jnp.zeros((h, w, 1), images.dtype), ((p, p), (p, p), (0, 0)), constant_values=1)
+        padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0))) + jnp.asarray(fill, images.dtype) * border
     dy = dy.reshape(dy.shape + (1, 1, 1))
     dx = dx.reshape(dx.shape + (1, 1, 1))
     rows = padded[:, 0:h]

@@ -102,27 +102,30 @@ def standardize(images: jax.Array, mean, std) -> jax.Array:
     return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-def tta_views(images: jax.Array, tta: str) -> list[jax.Array]:
-    """Test-time augmentation views of float32 ``[B, H, W, C]`` images in [0, 1] pixel units.
+def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
+    """Test-time augmentation views of float ``[B, H, W, C]`` images, each with its weight in the
+    average of the logits: ``[(weight, view), ...]``, weights summing to 1.
 
-    ``"none"``: the images; ``"flip"``: also their mirror (W reversed);
-    ``"flip_shift"``: those two, and each shifted by one pixel up-left and
-    down-right (zero fill, the value a padded crop brings in): 6 views. The
-    flip-and-translate views of airbench's test-time augmentation (Jordan,
-    arXiv:2404.00498), here averaged with equal weights.
+    ``"none"``: the images (weight 1); ``"flip"``: also their mirror (W reversed), 1/2 each;
+    ``"flip_shift"``: airbench94's level-2 test-time augmentation (Jordan, arXiv:2404.00498, its
+    ``infer_mirror_translate``): the image and its mirror at 1/4 each, and the image shifted by one
+    pixel up-left and down-right, from a 1-pixel reflect padding (``jnp.pad`` ``mode="reflect"``, as
+    PyTorch's), each with its mirror, at 1/8 each: 6 views.
 
     Raises:
       ValueError: an unknown ``tta``.
     """
     if tta not in ("none", "flip", "flip_shift"):
         raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip or flip_shift.")
-    views = [images] if tta == "none" else [images, images[:, :, ::-1]]
+    if tta == "none":
+        return [(1.0, images)]
+    pairs = [images]
     if tta == "flip_shift":
-        pad = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        pad = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         h, w = images.shape[1:3]
-        for view in (pad, pad[:, :, ::-1]):
-            views += [view[:, 2:2 + h, 2:2 + w], view[:, :h, :w]]
-    return views
+        pairs += [pad[:, :h, :w], pad[:, 2:2 + h, 2:2 + w]]  # Content moves down-right, then up-left.
+    weights = [0.5] if tta == "flip" else [0.25, 0.125, 0.125]
+    return [(wt, v) for wt, x in zip(weights, pairs) for v in (x, x[:, :, ::-1])]
 
 
 def hold_out(images: np.ndarray, labels: np.ndarray, n: int, key: jax.Array

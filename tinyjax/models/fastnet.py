@@ -18,7 +18,10 @@ max is over a 3x3 map. Layers are named ``whiten, block{i}_conv1,
 block{i}_bn1, block{i}_conv2, block{i}_bn2, fc`` (blocks count from 1).
 
 Initialisation: PyTorch's defaults (``torch_init``) for every conv and the
-head, BatchNorm shift 0. The whitening conv's kernel is meant to be set from
+head, BatchNorm shift 0; then, as airbench94's ``Conv.reset_parameters``, the
+first ``in`` filters of each 3x3 conv are set to the identity
+(``torch.nn.init.dirac_``), so every block's second conv starts as the
+identity map. The whitening conv's kernel is meant to be set from
 data before training: ``with_whitening(variables, whitening_kernel(images))``
 makes its filters whiten the 2x2 patches of the training images (eigenvectors
 of the patch covariance over ``sqrt(eigenvalue + eps)``, each with its
@@ -43,6 +46,16 @@ from flax.typing import Dtype
 
 from tinyjax.models.cnn import batch_norm, max_pool
 from tinyjax.models.torch_init import bias_init, kernel_init
+
+
+def dirac_init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """PyTorch's default conv init (``torch_init.kernel_init``), then filters ``j < min(in, out)`` set to
+    the identity on channel ``j`` (1 at the kernel's centre ``(kh // 2, kw // 2)``, 0 elsewhere), as
+    ``torch.nn.init.dirac_(weight[:in_channels])`` in airbench94. ``shape`` is flax's ``[kh, kw, in, out]``."""
+    kh, kw, cin, cout = shape
+    n = min(cin, cout)
+    w = kernel_init(key, shape, dtype).at[:, :, :, :n].set(0)
+    return w.at[kh // 2, kw // 2, jnp.arange(n), jnp.arange(n)].set(1)
 
 
 def whitening_kernel(images: np.ndarray | jax.Array, patch: int = 2, eps: float = 5e-4,
@@ -197,7 +210,7 @@ class FastNet(nn.Module):
         x = gelu(x)
         for i, width in enumerate(self.widths, start=1):
             conv = functools.partial(nn.Conv, width, (3, 3), padding=1, use_bias=False,
-                                     kernel_init=kernel_init, dtype=self.dtype, param_dtype=jnp.float32)
+                                     kernel_init=dirac_init, dtype=self.dtype, param_dtype=jnp.float32)
             x = max_pool(conv(name=f"block{i}_conv1")(x), 2)
             x = gelu(bn(x, name=f"block{i}_bn1"))
             x = gelu(bn(conv(name=f"block{i}_conv2")(x), name=f"block{i}_bn2"))

@@ -169,10 +169,10 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
                   "nonfinite": totals["nonfinite"] + bad}
         return state, totals, epoch, smoothing
 
-    def logits(state, device_data, indices):  # Averaged over the test-time augmentation views.
+    def logits(state, device_data, indices):  # Weighted average over the test-time augmentation views.
         images = device_data.images[indices].astype(jnp.float32) / 255.0
-        views = data.pipeline.tta_views(images, config.tta)
-        return sum(eval_logits(state, data.pipeline.standardize(v, mean, std)) for v in views) / len(views)
+        return sum(weight * eval_logits(state, data.pipeline.standardize(view, mean, std))
+                   for weight, view in data.pipeline.tta_views(images, config.tta))
 
     def eval_batch(carry, device_data, indices, mask):
         state, totals, smoothing = carry
