@@ -154,8 +154,8 @@ class Trainer:
     ``kaiming_normal``. ``fill``: what the crop's padding brings in, ``"black"`` (pixel 0, as
     torchvision's RandomCrop before ToTensor/Normalize) or ``"mean"`` (0 after standardising: the
     mean colour, as fb.resnet.torch's RandomCrop after ColorNormalize); None: the config's.
-    ``state_dict()`` / ``load_state_dict()`` cover the model, optimizer, schedule and generator, so a
-    run saved after an epoch continues as if never stopped.
+    ``state_dict()`` / ``load_state_dict()`` cover the model, optimizer, schedule, generator and the
+    global RNG (dropout), so a run saved after an epoch continues as if never stopped (on the CPU).
     """
 
     def __init__(self, config, images: np.ndarray, labels: np.ndarray, mean, std, seed: int = 0,
@@ -204,7 +204,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}  # Dropout's draws.
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -212,6 +212,7 @@ class Trainer:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
 
     @torch.inference_mode()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
