@@ -212,7 +212,8 @@ class Trainer:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        if "torch_rng" in state:  # States saved before it was kept lack it.
+            torch.set_rng_state(state["torch_rng"])
 
     @torch.inference_mode()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[float, float]:
