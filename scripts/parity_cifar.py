@@ -43,6 +43,7 @@ import glob
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -76,15 +77,23 @@ def recipe_config(args) -> "Config":  # noqa: F821
 
 
 def torch_model_name(config) -> str:
+    """The PyTorch twin of ``config.model`` (``torch_reference.MODELS``): the preset, without the init
+    mode that ``recipe_config`` appends to a variant it registers."""
     return config.model.rsplit("-", 1)[0]
+
+
+def finished_tinyjax(out: str) -> list[dict]:
+    """The per-epoch records of the finished tinyjax run under ``out``; [] when none has finished."""
+    done = glob.glob(os.path.join(out, "*", "results.json"))
+    return runs.read_metrics(os.path.dirname(done[0])) if done else []
 
 
 def run_tinyjax(config, seed: int, out: str) -> list[dict]:
     from tinyjax.train import train_and_evaluate
 
-    done = glob.glob(os.path.join(out, "*", "results.json"))
-    if done:
-        return runs.read_metrics(os.path.dirname(done[0]))
+    history = finished_tinyjax(out)
+    if history:
+        return history
     started = glob.glob(os.path.join(out, "*", "config.json"))
     resume = os.path.dirname(started[0]) if started else None
     checkpoints = resume and glob.glob(os.path.join(resume, "checkpoints", "*"))
@@ -96,8 +105,6 @@ def run_tinyjax(config, seed: int, out: str) -> list[dict]:
 
 
 def run_torch(config, seed: int, out: str, splits, init: str, fill: str) -> list[dict]:
-    import time
-
     import torch
     import torch_reference
 
@@ -141,8 +148,7 @@ def report(out: str, plan: dict) -> str:
             if side == "torch" and os.path.exists(os.path.join(path, "history.json")):
                 h = json.load(open(os.path.join(path, "history.json")))
             else:
-                done = glob.glob(os.path.join(path, "*", "results.json"))
-                h = runs.read_metrics(os.path.dirname(done[0])) if done else []
+                h = finished_tinyjax(path)
             if len(h) == plan["epochs"]:
                 histories[side].append(h)
     lines = [f"# {plan['recipe']}, {plan['epochs']} epochs, train limit {plan['train_limit']}, init "
@@ -207,7 +213,8 @@ def main() -> None:
     if args.check_step:
         import parity_step
 
-        sys.exit(parity_step.main(recipe_config(args)))
+        config = recipe_config(args)
+        sys.exit(parity_step.main(config, torch_model_name(config)))
     if args.out is None:
         parser.error("--out DIR is needed (the runs are kept there, and the same --out continues them)")
     sides = args.sides.split(",")

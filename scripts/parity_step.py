@@ -44,7 +44,8 @@ def pairs(flax_model, torch_model):
     return out + [(("fc",), layers[-1], "dense")]
 
 
-def main(config) -> int:
+def main(config, twin: str) -> int:
+    """Compares ``config.model`` with ``torch_reference.MODELS[twin]``; returns the exit status."""
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import torch
@@ -69,7 +70,7 @@ def main(config) -> int:
         return cross_entropy_loss(logits, y), updates["batch_stats"]
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-    twin = torch_reference.MODELS[config.model.rsplit("-", 1)[0]]().double()
+    twin = torch_reference.MODELS[twin]().double()
     for module in twin.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
