@@ -30,8 +30,15 @@ def test_a_subset_from_the_command_line():
     assert [p[1::2] for p in grid.points(parsed)] == [["64", "1e-4"], ["64", "5e-4"], ["256", "1e-4"], ["256", "5e-4"]]
 
 
+def test_fields_are_named_by_their_flags():
+    parsed = grid.parse(["optimizer=sgd,adam", "--schedule=onecycle,cosine", "max_lr=0.1,0.2"], None)
+    assert list(parsed) == ["--optimizer", "--schedule", "--max-lr"]
+
+
 @pytest.mark.parametrize("tokens,match", [(["batch_size"], "field=value1,value2"),
-                                          (["gamma=0.1", "gamma=0.2"], "twice")])
+                                          (["gamma=0.1", "gamma=0.2"], "twice"),
+                                          (["batch=32,64"], "unknown flag --batch"),
+                                          (["optimiser=sgd,adam"], "did you mean '--optimizer'")])
 def test_bad_grid_tokens(tokens, match):
     with pytest.raises(ConfigError, match=match):
         grid.parse(tokens, None)

@@ -39,8 +39,8 @@ from typing import Mapping, Sequence
 import tyro
 
 from tinyjax import grid as grids
-from tinyjax.config import Config, ConfigError
-from tinyjax.validation import check_flags, closest, flag
+from tinyjax.config import Config, ConfigError, flag, flat
+from tinyjax.validation import check_flags, closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
@@ -140,7 +140,6 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
         its result (one line naming each, with the saved value).
     """
     from tinyjax.checkpoint import find, load_config
-    from tinyjax.train.replicas import flat
 
     saved = load_config(run_dir)
     experiments = {v.experiment for v in variants.values()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from typing import Mapping, Sequence
 
-from tinyjax.config import ConfigError
+from tinyjax.config import ConfigError, field, flag
 
 
 def split_values(text: str) -> list[str]:
@@ -59,10 +59,10 @@ def parse(tokens: Sequence[str], default: Mapping[str, Sequence[str]] | None) ->
         name, eq, values = token.partition("=")
         if not eq or not name or not values:
             raise ConfigError(f"--grid {token!r}: write field=value1,value2 (e.g. weight_decay=1e-4,5e-4).")
-        flag = "--" + name.strip("-").replace("_", "-")
-        if flag in grid:
+        name_flag = flag(field(name))
+        if name_flag in grid:
             raise ConfigError(f"--grid names {name} twice; give all its values at once.")
-        grid[flag] = split_values(values)
+        grid[name_flag] = split_values(values)
     return grid
 
 

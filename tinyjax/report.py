@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Sequence
 
+from tinyjax.config import field, flat
+
 COLUMNS = ("run", "variant", "seed", "model", "params", "optimizer", "epochs", "batch", "best test %",
            "final test %", "final train %", "epochs to 99%", "wall time")
 
@@ -46,17 +48,15 @@ def row(run_dir: str) -> list[str]:
 
 
 def config_value(run_dir: str, flag: str) -> str:
-    """The value of the config field of ``flag`` (``"--weight-decay"``) in ``run_dir/config.json``, as
-    text (a list as its items joined by spaces; ``"?"`` for a field the config does not have).
+    """The value of the config field of ``flag`` (``"--weight-decay"``, ``"--optimizer"``) in
+    ``run_dir/config.json``, as text (a list as its items joined by spaces).
 
     Raises:
       FileNotFoundError: no config.json in ``run_dir``.
+      ConfigError: no config field has that flag.
     """
     with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    name = flag.lstrip("-").replace("-", "_")
-    flat = {k: v for section in config.values() if isinstance(section, dict) for k, v in section.items()}
-    value = config.get(name, flat.get(name, "?"))
+        value = flat(json.load(f))[field(flag)]
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 

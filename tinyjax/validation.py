@@ -8,9 +8,7 @@ import dataclasses
 import typing
 from typing import Sequence
 
-from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric
-
-_FLAG_NAMES = {"data.name": "dataset", "optim.name": "optimizer", "schedule.name": "schedule"}
+from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric, flag
 
 
 def closest(name: str, choices) -> str:
@@ -105,12 +103,6 @@ def validate(config: Config) -> None:
         if params > config.max_params:
             raise ConfigError(f"--model {config.model} has {params:,} trainable parameters, over --max-params "
                               f"{config.max_params:,}; choose a smaller model or raise the budget.")
-
-
-def flag(path: str) -> str:
-    """The command-line flag of a config field path: ``"data.name"`` -> ``"--dataset"``,
-    ``"schedule.max_lr"`` -> ``"--max-lr"`` (tyro's names without prefixes)."""
-    return "--" + _FLAG_NAMES.get(path, path.rpartition(".")[2]).replace("_", "-")
 
 
 def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, tuple]]:

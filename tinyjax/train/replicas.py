@@ -28,7 +28,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from tinyjax.config import Config
+from tinyjax.config import Config, flag, flat
 
 REPLICA_FIELDS = ("seed", "label_smoothing", "optim.weight_decay", "optim.lr", "schedule.max_lr")
 
@@ -95,17 +95,7 @@ def differences(configs: Sequence[Config]) -> list[str]:
     ``"lr 0.05 seed 0"``); ``""`` for each when they are all equal."""
     flats = [flat(c) for c in configs]
     keys = [k for k in flats[0] if k not in ("seeds",) and len({repr(f[k]) for f in flats}) > 1]
-    return [" ".join(f"{k.rpartition('.')[2].replace('_', '-')} {f[k]}" for k in keys) for f in flats]
-
-
-def flat(obj, prefix: str = "") -> dict:
-    """``{"data.name": "mnist", "epochs": 20, ...}`` of a config (a dataclass tree)."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        out.update(flat(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
-                   else {f"{prefix}{f.name}": value})
-    return out
+    return [" ".join(f"{flag(k)[2:]} {f[k]}" for k in keys) for f in flats]
 
 
 def spread(values: Sequence[float]) -> tuple[float, float]:
