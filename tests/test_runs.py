@@ -45,7 +45,7 @@ def test_resume_command_names_the_experiment_module():
 def test_hold_out_is_a_fixed_disjoint_subset():
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     labels = np.arange(100, dtype=np.int32) % 10
-    key = jax.random.fold_in(jax.random.key(0), streams.VALIDATION)
+    key = streams.key(jax.random.key(0), streams.VALIDATION)
     (train_x, train_y), (val_x, val_y) = data.pipeline.hold_out(images, labels, 20, key)
     assert train_x.shape == (80, 1, 1, 1) and val_x.shape == (20, 1, 1, 1) and val_y.shape == (20,)
     assert set(train_x.ravel()) | set(val_x.ravel()) == set(range(100))

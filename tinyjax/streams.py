@@ -1,17 +1,34 @@
-"""The PRNG streams of a run, in one place.
+"""The PRNG streams of a run, in one place, and the one way to draw a key from them.
 
 Every random draw derives from the run's root key ``jax.random.key(seed)``
-as ``fold_in(root, STREAM)``, then ``fold_in(.., step or epoch)``, never from
+as ``key(root, STREAM, counter)`` = ``fold_in(fold_in(root, STREAM),
+counter)`` (the counter a step, an epoch or an example index), never from
 consumed generator state, so a draw depends only on (seed, stream, counter):
 a run restored from a checkpoint, vmapped over seeds or sharded draws the
 same numbers.
 """
 
-INIT = 0        # parameter init: fold_in(root, INIT)
-DROPOUT = 1     # dropout masks: fold_in(fold_in(root, DROPOUT), step)
-DATA_ORDER = 2  # the epoch's shuffle: fold_in(fold_in(root, DATA_ORDER), epoch)
-VALIDATION = 3  # the held-out validation subset: fold_in(key(0), VALIDATION), the same for every seed
-AUGMENT = 4     # augmentation draws: fold_in(fold_in(root, AUGMENT), step), then per example
-FLIP = 5        # --flip alternate's first-epoch choice: fold_in(fold_in(root, FLIP), example index)
-SUBSET = 6      # --train-limit's subset of the train split: fold_in(key(0), SUBSET), the same for every seed
-WHITEN = 7      # the train images that set a FastNet's whitening layer: fold_in(root, WHITEN)
+from __future__ import annotations
+
+import jax
+
+INIT = 0        # parameter init: key(root, INIT)
+DROPOUT = 1     # dropout masks: key(root, DROPOUT, step)
+DATA_ORDER = 2  # the epoch's shuffle: key(root, DATA_ORDER, epoch)
+VALIDATION = 3  # the held-out validation subset: key(key(0), VALIDATION), the same for every seed
+AUGMENT = 4     # augmentation draws: key(root, AUGMENT, step), then per transform and example
+FLIP = 5        # --flip alternate's first-epoch choice: key(root, FLIP, example index)
+SUBSET = 6      # --train-limit's subset of the train split: key(key(0), SUBSET), the same for every seed
+WHITEN = 7      # the train images that set a FastNet's whitening layer: key(root, WHITEN)
+
+
+def key(root: jax.Array, stream: int, counter: int | jax.Array | None = None) -> jax.Array:
+    """``fold_in(root, stream)``, then ``fold_in(.., counter)`` when a counter is given (an int or an
+    int32 scalar array; traced values work inside jit and vmap).
+
+    Args:
+      root: a typed key (``jax.random.key(seed)``) or a key derived from one.
+      stream: one of this module's stream tags.
+    """
+    k = jax.random.fold_in(root, stream)
+    return k if counter is None else jax.random.fold_in(k, counter)

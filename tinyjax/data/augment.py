@@ -17,7 +17,7 @@ this fixed order, the transforms that ``AugmentConfig`` switches on:
 
 Random draws depend only on (root, step, position in the batch) -- and, for
 ``alternate`` flips, on (root, example index, epoch):
-``step_key = fold_in(fold_in(root, streams.AUGMENT), step)``; each transform
+``step_key = streams.key(root, AUGMENT, step)``; each transform
 folds in its own id, then each example its batch position, so switching one
 transform off leaves the draws of the others unchanged. The config is static
 (Python level): a transform that is off adds no operation to the graph.
@@ -84,11 +84,10 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
     if not is_enabled(config):
         return x
     n = images.shape[0]
-    step_key = jax.random.fold_in(jax.random.fold_in(root, streams.AUGMENT), step)
+    step_key = streams.key(root, streams.AUGMENT, step)
 
-    def keys(transform):  # [B] keys: fold_in(fold_in(step_key, transform), position)
-        k = jax.random.fold_in(step_key, transform)
-        return jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n))
+    def keys(transform):  # [B] keys: streams.key(step_key, transform, position)
+        return jax.vmap(lambda i: streams.key(step_key, transform, i))(jnp.arange(n))
 
     def factors(transform, v):  # [B] factors ~ U(max(0, 1-v), 1+v), ColorJitter's range
         return jax.vmap(lambda k: jax.random.uniform(k, (), minval=max(0.0, 1.0 - v),
@@ -162,12 +161,11 @@ def flip(images: jax.Array, which: jax.Array) -> jax.Array:
 
 def alternate_flips(root: jax.Array, epoch: jax.Array, indices: jax.Array) -> jax.Array:
     """The ``alternate`` schedule: bool ``[B]``, ``b_i XOR (epoch is odd)`` with the base bit
-    ``b_i = bernoulli(fold_in(fold_in(root, streams.FLIP), index_i))``, p = 0.5.
+    ``b_i = bernoulli(streams.key(root, FLIP, index_i))``, p = 0.5.
 
     Each example is seen flipped in exactly one of any two consecutive epochs.
     """
-    flip_key = jax.random.fold_in(root, streams.FLIP)
-    base = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(flip_key, i)))(indices)
+    base = jax.vmap(lambda i: jax.random.bernoulli(streams.key(root, streams.FLIP, i)))(indices)
     return base ^ (epoch % 2 == 1)
 
 

@@ -257,9 +257,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
 
 
 def _order_key(rng: jax.Array, epoch: int) -> jax.Array:
-    """The key that shuffles ``epoch``: ``fold_in(fold_in(rng, DATA_ORDER), epoch)``, per replica for stacked keys."""
+    """The key that shuffles ``epoch``: ``streams.key(rng, DATA_ORDER, epoch)``, per replica for stacked keys."""
     def one(r):
-        return jax.random.fold_in(jax.random.fold_in(r, streams.DATA_ORDER), epoch)
+        return streams.key(r, streams.DATA_ORDER, epoch)
     return jax.vmap(one)(rng) if rng.ndim else one(rng)
 
 

@@ -22,7 +22,7 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     images, labels = data.load(config.data.name, "train", config.data.data_dir)
     limit = config.data.train_limit
     if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
-        key = jax.random.fold_in(jax.random.key(0), streams.SUBSET)
+        key = streams.key(jax.random.key(0), streams.SUBSET)
         keep = data.pipeline.subset(key, len(labels), limit)
         images, labels = images[keep], labels[keep]
     test = data.load(config.data.name, "test", config.data.data_dir)
@@ -31,7 +31,7 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if n >= len(labels):
             raise ConfigError(f"--val-split {n} leaves no training images (the train split has {len(labels)}); "
                               "choose a smaller --val-split.")
-        key = jax.random.fold_in(jax.random.key(0), streams.VALIDATION)
+        key = streams.key(jax.random.key(0), streams.VALIDATION)
         (images, labels), val = data.pipeline.hold_out(images, labels, n, key)
     if config.batch_size > len(labels):
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "

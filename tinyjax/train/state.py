@@ -39,11 +39,11 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
 
     Args:
       rng: the run's root key (``jax.random.key(seed)``); parameters are drawn
-        from ``fold_in(rng, streams.INIT)`` and the state keeps ``rng`` for later draws.
+        from ``streams.key(rng, INIT)`` and the state keeps ``rng`` for later draws.
       ema: keep a moving average of params and batch statistics (``update_ema``),
         starting from the initial values.
     """
-    variables = model.init(jax.random.fold_in(rng, streams.INIT), jnp.zeros(input_shape, jnp.float32))
+    variables = model.init(streams.key(rng, streams.INIT), jnp.zeros(input_shape, jnp.float32))
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats, rng=rng,
                               ema=_copy({"params": params, "batch_stats": batch_stats}) if ema else None)
@@ -71,7 +71,7 @@ def init_state(config, steps_per_epoch: int, train_images=None):
     ``tinyjax.optim.make_optimizer``) and the state, seeded by ``config.seed``.
     A ``FastNet``'s first layer is set from data and frozen: its patch-whitening
     kernel is computed from ``WHITENING_IMAGES`` of ``train_images`` drawn by
-    ``fold_in(key(seed), streams.WHITEN)`` and gets no updates.
+    ``streams.key(key(seed), WHITEN)`` and gets no updates.
 
     Args:
       config: a ``tinyjax.config.Config``.
@@ -99,7 +99,7 @@ def init_state(config, steps_per_epoch: int, train_images=None):
     state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + data.IMAGE_SHAPES[config.data.name],
                                ema=config.ema > 0)
     if fast and train_images is not None:  # A random subset: some sources store the images sorted by class.
-        key = jax.random.fold_in(jax.random.key(config.seed), streams.WHITEN)
+        key = streams.key(jax.random.key(config.seed), streams.WHITEN)
         pick = data.pipeline.subset(key, len(train_images), WHITENING_IMAGES)
         images = data.pipeline.normalize(jnp.asarray(train_images[pick]), *data.NORMALIZATION[config.data.name])
         variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))

@@ -75,7 +75,7 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
     metrics stay this device's sums. The model's BatchNorm must average over
     the same axis (``Placement.synced``).
     """
-    dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, streams.DROPOUT), state.step)
+    dropout_rng = streams.key(state.rng, streams.DROPOUT, state.step)
     if axis_name is not None:
         dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
 
