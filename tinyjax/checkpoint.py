@@ -49,6 +49,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
 from tinyjax import hosts
+from tinyjax.common import one_line
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 
 if TYPE_CHECKING:  # tinyjax.train imports this module.
@@ -165,7 +166,7 @@ class Checkpoints:
             return self.manager.restore(checkpoint_id, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as e:
             raise CheckpointError(f"cannot read checkpoint {checkpoint_id} in {self.directory} "
-                                  f"({type(e).__name__}: {' '.join(str(e).split())[:300]}).") from e
+                                  f"({one_line(e)}).") from e
 
     def restore(self, checkpoint_id: int, template: TrainState) -> tuple[TrainState, dict]:
         """``(state, meta)`` of a checkpoint; ``template`` (a fresh state of the
@@ -182,7 +183,7 @@ class Checkpoints:
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as e:
             raise CheckpointError(f"cannot restore checkpoint {checkpoint_id} from {self.directory} "
-                                  f"({type(e).__name__}: {' '.join(str(e).split())[:300]}).") from e
+                                  f"({one_line(e)}).") from e
         t = restored.state
         rng = jax.random.wrap_key_data(t["rng"], impl=jax.random.key_impl(template.rng))
         state = template.replace(step=t["step"], params=t["params"], batch_stats=t["batch_stats"],

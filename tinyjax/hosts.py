@@ -38,6 +38,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from tinyjax.common import one_line
 from tinyjax.config import ConfigError
 
 _TEXT_BYTES = 4096  # The longest text ``agree`` carries (a run directory's path).
@@ -109,7 +110,7 @@ def _join(where: str, *args) -> None:
         jax.distributed.initialize(*args)
     except Exception as e:  # jax raises RuntimeError, ValueError or its XlaRuntimeError here.
         raise ConfigError(f"this process could not join the run's processes via {where} "
-                          f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); start every process "
+                          f"({one_line(e)}); start every process "
                           "with the same --coordinator and --num-processes, each with its own --process-id.") from e
 
 

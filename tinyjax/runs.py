@@ -35,6 +35,7 @@ import optax
 
 import tinyjax
 from tinyjax import hosts, parallel, plots
+from tinyjax.common import atomic_write
 from tinyjax.config import Config, ConfigError, best_metric
 
 
@@ -96,10 +97,11 @@ def write_text(path: str, text: str) -> None:
     Process 0 only."""
     if not hosts.primary():
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
 
 
 def write_json(path: str, obj) -> None:

