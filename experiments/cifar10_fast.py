@@ -1,8 +1,8 @@
-"""CIFAR-10 fast: our recipe under seed 004's 5M-parameter budget, in a fraction of its 200 epochs.
+"""CIFAR-10 fast: our recipe under reference 004's 5M-parameter budget, in a fraction of its 200 epochs.
 
     python -m experiments.cifar10_fast --dtype bfloat16                   # fastnet_4m, 15 epochs (GPU/TPU)
     python -m experiments.cifar10_fast --variant small --dtype bfloat16   # fastnet_2m, 10 epochs
-    python -m experiments.cifar10_fast --variant resnet_7x3 --dtype bfloat16   # the seed's ResNet, 40 epochs
+    python -m experiments.cifar10_fast --variant resnet_7x3 --dtype bfloat16   # the reference's ResNet, 40 epochs
     python -m experiments.cifar10_fast --seed 3                           # another seed
 
 What it does (all of it public, after airbench: Jordan, arXiv:2404.00498 and
@@ -29,8 +29,8 @@ EMA, decay 0.95 per step), the whitening bias frozen after 3 epochs, and
 9.9 instead of 10 epochs. ``scripts/airbench_reference.py`` is an
 independent PyTorch reference of airbench94 to set ours beside.
 
-Targets (issue 8): >= 95.0% mean test accuracy over >= 5 seeds in <= 15
-epochs with < 5M parameters; the seed's ``resnet_7x3`` >= 95.5% in <= 50
+Targets: >= 95.0% mean test accuracy over >= 5 seeds in <= 15
+epochs with < 5M parameters; the reference's ``resnet_7x3`` >= 95.5% in <= 50
 epochs. Measured figures (JPEG-q75 copy of CIFAR-10, expect 0.5-1.5 points
 below published figures): see the README's results table.
 """
@@ -44,7 +44,7 @@ from tinyjax.config import AugmentConfig, Config, DataConfig, OptimConfig, Sched
 FAST = Config(
     experiment="cifar10_fast",
     model="fastnet_4m",                     # 4,604,728 parameters (288 of them frozen)
-    max_params=5_000_000,                   # seed 004's budget
+    max_params=5_000_000,                   # reference 004's budget
     data=DataConfig(name="cifar10"),
     epochs=15,                              # epochs; 49 steps each
     batch_size=1024,                        # images per step
@@ -58,7 +58,7 @@ FAST = Config(
                             final_div_factor=0.2 / 0.07, anneal_strategy="linear", cycle_momentum=False),
 )
 
-# The seed's own network with our recipe: larger batch, one-cycle, smoothing, EMA and TTA, 40 epochs.
+# The reference's own network with our recipe: larger batch, one-cycle, smoothing, EMA and TTA, 40 epochs.
 RESNET = dataclasses.replace(
     FAST, model="resnet_7x3", epochs=40, batch_size=512, label_smoothing=0.1, ema=0.99,
     augment=AugmentConfig(crop_padding=4, flip="alternate"),

@@ -1,18 +1,18 @@
-"""CIFAR-10 ResNets: seed 004's 4,985,390-parameter ResNet with its recipe, and He et al.'s ResNet-20..110.
+"""CIFAR-10 ResNets: reference 004's 4,985,390-parameter ResNet with its recipe, and He et al.'s ResNet-20..110.
 
-    python -m experiments.cifar10_resnet                       # seed 004: 200 epochs, batch 64
+    python -m experiments.cifar10_resnet                       # reference 004: 200 epochs, batch 64
     python -m experiments.cifar10_resnet --dtype bfloat16      # the same in mixed precision (GPU/TPU)
     python -m experiments.cifar10_resnet --variant resnet20    # He et al. 2015, 164 epochs, batch 128
-    python -m experiments.cifar10_resnet --grid                # seed 004's Table 2 grid, 256 runs
+    python -m experiments.cifar10_resnet --grid                # reference 004's Table 2 grid, 256 runs
     python -m experiments.cifar10_resnet --grid batch_size=64,256 weight_decay=1e-4,5e-4 --epochs 20
 
-Recipe (seed 004): ``resnet_7x3`` (7+7+7 BasicBlocks at 32/64/190 channels,
+Recipe (reference 004): ``resnet_7x3`` (7+7+7 BasicBlocks at 32/64/190 channels,
 1x1-conv shortcuts, dropout 0.3), SGD lr 0.1, momentum 0.9, coupled weight
 decay 1e-4 (PyTorch's SGD), batch 64, MultiStepLR milestones [80, 120] gamma
-0.1, 200 epochs, the checkpoint with the best test accuracy kept (the seed's
+0.1, 200 epochs, the checkpoint with the best test accuracy kept (the reference's
 "validation" set is the test set; ``--val-split 5000`` selects on held-out
 train images instead). Augmentation: random crop 32 from 4-pixel padding,
-horizontal flip, rotation and colour jitter; the seed names these without
+horizontal flip, rotation and colour jitter; the reference names these without
 their strengths, so we use the usual course values RandomRotation(15) and
 ColorJitter(0.2, 0.2, 0.2). Seed figure: 94.80% test accuracy.
 Kaiming-normal fan_out init (torchvision's ResNet) and black crop padding
@@ -39,10 +39,10 @@ import sys
 from tinyjax.cli import main
 from tinyjax.config import AugmentConfig, Config, DataConfig, OptimConfig, ScheduleConfig
 
-SEED_004 = Config(
+REFERENCE_004 = Config(
     experiment="cifar10_resnet",
     model="resnet_7x3",                                     # 4,985,390 trainable parameters
-    max_params=5_000_000,                                   # the seed's budget
+    max_params=5_000_000,                                   # the reference's budget
     data=DataConfig(name="cifar10"),
     epochs=200,                                             # epochs
     batch_size=64,                                          # images per step; 782 steps per epoch
@@ -57,15 +57,15 @@ SEED_004 = Config(
 def he_et_al(model: str) -> Config:
     """He et al.'s CIFAR-10 recipe for ``model``."""
     return dataclasses.replace(
-        SEED_004, model=model, max_params=None, epochs=164, batch_size=128,
+        REFERENCE_004, model=model, max_params=None, epochs=164, batch_size=128,
         augment=AugmentConfig(crop_padding=4, flip="random", crop_fill="mean"),
         schedule=ScheduleConfig(name="piecewise", milestones=(82, 123), gamma=0.1))
 
 
-VARIANTS = {"default": SEED_004, **{m: he_et_al(m) for m in
+VARIANTS = {"default": REFERENCE_004, **{m: he_et_al(m) for m in
                                      ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")}}
 
-# Seed 004's Table 2: 4 x 4 x 4 x 4 = 256 points; milestones in epochs of the 200-epoch run.
+# Reference 004's Table 2: 4 x 4 x 4 x 4 = 256 points; milestones in epochs of the 200-epoch run.
 GRID = {"batch_size": "32,64,256,512", "gamma": "0.1,0.2,0.3,0.5", "weight_decay": "1e-5,1e-4,5e-4,1e-3",
         "milestones": "[50,100],[75,125],[100,150],[125,175]"}
 

@@ -1,11 +1,11 @@
-"""MNIST MLPs: seed 003's fully connected networks and its training runs, by name.
+"""MNIST MLPs: reference 003's fully connected networks and its training runs, by name.
 
     python -m experiments.mnist_mlp                       # 2hl_50: 784-50-50-10, 10 epochs
     python -m experiments.mnist_mlp --variant 3hl_1000    # 784-1000-1000-1000-10, 50 epochs
     python -m experiments.mnist_mlp --variant 2hl_50_v5 --epochs 20 --batch-size 100
 
-Recipe (seed 003): Adam (PyTorch defaults: betas 0.9, 0.999), constant lr,
-batch 50, no label smoothing, inputs standardised. Variants are the seed's
+Recipe (reference 003): Adam (PyTorch defaults: betas 0.9, 0.999), constant lr,
+batch 50, no label smoothing, inputs standardised. Variants are the reference's
 runs, named ``<n>hl_<width>[_<version>]``; seed figures in brackets:
 2hl_50 (v1: 10 epochs, lr 1e-3) [97.24], 2hl_50_v2 (50 epochs) [97.25],
 2hl_50_v3 (100) [97.50], 2hl_50_v4 (100, lr 1e-2) [95.29], 2hl_50_v5 (100,

@@ -1,24 +1,24 @@
-"""MNIST one-cycle: the 7,784-parameter CNN of seed 000, with the seed's recipe.
+"""MNIST one-cycle: the 7,784-parameter CNN of reference 000, with the reference's recipe.
 
     python -m experiments.mnist_onecycle              # 20 epochs, batch 128
     python -m experiments.mnist_onecycle --epochs 3 --batch-size 256 --seed 1
-    python -m experiments.mnist_onecycle --variant dropout    # seed 000 "Model 2"
-    python -m experiments.mnist_onecycle --variant baseline   # seed 000 "Model 3"
+    python -m experiments.mnist_onecycle --variant dropout    # reference 000 "Model 2"
+    python -m experiments.mnist_onecycle --variant baseline   # reference 000 "Model 3"
 
-Recipe (seed 000): SGD, OneCycleLR(max_lr=0.05, pct_start=0.2, div_factor=10,
+Recipe (reference 000): SGD, OneCycleLR(max_lr=0.05, pct_start=0.2, div_factor=10,
 final_div_factor=100, cos), label smoothing 0.02, batch 128, 20 epochs. The
 seed builds ``SGD(lr=0.001)`` without momentum, but OneCycleLR overwrites both
 lr and momentum, so the run it really trains -- and our default -- is SGD with
 lr 0.005 -> 0.05 -> 5e-5 and momentum cycling 0.95 -> 0.85 -> 0.95.
-Variants: ``dropout`` ("Model 2", ~98.5-99% in the seed) adds dropout 0.1
+Variants: ``dropout`` ("Model 2", ~98.5-99% in the reference) adds dropout 0.1
 after every conv block but the last; ``baseline`` ("Model 3", 94.47%) trains
-without the scheduler, i.e. what the seed's optimizer is without OneCycleLR:
+without the scheduler, i.e. what the reference's optimizer is without OneCycleLR:
 SGD at a constant lr 0.001, no momentum.
 
 Measured (2-core AMD EPYC CPU, jax 0.10.2, loop=step): 99.38 +- 0.08% test
 accuracy after 20 epochs over seeds 0-4 (99.29, 99.50, 99.35, 99.36, 99.38;
 sample std), 4 min 24 s wall per seed (~13 s per epoch, eval included).
-Seed 000 reports 99.48%; the PyTorch reference of the same recipe on this
+Reference 000 reports 99.48%; the PyTorch reference of the same recipe on this
 machine reached 99.33 +- 0.04% over the same seeds (``scripts/parity.py``).
 """
 

@@ -1,16 +1,16 @@
-"""MNIST optimizers: seed 001's 18,662-parameter CNN under four optimizers, 20 epochs.
+"""MNIST optimizers: reference 001's 18,662-parameter CNN under four optimizers, 20 epochs.
 
     python -m experiments.mnist_optimizers --variant sgd_onecycle
     python -m experiments.mnist_optimizers --variant sgd_fixed
     python -m experiments.mnist_optimizers --variant adam_onecycle      # the default
     python -m experiments.mnist_optimizers --variant adamw_onecycle
 
-Recipes (seed 001): label smoothing 0.05, 20 epochs, batch 128 (the seed does
+Recipes (reference 001): label smoothing 0.05, 20 epochs, batch 128 (the reference does
 not state its batch size; 128 is the course's). ``sgd_onecycle``: SGD, weight
 decay 1e-6, OneCycleLR(max_lr=0.02). ``sgd_fixed``: SGD at a constant lr
-0.06, weight decay 1e-4, no momentum (PyTorch's default; the seed names
+0.06, weight decay 1e-4, no momentum (PyTorch's default; the reference names
 none). ``adam_onecycle``: Adam (coupled L2 1e-4), OneCycleLR with max_lr 0.01,
-the lr the seed lists. ``adamw_onecycle``: AdamW (decoupled 1e-4),
+the lr the reference lists. ``adamw_onecycle``: AdamW (decoupled 1e-4),
 OneCycleLR(max_lr=0.02). OneCycleLR's other settings are PyTorch's defaults
 (pct_start 0.3, div_factor 25, final_div_factor 1e4, cos, momentum / beta1
 cycled 0.95 -> 0.85 -> 0.95), which overwrite the optimizers' own lr and
@@ -20,7 +20,7 @@ Measured (seed 0, 2-core CPU, jax 0.10.2), test accuracy after 20 epochs:
 ``adam_onecycle`` 99.58% (99.95% train), 16 min wall (~45 s per epoch); the
 seed reports 99.61%. ``sgd_onecycle`` 99.50% and ``adamw_onecycle`` 99.53%
 (seed: 99.56 and 99.60%), 26 min each, run side by side. ``sgd_fixed``
-99.44% (99.84% train), ~45 s per epoch alone; the seed reports 99.10%, but
+99.44% (99.84% train), ~45 s per epoch alone; the reference reports 99.10%, but
 its train accuracy (64% after epoch 1, 98.5% after 20, below its test
 accuracy) suggests it trained on harder, probably augmented, images it does
 not describe; we train on plain MNIST.

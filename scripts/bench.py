@@ -13,7 +13,7 @@ shape after a warm-up call that compiles; the rows take turns and the
 median of ``--repeats`` is reported. Epoch time is the train split (60,000
 MNIST or 50,000 CIFAR-10 images) at that rate, evaluation not included.
 
-The second table trains N replicas of the seed-000 CNN and of the MLP as one
+The second table trains N replicas of reference 000's CNN and of the MLP as one
 vmapped program (``tinyjax.train.replicas``), in seeds x images/s; one after
 another (``--replicas sequential``, and PyTorch) N seeds run at the rate of one.
 Without PyTorch installed (it is no dependency of tinyjax) its rows are left out.
@@ -38,9 +38,9 @@ from tinyjax.train.state import init_state
 from timing import interleaved_medians  # scripts/timing.py, beside this file
 
 RECIPES = {  # model -> (its experiment's config, what it is)
-    "mnist_cnn_7k": (mnist_onecycle.CONFIG, "seed 000 CNN, SGD one-cycle"),
-    "mnist_cnn_18k": (mnist_optimizers.VARIANTS["adam_onecycle"], "seed 001 CNN, Adam one-cycle"),
-    "mlp_2hl_50": (mnist_mlp.VARIANTS["2hl_50"], "seed 003 MLP 784-50-50-10, Adam"),
+    "mnist_cnn_7k": (mnist_onecycle.CONFIG, "reference 000 CNN, SGD one-cycle"),
+    "mnist_cnn_18k": (mnist_optimizers.VARIANTS["adam_onecycle"], "reference 001 CNN, Adam one-cycle"),
+    "mlp_2hl_50": (mnist_mlp.VARIANTS["2hl_50"], "reference 003 MLP 784-50-50-10, Adam"),
     "resnet20": (cifar10_resnet.VARIANTS["resnet20"], "ResNet-20, SGD piecewise, crop+flip"),
 }
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000}

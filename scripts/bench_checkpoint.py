@@ -3,7 +3,7 @@
     python scripts/bench_checkpoint.py                # both models, 3 repeats
     python scripts/bench_checkpoint.py --repeats 5 --models mnist_onecycle
 
-For the seed-000 CNN (7,784 params, 469 steps of 128) and seed 003's MLP
+For reference 000's CNN (7,784 params, 469 steps of 128) and reference 003's MLP
 784-1000-1000-1000-10 (2,797,010 params, 1,200 steps of 50), on real MNIST
 with each experiment's recipe, two runners take turns: one training epoch
 alone, and one epoch as a run does it with saving on: ``Checkpoints.save`` of

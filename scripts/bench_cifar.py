@@ -2,7 +2,7 @@
 
     python scripts/bench_cifar.py                         # the three recipes, float32, 5 steps each
     python scripts/bench_cifar.py --dtype bfloat16 --steps 50 --repeats 5      # on a GPU/TPU
-    python scripts/bench_cifar.py --recipes seed004 --batch-size 256
+    python scripts/bench_cifar.py --recipes reference004 --batch-size 256
 
 Each row runs a recipe's real training path -- ``make_epoch_fns``'s
 ``train_epoch``: the on-device batch plan, that recipe's augmentation inside
@@ -36,7 +36,7 @@ from tinyjax.train.state import init_state
 
 from timing import interleaved_medians  # scripts/timing.py, beside this file
 
-RECIPES = {"seed004": cifar10_resnet.SEED_004, "resnet20": cifar10_resnet.VARIANTS["resnet20"],
+RECIPES = {"reference004": cifar10_resnet.REFERENCE_004, "resnet20": cifar10_resnet.VARIANTS["resnet20"],
            "fast": cifar10_fast.FAST, "fast_small": cifar10_fast.VARIANTS["small"],
            "fast_resnet_7x3": cifar10_fast.RESNET}
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
@@ -66,7 +66,7 @@ def runners(name: str, config, steps: int, loop: str, eval_images: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=["seed004", "resnet20", "fast"], choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="+", default=["reference004", "resnet20", "fast"], choices=list(RECIPES))
     parser.add_argument("--steps", type=int, default=5, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])

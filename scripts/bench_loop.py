@@ -1,6 +1,6 @@
 """Training throughput of the epoch loops, side by side in one run.
 
-    python scripts/bench_loop.py                      # seed-000 CNN, batch 128
+    python scripts/bench_loop.py                      # reference-000 CNN, batch 128
     python scripts/bench_loop.py --steps 200 --repeats 5
 
 Times ``--steps`` training steps of the 7,784-param CNN on random MNIST-shaped
@@ -124,7 +124,7 @@ def main() -> None:
     medians = interleaved_medians(runners, args.repeats)
     rates = {k: args.steps * args.batch_size / seconds for k, seconds in medians.items()}
     best = max(rates.values())
-    print(f"# Training throughput, seed-000 CNN (7,784 params), batch {args.batch_size}, "
+    print(f"# Training throughput, reference-000 CNN (7,784 params), batch {args.batch_size}, "
           f"{args.steps} steps x {args.repeats} repeats (median)")
     print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} {jax.default_backend()} "
           f"device(s), jax {jax.__version__}\n")

@@ -1,6 +1,6 @@
-"""The speed issue's GPU measurements in one run, as one table (for a machine with a GPU).
+"""The GPU targets measured in one run, as one table (for a machine with a GPU).
 
-    python scripts/gpu_targets.py                       # seed-000 recipe, 20 epochs, real MNIST
+    python scripts/gpu_targets.py                       # reference-000 recipe, 20 epochs, real MNIST
     python scripts/gpu_targets.py --epochs 1 --train-limit 2048 --seeds 2    # a quick look (also on CPU)
 
 Rows, each measured in this process one after another (never two at once):
@@ -91,7 +91,7 @@ def main() -> None:
                      "auto picks " + ("step" if jax.default_backend() == "cpu" else "scan")))
 
     print(f"# {runs.describe()}")
-    print(f"# seed-000 recipe, {args.epochs} epochs, {len(train[1])} train images\n")
+    print(f"# reference-000 recipe, {args.epochs} epochs, {len(train[1])} train images\n")
     print("| what | wall s | test accuracy | against the target |")
     print("|---|---:|---:|---|")
     for what, seconds, accuracy, note in rows:

@@ -1,4 +1,4 @@
-"""Accuracy parity and time to accuracy of the seed-000 recipe: tinyjax against PyTorch, n seeds each.
+"""Accuracy parity and time to accuracy of the reference-000 recipe: tinyjax against PyTorch, n seeds each.
 
     python scripts/parity.py --seeds 5          # ~40 min on a 2-core CPU
     python scripts/parity.py --seeds 2 --epochs 3 --train-limit 5000   # a quick look
@@ -64,7 +64,7 @@ def main() -> None:
               f"{histories['PyTorch'][-1][-1]['test_acc']:.2f}%", flush=True)
 
     print(f"\n# {runs.describe()}")
-    print(f"# seed-000 recipe, {args.epochs} epochs, {len(splits['train'][1])} train images, "
+    print(f"# reference-000 recipe, {args.epochs} epochs, {len(splits['train'][1])} train images, "
           f"seeds 0-{args.seeds - 1}; torch {torch_reference.torch.__version__}\n")
     print("| framework | seeds | final test % (mean ± std) | best test % (mean ± std) | "
           + " | ".join(f"time to {t}% (median)" for t in THRESHOLDS) + " | wall per run (median) |")

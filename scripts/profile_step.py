@@ -1,6 +1,6 @@
 """Where a training step's time goes: its compiled ops, and its parts timed side by side.
 
-    python scripts/profile_step.py                         # seed-000 CNN, batch 128
+    python scripts/profile_step.py                         # reference-000 CNN, batch 128
     python scripts/profile_step.py --model mnist_cnn_18k --steps 50
 
 Compiles the forward pass, the forward and backward pass (``value_and_grad``)

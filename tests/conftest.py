@@ -38,7 +38,7 @@ TINY_RUN = ["--epochs", "3", "--train-limit", "512", "--batch-size", "32"]  # 16
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A finished 3-epoch run of the seed-000 CNN on 512 real images: its run directory."""
+    """A finished 3-epoch run of reference 000's CNN on 512 real images: its run directory."""
     from experiments import mnist_onecycle
     from tinyjax.cli import main
 

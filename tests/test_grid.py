@@ -95,5 +95,5 @@ def test_a_saved_config_with_milestones_reads_back_equal():
 
     from tinyjax.config import from_dict
 
-    config = cifar10_resnet.SEED_004
+    config = cifar10_resnet.REFERENCE_004
     assert from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config

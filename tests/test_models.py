@@ -94,11 +94,11 @@ def test_depthwise_conv_rejects_features_not_a_multiple_of_channels():
 
 
 @pytest.mark.parametrize("name,params", [
-    ("mnist_cnn_7k", 7_784), ("mnist_cnn_7k_dropout", 7_784),  # seed 000
-    ("mnist_cnn_18k", 18_662),                                  # seed 001
-    ("mnist_dsconv_2k", 1_986),                                 # seed 002
+    ("mnist_cnn_7k", 7_784), ("mnist_cnn_7k_dropout", 7_784),  # reference 000
+    ("mnist_cnn_18k", 18_662),                                  # reference 001
+    ("mnist_dsconv_2k", 1_986),                                 # reference 002
     ("mnist_tiny_2k", 2_031),                                   # ours, under 2,048
-    ("mlp_2hl_50", 42_310), ("mlp_3hl_1000", 2_797_010),        # seed 003, as it states
+    ("mlp_2hl_50", 42_310), ("mlp_3hl_1000", 2_797_010),        # reference 003, as it states
     ("mlp_1hl_50", 784 * 50 + 50 + 50 * 10 + 10),               # and by the formula
     ("mlp_3hl_10", 784 * 10 + 10 + 2 * (10 * 10 + 10) + 10 * 10 + 10),
     ("mlp_3hl_50", 784 * 50 + 50 + 2 * (50 * 50 + 50) + 50 * 10 + 10),

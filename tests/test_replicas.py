@@ -26,7 +26,7 @@ TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "32"]  # 8 step
 
 @pytest.fixture(scope="module")
 def seed_runs(tmp_path_factory):
-    """The seed-000 CNN trained with --seeds 0,2 as one vmapped program and one after another."""
+    """The reference-000 CNN trained with --seeds 0,2 as one vmapped program and one after another."""
     out = {}
     for mode in ("vmap", "sequential"):
         folder = tmp_path_factory.mktemp(mode)

@@ -38,7 +38,7 @@ def small_variables():
 
 
 @pytest.mark.parametrize("name,params", [
-    ("resnet_7x3", 4_985_390),  # seed 004, as its report states
+    ("resnet_7x3", 4_985_390),  # reference 004, as its report states
     ("resnet20", 269_722), ("resnet32", 464_154), ("resnet44", 658_586), ("resnet56", 853_018),
     ("resnet110", 1_727_962),  # He et al. 2015 (option A): 0.27M ... 1.7M
     ("resnet18", 11_173_962),  # the usual CIFAR ResNet-18

@@ -101,7 +101,7 @@ def test_step_and_scan_loops_agree():
 
 @pytest.mark.slow
 def test_one_epoch_on_10k_real_images_reaches_95_percent(tmp_path):
-    # The seed's recipe compressed into one epoch; batch 32 gives the one-cycle 313 steps.
+    # The reference's recipe compressed into one epoch; batch 32 gives the one-cycle 313 steps.
     config = dataclasses.replace(CONFIG, epochs=1, batch_size=32, out=str(tmp_path),
                                  data=DataConfig(train_limit=10000))
     state, history, run_dir = train_and_evaluate(config, print_fn=lambda line: None)

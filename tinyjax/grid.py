@@ -1,6 +1,6 @@
 """Hyperparameter grids: ``--grid`` expands one config into one config per point.
 
-``--grid`` alone runs the experiment's own grid (e.g. seed 004's Table 2);
+``--grid`` alone runs the experiment's own grid (e.g. reference 004's Table 2);
 ``--grid batch_size=64,256 weight_decay=1e-4,5e-4`` runs that subset: the
 product of the values given, in the order given (the last field changes
 fastest). A field is named as its flag without dashes (``batch_size`` or

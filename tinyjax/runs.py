@@ -246,7 +246,7 @@ def best_epoch(config: Config, history: list[dict]) -> dict:
 
 def write_results(run_dir: str, config: Config, params: int, history: list[dict], best: dict,
                   wall_time: float) -> dict:
-    """``results.json``: the run in one record, in the spirit of seed 003's.
+    """``results.json``: the run in one record, in the spirit of reference 003's.
 
     ``test_accuracy`` is the last epoch's; ``best_epoch`` and
     ``best_epoch_test_accuracy`` belong to ``best``, the record of the epoch

@@ -1,22 +1,22 @@
 """Model families and the named presets of the seeds; ``create(name)``.
 
-Presets (trainable parameters in brackets, as in the seeds):
+Presets (trainable parameters in brackets, as in the reference experiments):
 
-- ``mnist_cnn_7k`` (7,784): seed 000 "Model 1", 7 convs 3x3 without bias,
+- ``mnist_cnn_7k`` (7,784): reference 000 "Model 1", 7 convs 3x3 without bias,
   BatchNorm + ReLU, pools after conv3 and conv5, padding 1 on conv6-7.
-- ``mnist_cnn_7k_dropout`` (7,784): seed 000 "Model 2", the same with
-  dropout 0.1 after every conv block but the last (the seed gives no rate or
+- ``mnist_cnn_7k_dropout`` (7,784): reference 000 "Model 2", the same with
+  dropout 0.1 after every conv block but the last (the reference gives no rate or
   place; 0.1 per block is the course's usual choice).
-- ``mnist_cnn_18k`` (18,662): seed 001, conv bias on, channels 14-14-16 |
+- ``mnist_cnn_18k`` (18,662): reference 001, conv bias on, channels 14-14-16 |
   18-20 | 22-22, conv6 padding 1, conv7 3x3 on the 3x3 map (-> 1x1).
-- ``mnist_dsconv_2k`` (1,986): seed 002, conv 1->16, depthwise 16,
+- ``mnist_dsconv_2k`` (1,986): reference 002, conv 1->16, depthwise 16,
   pointwise 16->58, BatchNorm after each, no conv bias, dense 58->10 (the
   seed does not give padding and pooling; we use padding 1 on the 3x3 convs
   and 2x2 pools after conv1 and the pointwise conv, as its baseline network).
-- ``mnist_tiny_2k`` (2,031): ours for seed 002's challenge (``tiny_2k``).
-- ``mlp_<n>hl_<width>[_sigmoid]``: seed 003's MLPs, e.g. ``mlp_2hl_50``
+- ``mnist_tiny_2k`` (2,031): ours for reference 002's challenge (``tiny_2k``).
+- ``mlp_<n>hl_<width>[_sigmoid]``: reference 003's MLPs, e.g. ``mlp_2hl_50``
   (42,310) and ``mlp_3hl_1000`` (2,797,010).
-- ``resnet_7x3`` (4,985,390): seed 004, CIFAR-10: stem 32, 7+7+7
+- ``resnet_7x3`` (4,985,390): reference 004, CIFAR-10: stem 32, 7+7+7
   BasicBlocks at 32/64/190 channels, 1x1-conv shortcuts (option B),
   dropout 0.3 before the head.
 - ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``
@@ -66,7 +66,7 @@ def seed001_cnn() -> CNN:
 
 
 def tiny_2k() -> CNN:
-    """Ours for seed 002's challenge (2,031 params). Conv 1->12 at full
+    """Ours for reference 002's challenge (2,031 params). Conv 1->12 at full
     resolution, then depthwise-separable blocks (depthwise 3x3 + pointwise
     1x1) widening 12 -> 16 -> 24 with a 2x2 pool after each pointwise, a
     pointwise 24->17 on the 3x3 map and a last depthwise 3x3 that reads it

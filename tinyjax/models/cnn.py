@@ -3,8 +3,8 @@
 ``CNN(layers=(ConvSpec(...), ...))`` applies, per spec, a convolution
 (standard, depthwise or pointwise 1x1), optional BatchNorm, activation,
 dropout and a 2x2 max-pool; then global average pooling and a dense head.
-The seed networks are presets of this one module (``tinyjax.models.PRESETS``).
-Layers are named ``conv1, bn1, ..., fc`` as in the seeds' PyTorch code.
+The reference networks are presets of this one module (``tinyjax.models.PRESETS``).
+Layers are named ``conv1, bn1, ..., fc`` as in the reference experiments' PyTorch code.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     ``x float32 [B, H, W, C]`` -> ``[B, H // size, W // size, C]``. Written as
     reshape + max rather than ``nn.max_pool``: XLA:CPU runs the latter's
     gradient (select_and_scatter) slowly, and this form made a training step
-    of the seed-000 CNN ~30% faster on a 2-core CPU (60 -> 42 ms at batch 128).
+    of reference 000's CNN ~30% faster on a 2-core CPU (60 -> 42 ms at batch 128).
     Same values; the gradient is the same except on exact ties inside a
     window, which it shares where PyTorch gives it to the first maximum (ties
     are in practice ReLU zeros, whose gradient ReLU stops anyway).
