@@ -249,8 +249,7 @@ def flat(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def from_dict(d: dict, cls: type = Config):
     """The ``Config`` saved as ``config.json`` (``dataclasses.asdict``) back as
-    a dataclass; fields missing from ``d`` (a run of an older tinyjax) keep
-    their defaults.
+    a dataclass (a field missing from ``d`` keeps its default).
 
     Raises:
       ConfigError: ``d`` has a field ``cls`` does not know.

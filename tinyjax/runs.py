@@ -126,13 +126,10 @@ def read_metrics(run_dir: str, epochs: int | None = None) -> list[dict]:
     """The per-epoch records of ``metrics.jsonl``, those of epochs ``<= epochs``
     only when given. With ``epochs``, the file is cut back to them (and a line
     torn by a crash dropped), so a resumed run appends after its checkpoint.
-    Runs made before ``metrics.jsonl`` existed are read from ``metrics.json``.
     Only process 0 cuts the file back; every process reads it."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
-        legacy = os.path.join(run_dir, "metrics.json")
-        history = json.load(open(legacy)) if os.path.exists(legacy) else []
-        return [h for h in history if epochs is None or h["epoch"] <= epochs]
+        return []
     history = []
     with open(path) as f:
         for line in f:

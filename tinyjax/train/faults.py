@@ -58,13 +58,9 @@ class Interrupts:
             signal.signal(signum, handler)
         self.previous = {}
 
-    def requested(self) -> bool:
-        """Whether a stop was asked for (cheap: no device sync)."""
-        return self.signal is not None
-
     def agreed(self) -> bool:
         """Whether a stop was asked of any process of the run (``tinyjax.hosts``; a collective
-        with several, called by all at the same step; with one, ``requested()``). The
+        with several, called by all at the same step; with one, whether a signal arrived). The
         signal another process received is then ``stop_signal`` here (a first Ctrl-C
         to this process still saves)."""
         signum = hosts.largest(self.signal or 0)

@@ -136,9 +136,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = f
             for k, c in enumerate(checkpoints):
                 states[k], meta = c.restore(c.latest(), states[k])
                 metas.append(meta)
-                if meta.get("data", fingerprint) != fingerprint or meta["steps_per_epoch"] != steps_per_epoch:
+                if meta["data"] != fingerprint or meta["steps_per_epoch"] != steps_per_epoch:
                     raise ConfigError(f"--resume {run_dirs[k]}: the training data differs from the run's "
-                                      f"({meta.get('data')}, now {fingerprint}); point --data-dir at the data the "
+                                      f"({meta['data']}, now {fingerprint}); point --data-dir at the data the "
                                       "run began with.")
             if len({(m["epoch"], m["position"]) for m in metas}) > 1:
                 raise ConfigError(f"--resume: the members' latest checkpoints are at different steps "

@@ -108,8 +108,3 @@ def eval_logits(state: TrainState, image: jax.Array) -> jax.Array:
     """Logits ``float32 [B, K]`` in eval mode (BatchNorm uses running statistics), from the
     weights' moving average when the state keeps one (``TrainState.eval_variables``)."""
     return state.apply_fn(state.eval_variables(), image, train=False)
-
-
-def eval_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> dict[str, jax.Array]:
-    """Metrics of one batch in eval mode."""
-    return batch_metrics(eval_logits(state, batch.image), batch, label_smoothing)
