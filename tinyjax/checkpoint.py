@@ -52,7 +52,7 @@ from tinyjax import hosts
 from tinyjax.common import one_line
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 
-if TYPE_CHECKING:  # tinyjax.train imports this module.
+if TYPE_CHECKING:  # For the annotations only: this module never imports the training package.
     from tinyjax.train.state import TrainState
 
 
@@ -104,11 +104,9 @@ class Checkpoints:
           CheckpointError: the state is not finite (never saved), or the
             previous save failed.
         """
-        from tinyjax.train.steps import all_finite  # tinyjax.train imports this module.
-
         self.wait()
         host = jax.tree.map(lambda x: np.array(x, copy=True), _state_tree(state))
-        if not all_finite(host):
+        if not all(np.isfinite(x).all() for x in jax.tree.leaves(host) if np.issubdtype(x.dtype, np.floating)):
             raise CheckpointError(f"refusing to save checkpoint {checkpoint_id}: the state is not finite.")
         self.manager.save(checkpoint_id, args=ocp.args.Composite(
             state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)), metrics=metrics or {}, force=True)
@@ -167,6 +165,21 @@ class Checkpoints:
         except Exception as e:
             raise CheckpointError(f"cannot read checkpoint {checkpoint_id} in {self.directory} "
                                   f"({one_line(e)}).") from e
+
+    def variables(self, checkpoint_id: int) -> dict:
+        """The variables a checkpoint's model evaluates with, ``{"params", "batch_stats"}`` (numpy),
+        read without a template: the weights' moving average when the run kept one (``--ema``), else
+        the live weights.
+
+        Raises:
+          CheckpointError: the checkpoint cannot be read.
+        """
+        try:  # orbax 0.12 restores a tree saved by StandardSave as nested dicts of numpy arrays.
+            tree = self.manager.restore(checkpoint_id, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+        except Exception as e:
+            raise CheckpointError(f"cannot restore checkpoint {checkpoint_id} from {self.directory} "
+                                  f"({one_line(e)}).") from e
+        return dict(tree["ema"]) if "ema" in tree else {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
     def restore(self, checkpoint_id: int, template: TrainState) -> tuple[TrainState, dict]:
         """``(state, meta)`` of a checkpoint; ``template`` (a fresh state of the
@@ -236,6 +249,18 @@ class Restored(NamedTuple):
     config: Config
     epoch: int
 
+    def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """``float32 [N, K]`` class probabilities of raw ``uint8 [N, H, W, C]`` images, computed as
+        the run evaluated: its dataset's normalisation and its test-time augmentation
+        (``config.tta``); see ``tinyjax.predict``.
+
+        Raises:
+          ValueError: images are not ``uint8 [N, H, W, C]``.
+        """
+        from tinyjax.inference import predict
+
+        return predict(self.model, self.variables, images, self.config.data.name, batch_size, self.config.tta)
+
 
 def load(run_dir: str, which: str = "best") -> Restored:
     """Restores a run's ``"best"`` or ``"latest"`` checkpoint without knowing its
@@ -243,22 +268,24 @@ def load(run_dir: str, which: str = "best") -> Restored:
 
     Example::
 
-        model, variables, config, epoch = tinyjax.checkpoint.load("runs/mnist_onecycle-default-...")
-        probs = tinyjax.predict(model, variables, images, config.data.name)   # float32 [N, 10]
+        import tinyjax.checkpoint
+
+        run = tinyjax.checkpoint.load("runs/mnist_onecycle-default-...")
+        probs = run.predict(images)                      # float32 [N, 10], the run's --tta views
+        model, variables, config, epoch = run            # or: tinyjax.predict(model, variables, ...)
 
     Raises:
       ConfigError: not a run directory, or no such checkpoint.
       CheckpointError: the checkpoint cannot be read.
     """
-    from tinyjax.train.state import init_state
+    from tinyjax import models
 
     config = load_config(run_dir)
     checkpoints, checkpoint_id = find(run_dir, config, which)
     try:
         meta = checkpoints.meta(checkpoint_id)
-        model, template, _ = init_state(config, meta["steps_per_epoch"])
-        state, meta = checkpoints.restore(checkpoint_id, template)
+        variables = checkpoints.variables(checkpoint_id)  # The moving average when the run kept one (--ema).
     finally:
         checkpoints.close()
-    variables = state.eval_variables()  # The moving average when the run kept one (--ema).
+    model = models.create(config.model, dtype=jax.numpy.dtype(config.dtype))
     return Restored(model, variables, config, meta["epoch"] + (0 if meta["position"] == 0 else 1))

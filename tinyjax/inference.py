@@ -1,24 +1,50 @@
-"""Inference on raw images: ``tinyjax.predict(model, variables, images, dataset)``."""
+"""Eval-mode logits over test-time augmentation views, and inference on raw images:
+``tinyjax.predict(model, variables, images, dataset, tta=...)``.
+
+``view_logits`` is the one forward pass of evaluation: the train loop's
+``evaluate`` (``tinyjax.train.epochs``), ``tinyjax.evaluate`` and ``predict``
+all compute a run's test figures through it, so a checkpoint's predictions
+reproduce the accuracy its run recorded, test-time augmentation included.
+"""
 
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from tinyjax.data.pipeline import NORMALIZATION, normalize
+from tinyjax.data.pipeline import NORMALIZATION, standardize, tta_views
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _probabilities(model, variables, images, mean, std):
-    return jax.nn.softmax(model.apply(variables, normalize(images, mean, std), train=False), axis=-1)
+def view_logits(apply_fn: Callable, variables: dict, pixels: jax.Array, mean, std, tta: str = "none") -> jax.Array:
+    """Eval-mode logits ``float32 [B, K]`` (BatchNorm on its running statistics) of ``pixels``, float32
+    ``[B, H, W, C]`` in [0, 1] (``pixel / 255``): each test-time augmentation view
+    (``tinyjax.data.pipeline.tta_views``: ``"none"``, ``"flip"``, ``"flip_shift"``) standardised with
+    ``mean`` and ``std`` and passed through ``apply_fn(variables, x, train=False)``, the logits averaged
+    with the views' weights.
+
+    Raises:
+      ValueError: an unknown ``tta``.
+    """
+    return sum(weight * apply_fn(variables, standardize(view, mean, std), train=False)
+               for weight, view in tta_views(pixels, tta))
 
 
-def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist",
-            batch_size: int = 1000) -> np.ndarray:
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def _probabilities(model, variables, images, mean, std, tta):
+    pixels = images.astype(jnp.float32) / 255.0
+    return jax.nn.softmax(view_logits(model.apply, variables, pixels, mean, std, tta), axis=-1)
+
+
+def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", batch_size: int = 1000,
+            tta: str = "none") -> np.ndarray:
     """Class probabilities of ``images`` under a trained model, in eval mode
-    (BatchNorm uses its running statistics).
+    (BatchNorm uses its running statistics), computed as the run's evaluation
+    computes them (``view_logits``). ``tinyjax.checkpoint.load(run_dir).predict(images)``
+    fills in ``dataset`` and ``tta`` from the run.
 
     Args:
       model: the flax module (``tinyjax.checkpoint.load(...).model``).
@@ -28,20 +54,23 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist",
       dataset: whose normalisation (``tinyjax.data.NORMALIZATION``), e.g. the
         run's ``config.data.name``.
       batch_size: images per forward pass (does not change the result).
+      tta: test-time augmentation, the run's ``config.tta``: ``"none"`` (one
+        view), ``"flip"`` or ``"flip_shift"`` (airbench's 6 views).
 
     Returns:
-      ``float32 [N, K]`` softmax probabilities, each row summing to 1.
+      ``float32 [N, K]`` softmax probabilities (of the TTA-averaged logits), each row summing to 1.
 
     Raises:
-      ValueError: images are not ``uint8 [N, H, W, C]``, or the dataset is unknown.
+      ValueError: images are not ``uint8 [N, H, W, C]``, or the dataset or ``tta`` is unknown.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"predict needs uint8 images [N, H, W, C], got {images.dtype} {images.shape}.")
     if dataset not in NORMALIZATION:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(NORMALIZATION)}.")
+    tta_views(jnp.zeros((1, 1, 1, 1)), tta)  # An unknown tta fails here, before anything compiles.
     mean, std = NORMALIZATION[dataset]
     # Compiled once per model and batch shape (a last partial batch once more), not per call.
-    out = [np.asarray(_probabilities(model, variables, images[i:i + batch_size], mean, std))
+    out = [np.asarray(_probabilities(model, variables, images[i:i + batch_size], mean, std, tta))
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
