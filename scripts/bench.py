@@ -57,7 +57,7 @@ def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.
     > 0: that many seeds as one vmapped program; ``placement``: over which devices."""
     n = steps * config.batch_size
     images, labels = random_split(config, n)
-    device_data = data.to_device(images, labels)
+    device_data = placement.replicated(data.to_device(images, labels))  # On the devices once, as a run places it.
     members = [dataclasses.replace(config, seed=k) for k in range(max(n_replicas, 1))]
     states = [init_state(c, steps, images)[1] for c in members]
     state = [replicas.stack(states) if n_replicas else states[0]]

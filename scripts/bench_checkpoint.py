@@ -50,7 +50,7 @@ def bench(name: str, repeats: int, saves: int) -> list[str]:
     steps = data.num_batches(len(labels), config.batch_size)
     tx, _ = make_optimizer(config.optim, config.schedule, config.epochs * steps)
     state = create_train_state(models.create(config.model), tx, jax.random.key(0), (1, 28, 28, 1))
-    train_epoch, _, _ = make_epoch_fns(config, resolve_loop("auto"))
+    train_epoch, _ = make_epoch_fns(config, resolve_loop("auto"))
     holder = {"state": state, "epoch": 0}
     workdir = tempfile.mkdtemp(prefix="bench_checkpoint-")
     checkpoints = Checkpoints(workdir, config)

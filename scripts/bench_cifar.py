@@ -50,7 +50,7 @@ def runners(name: str, config, steps: int, loop: str, eval_images: int):
     test = data.to_device(rng.integers(0, 256, (eval_images, 32, 32, 3), dtype=np.uint8),
                           rng.integers(0, 10, eval_images, dtype=np.int32))
     _, state, _ = init_state(config, steps, np.asarray(train.images[:5000]))
-    train_epoch, evaluate, _ = make_epoch_fns(config, loop)
+    train_epoch, evaluate = make_epoch_fns(config, loop)
     holder = {"state": state}
 
     def run_train():

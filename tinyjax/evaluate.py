@@ -34,7 +34,7 @@ def evaluate_checkpoint(run_dir: str, which: str = "best") -> dict:
     images, labels = data.load(config.data.name, "test", config.data.data_dir)
     state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.identity(),
                               batch_stats=variables["batch_stats"], rng=jax.random.key(config.seed))
-    _, evaluate, _ = make_epoch_fns(config, config.loop)
+    _, evaluate = make_epoch_fns(config, config.loop)
     accuracy, loss = summarize(evaluate(state, data.to_device(images, labels)))
     recorded = next((h for h in runs.read_metrics(run_dir) if h["epoch"] == epoch), None)
     return {"epoch": epoch, "test_acc": accuracy, "test_loss": loss, "recorded": recorded}

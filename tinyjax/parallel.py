@@ -32,7 +32,7 @@ and getting back a copy on its first device (``unreplicated``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -126,6 +126,34 @@ class Placement:
         if self.mode != "pmap" or self.processes == 1:
             return tree
         return multihost_utils.process_allgather(tree, tiled=True)
+
+    def compile(self, fn: Callable, donate: bool, in_axes: Any = 0) -> Callable:
+        """``fn`` compiled for this placement: ``jax.pmap`` over ``AXIS`` with ``in_axes`` (every
+        argument then has a leading device axis), else ``jax.jit`` (the sharding of the arguments
+        places the computation). ``donate``: the first argument's buffers are donated."""
+        donate_argnums = (0,) if donate else ()
+        if self.mode == "pmap":
+            return jax.pmap(fn, AXIS, in_axes=in_axes, donate_argnums=donate_argnums)
+        return jax.jit(fn, donate_argnums=donate_argnums)
+
+    def carry(self, carry: Any) -> Any:
+        """An epoch's loop state (a NamedTuple with ``totals``, e.g. ``train.epochs.TrainCarry``) on
+        the devices (``replicated``); under ``pmap`` its sums start on device 0 only and at 0 on the
+        others, so that ``summed`` adds each device's part once."""
+        carry = self.replicated(carry)
+        if self.mode != "pmap":
+            return carry
+        first = self.rows == 0
+        return carry._replace(totals=jax.tree.map(
+            lambda t: jnp.where(first.reshape((-1,) + (1,) * (t.ndim - 1)), t, 0), carry.totals))
+
+    def summed(self, totals: dict) -> dict:
+        """Metric sums over the devices: ``pmap``'s per-device sums ``[D, ...]`` added up
+        (``nonfinite``, the same on every device, by its maximum); other modes unchanged."""
+        if self.mode != "pmap":
+            return totals
+        totals = self.gathered(totals)
+        return {k: (jnp.max if k == "nonfinite" else jnp.sum)(v, axis=0) for k, v in totals.items()}
 
     def _put(self, tree: Any, spec: P) -> Any:
         """``tree`` (the same on every process) laid out by ``spec`` over the mesh; with

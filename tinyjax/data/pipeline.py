@@ -15,7 +15,7 @@ one compiled shape it is padded to the full batch size and carries a
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,10 +85,15 @@ def batch_plan(key: jax.Array | None, num_examples: int, batch_size: int) -> tup
     return indices.reshape(steps, batch_size), mask.reshape(steps, batch_size)
 
 
-def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array, mean, std) -> Batch:
-    """Gathers ``indices int32 [B]`` from ``data`` and normalises on the device (``normalize``;
-    ``mean`` and ``std`` in [0, 1] pixel units, scalars or per-channel sequences)."""
-    return Batch(normalize(data.images[indices], mean, std), data.labels[indices], mask)
+def make_batch(data: DeviceData, indices: jax.Array, mask: jax.Array, mean, std,
+               pixels: Callable[[jax.Array], jax.Array] | None = None) -> Batch:
+    """The train batch of ``indices int32 [B]``, built on the device: the images gathered, turned into
+    float32 pixels in [0, 1] by ``pixels(uint8 [B, H, W, C])`` (default ``image / 255``; training
+    passes the augmentation, ``tinyjax.data.augment``), then standardised (``standardize``; ``mean``
+    and ``std`` in [0, 1] pixel units, scalars or per-channel sequences)."""
+    images = data.images[indices]
+    x = images.astype(jnp.float32) / 255.0 if pixels is None else pixels(images)
+    return Batch(standardize(x, mean, std), data.labels[indices], mask)
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:

@@ -58,8 +58,14 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
     Raises:
       as ``tinyjax.train.train_and_evaluate``.
     """
-    started = time.perf_counter()
     validate(config)
+    return run_seeds(config, print_fn, resume)
+
+
+def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
+              resume: str | None = None) -> tuple[list[list[dict]], str]:
+    """``train_seeds`` of a config its caller has validated (the CLI validates every config first)."""
+    started = time.perf_counter()
     print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
     members = replicas.expand(config)
     mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"

@@ -103,8 +103,3 @@ def all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
-
-def eval_logits(state: TrainState, image: jax.Array) -> jax.Array:
-    """Logits ``float32 [B, K]`` in eval mode (BatchNorm uses running statistics), from the
-    weights' moving average when the state keeps one (``TrainState.eval_variables``)."""
-    return state.apply_fn(state.eval_variables(), image, train=False)

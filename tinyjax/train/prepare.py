@@ -1,0 +1,207 @@
+"""The first stages of a run: ``prepare`` (everything the epochs need, once) and ``restore``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zlib
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from tinyjax import data, hosts, models, parallel, runs, streams
+from tinyjax.checkpoint import Checkpoints
+from tinyjax.config import Config, ConfigError
+from tinyjax.summary import LayerTable, layer_table
+from tinyjax.train import replicas
+from tinyjax.train.epochs import make_epoch_fns, resolve_loop
+from tinyjax.train.splits import load_splits
+from tinyjax.train.state import TrainState, init_state
+
+
+@dataclasses.dataclass
+class Run:
+    """What a run's stages share: its member ``configs`` (N >= 1; ``config`` is the first), the
+    model and its layer ``table``, the ``placement`` on devices, the host ``splits`` and their
+    copies on the devices (``device``), the compiled ``train_epoch`` and ``evaluate``, each
+    member's learning-rate function, label, run directory and checkpoints (None with
+    ``--save-every 0``), and how to print and resume."""
+
+    configs: list[Config]
+    model: Any
+    table: LayerTable
+    placement: parallel.Placement
+    splits: dict
+    device: dict
+    steps_per_epoch: int
+    fingerprint: dict
+    train_epoch: Callable
+    evaluate: Callable
+    lr_fns: list[Callable]
+    labels: list[str]
+    run_dirs: list[str]
+    checkpoints: list[Checkpoints] | None
+    print_fn: Callable[[str], None]
+    resumed: bool
+    resume_command: str | None
+
+    @property
+    def config(self) -> Config:
+        return self.configs[0]
+
+    @property
+    def n(self) -> int:
+        """The number of members (replicas of one program)."""
+        return len(self.configs)
+
+    def member(self, tree, k: int):
+        """Member ``k``'s part of a tree with a leading replica axis (the tree itself when N = 1)."""
+        return replicas.take(tree, k) if self.n > 1 else tree
+
+    def order_key(self, rng: jax.Array, epoch: int) -> jax.Array:
+        """The key that shuffles ``epoch``: ``streams.key(rng, DATA_ORDER, epoch)``, per member."""
+        def one(r):
+            return streams.key(r, streams.DATA_ORDER, epoch)
+        return jax.vmap(one)(rng) if self.n > 1 else one(rng)
+
+    def save(self, state, epoch: int, position: int, totals, rows: list[dict] | None = None) -> None:
+        """Starts saving each member's checkpoint at ``position`` steps into (0-based) ``epoch``, with
+        the partial epoch's metric sums and, at an epoch's end, its records (for the best checkpoint)."""
+        for k, c in enumerate(self.checkpoints):
+            meta = {"epoch": epoch, "position": position, "steps_per_epoch": self.steps_per_epoch,
+                    "totals": {key: v.item() for key, v in jax.device_get(self.member(totals, k)).items()},
+                    "data": self.fingerprint, "config": dataclasses.asdict(self.configs[k])}
+            c.save(epoch * self.steps_per_epoch + position, self.member(state, k), meta, rows and rows[k])
+
+    def saved(self) -> str:
+        """Waits for the last saves and says where they are."""
+        if not self.checkpoints:
+            return "nothing saved (--save-every 0)"
+        for c in self.checkpoints:
+            c.wait()
+        return "saved " + ", ".join(f"{c.directory}/{c.latest()}" for c in self.checkpoints)
+
+
+@dataclasses.dataclass
+class Position:
+    """Where the epoch loop starts: the train state (stacked when N > 1), the 0-based ``epoch``, the
+    ``step`` inside it, the partial epoch's metric sums (None at an epoch's start) and each
+    member's epoch records so far."""
+
+    state: TrainState
+    epoch: int
+    step: int
+    totals: dict | None
+    histories: list[list[dict]]
+
+    @classmethod
+    def fresh(cls, run: Run, states: list[TrainState]) -> "Position":
+        return cls(replicas.stack(states) if run.n > 1 else states[0], 0, 0, None, [[] for _ in states])
+
+
+def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: Sequence[str] | None = None,
+            run_dirs: Sequence[str] | None = None, group_dir: str | None = None) -> tuple[Run, list[TrainState]]:
+    """Checks that the configs can share a program, places the run on its devices, loads the data
+    (every process, or none), builds each member's fresh train state and the epoch functions, and
+    creates the run directories (or takes ``resume``'s). Arguments as ``train_members``.
+
+    Raises:
+      ConfigError: configs that cannot share a program, a batch smaller than the device count, an
+        output folder that cannot be written, data that differs between processes, or a schedule
+        that cannot be built (all before anything is compiled).
+      DatasetNotFoundError, DataError: data that cannot be loaded.
+    """
+    if len(replicas.groups(configs)) > 1:
+        raise ConfigError("these configs differ in more than " + ", ".join(replicas.REPLICA_FIELDS)
+                          + " and cannot train as replicas of one program; train them one after another.")
+    configs = [dataclasses.replace(c, loop=resolve_loop(c.loop)) for c in configs]
+    config, n = configs[0], len(configs)
+    table = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name])  # Shapes only.
+    placement = parallel.Placement.create(config.parallel)
+    parallel.check_batch(config, placement.devices)
+
+    def load():
+        if resume is None:
+            runs.check_writable(config.out)
+        return load_splits(config)
+    splits = hosts.together(load)  # One process failing here (its data missing) stops all.
+    steps_per_epoch = data.num_batches(len(splits["train"][1]), config.batch_size)
+    fingerprint = _fingerprint(*splits["train"])
+    try:  # One-cycle limits depend on the number of steps, known once the data is.
+        inits = [init_state(c, steps_per_epoch, None if resume else splits["train"][0]) for c in configs]
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    train_epoch, evaluate = make_epoch_fns(config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None,
+                                           placement)
+    run_dirs = list(resume or [runs.create(c, table.markdown(), d) for c, d in zip(configs, run_dirs or [None] * n)])
+    checkpoints = [Checkpoints(d, c) for d, c in zip(run_dirs, configs)] if config.checkpoint.save_every else None
+    resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.
+    run = Run(configs, inits[0][0], table, placement, splits,
+              {name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
+              steps_per_epoch, fingerprint, train_epoch, evaluate, [f for _, _, f in inits],
+              [f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs, checkpoints,
+              hosts.printer(print_fn), resume is not None,  # Process 0 prints for all.
+              runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None)
+    return run, [s for _, s, _ in inits]
+
+
+def _fingerprint(images, labels) -> dict:
+    """What identifies the training data (its size and CRC-32), so that a resume on other data is
+    refused; the same on every process of the run, or a ConfigError."""
+    fingerprint = {"train_examples": len(labels), "train_crc32": zlib.crc32(labels.tobytes(), zlib.crc32(images.tobytes()))}
+    text = json.dumps(fingerprint)
+    if hosts.largest(int(hosts.agree(text) != text)):
+        raise ConfigError(f"the processes of this run loaded different training data (this one: {fingerprint}); "
+                          "give every process the same --data-dir contents.")
+    return fingerprint
+
+
+def restore(run: Run, states: list[TrainState], resume: Sequence[str]) -> Position:
+    """Each member's latest checkpoint, restored over its fresh state (the template), with its
+    position, partial sums and records (``metrics.jsonl`` cut back to the checkpoint).
+
+    Raises:
+      ConfigError: a member holds no checkpoint, was trained on other data, or the members'
+        checkpoints are at different steps.
+      CheckpointError: a checkpoint cannot be read.
+    """
+    checkpoints, metas = run.checkpoints, []
+    try:
+        if checkpoints is None or any(c.latest() is None for c in checkpoints):
+            raise ConfigError(f"--resume {resume[0]}: the run holds no checkpoint to resume from.")
+        for k, c in enumerate(checkpoints):
+            states[k], meta = c.restore(c.latest(), states[k])
+            metas.append(meta)
+            if meta["data"] != run.fingerprint or meta["steps_per_epoch"] != run.steps_per_epoch:
+                raise ConfigError(f"--resume {run.run_dirs[k]}: the training data differs from the run's "
+                                  f"({meta['data']}, now {run.fingerprint}); point --data-dir at the data the "
+                                  "run began with.")
+        if len({(m["epoch"], m["position"]) for m in metas}) > 1:
+            raise ConfigError(f"--resume: the members' latest checkpoints are at different steps "
+                              f"({[(m['epoch'], m['position']) for m in metas]}); resume each on its own.")
+    except Exception:
+        for c in checkpoints or []:
+            c.close()
+        raise
+    for d, c in zip(run.run_dirs, run.configs):
+        runs.write_json(os.path.join(d, "config.json"), dataclasses.asdict(c))  # Allowed changes.
+    epoch = metas[0]["epoch"]
+    sums = [{k: jnp.asarray(v, jnp.float32 if k == "loss_sum" else jnp.int32) for k, v in m["totals"].items()}
+            for m in metas]
+    return Position(replicas.stack(states) if run.n > 1 else states[0], epoch, metas[0]["position"],
+                    replicas.stack(sums) if run.n > 1 else sums[0], [runs.read_metrics(d, epoch) for d in run.run_dirs])
+
+
+def announce(run: Run, position: Position) -> None:
+    """Prints the layer table and the run's header line (and where a resumed run continues)."""
+    config, sizes = run.config, " / ".join(f"{len(labels)} {name}" for name, (_, labels) in run.splits.items())
+    run.print_fn(run.table.markdown())
+    run.print_fn(f"{config.experiment}: {config.model} ({run.table.trainable_params:,} params), {config.data.name} "
+                 f"{sizes}, {config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
+                 f"{run.placement.describe()}, '{config.loop}' loop"
+                 + (f", {run.n} replicas vmapped as one program" if run.n > 1 else "")
+                 + f" -> {', '.join(run.run_dirs)}"
+                 + (f"\nresumed at epoch {position.epoch + 1}, step {position.step}" if run.resumed else "")
+                 + (f"\nresume with: {run.resume_command}" if run.resume_command else ""))
