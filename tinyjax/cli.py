@@ -173,49 +173,16 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     """Parses flags, trains and evaluates (one variant, all with ``--sweep``, or
     every point of ``--grid``, ``grid`` being the experiment's default one as
     ``{"batch_size": "32,64", ...}``); returns the exit status."""
-    from tinyjax import hosts, report
+    from tinyjax import hosts
     from tinyjax.checkpoint import CheckpointError
-    from tinyjax.validation import validate
-    from tinyjax.train import train_and_evaluate, train_members  # Imports jax: after --help has been served.
-    from tinyjax.train.faults import Interrupted, NonFiniteError
-    from tinyjax.train.replicas import groups, resolve
-    from tinyjax.train.seeds import train_seeds
+    from tinyjax.train.faults import Interrupted, NonFiniteError  # Imports jax: after --help has been served.
 
     debug = "--debug" in (sys.argv[1:] if args is None else args)
     try:
         known, rest = _split(variants, args)
         hosts.initialize(known.coordinator, known.num_processes, known.process_id)  # Before any computation.
-        if known.resume is not None:
-            if known.sweep or known.grid is not None or known.seeds:
-                raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")
-            configs = [resume_config(variants, known.resume, known.variant, rest, description)]
-        elif known.grid is not None:
-            if known.sweep or known.seeds:
-                raise ConfigError(f"--grid and {'--sweep' if known.sweep else '--seeds'} both choose the runs; "
-                                  "give one of them (a grid's seed is a grid field: --grid seed=0,1,2).")
-            base, points = _named(variants, known.variant), grids.parse(known.grid, grid)
-            again = sorted(set(points) & {a.split("=")[0] for a in rest})
-            if again:
-                raise ConfigError(f"{', '.join(again)} given both in --grid and as a flag; give it in one place.")
-            configs = [_parse_over(variants, _parse_over(variants, base, point, description), rest, description)
-                       for point in grids.points(points)]
-        else:
-            names = variants if known.sweep else [known.variant]
-            configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
-            if known.seeds:
-                configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
-        for config in configs:  # All checked before the first one trains.
-            validate(config)
-        run_dirs = [""] * len(configs)
-        for group in groups(configs) if known.grid is not None else [[i] for i in range(len(configs))]:
-            members = [configs[i] for i in group]
-            if len(group) > 1 and resolve(members[0].replicas, members[0].model) == "vmap":
-                for i, run_dir in zip(group, train_members(members)[2]):
-                    run_dirs[i] = run_dir
-                continue
-            for i, config in zip(group, members):
-                run_dirs[i] = (train_seeds(config, resume=known.resume)[1] if config.seeds
-                               else train_and_evaluate(config, resume=known.resume)[2])
+        configs = _configs(variants, known, rest, description, grid)
+        run_dirs = _train(configs, known)
     except (ConfigError, DatasetNotFoundError, DataError) as e:
         if debug:
             raise
@@ -236,12 +203,72 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         sys.stdout.flush()
         os._exit(130)  # At once: not waiting for a background checkpoint write (saves are atomic).
     if (known.sweep or known.grid is not None) and hosts.primary():
-        fields = [] if known.sweep else list(grids.parse(known.grid, grid))
-        table = report.table(run_dirs, fields)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        kind = "sweep" if known.sweep else "grid"
-        path = os.path.join(configs[0].out, f"{configs[0].experiment}-{kind}-{stamp}.md")
-        with open(path, "w") as f:
-            f.write(table + "\n")
-        print(f"{table}\n\nwritten to {path}")
+        _write_table(configs[0], run_dirs, "sweep" if known.sweep else "grid",
+                     [] if known.sweep else list(grids.parse(known.grid, grid)))
     return 0
+
+
+def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: list[str],
+             description: str | None, grid: Mapping[str, str] | None) -> list[Config]:
+    """The configs the command line asks for (one, a resumed one, every variant, every grid point),
+    each validated before the first one trains: the only validation of a command-line run.
+
+    Raises:
+      ConfigError: flags that contradict each other, or a bad config.
+    """
+    from tinyjax.validation import validate
+
+    if known.resume is not None:
+        if known.sweep or known.grid is not None or known.seeds:
+            raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")
+        configs = [resume_config(variants, known.resume, known.variant, rest, description)]
+    elif known.grid is not None:
+        if known.sweep or known.seeds:
+            raise ConfigError(f"--grid and {'--sweep' if known.sweep else '--seeds'} both choose the runs; "
+                              "give one of them (a grid's seed is a grid field: --grid seed=0,1,2).")
+        base, points = _named(variants, known.variant), grids.parse(known.grid, grid)
+        again = sorted(set(points) & {a.split("=")[0] for a in rest})
+        if again:
+            raise ConfigError(f"{', '.join(again)} given both in --grid and as a flag; give it in one place.")
+        configs = [_parse_over(variants, _parse_over(variants, base, point, description), rest, description)
+                   for point in grids.points(points)]
+    else:
+        names = variants if known.sweep else [known.variant]
+        configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
+        if known.seeds:
+            configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
+    for config in configs:
+        validate(config)
+    return configs
+
+
+def _train(configs: list[Config], known: argparse.Namespace) -> list[str]:
+    """Trains the configs in order (a grid's points that can share a program as replicas of one,
+    with ``--replicas vmap``); returns their run directories."""
+    from tinyjax.train import train_members
+    from tinyjax.train.replicas import groups, resolve
+    from tinyjax.train.seeds import run_seeds
+
+    run_dirs = [""] * len(configs)
+    for group in groups(configs) if known.grid is not None else [[i] for i in range(len(configs))]:
+        members = [configs[i] for i in group]
+        if len(group) > 1 and resolve(members[0].replicas, members[0].model) == "vmap":
+            for i, run_dir in zip(group, train_members(members)[2]):
+                run_dirs[i] = run_dir
+            continue
+        for i, config in zip(group, members):
+            run_dirs[i] = (run_seeds(config, resume=known.resume)[1] if config.seeds else
+                           train_members([config], resume=None if known.resume is None else [known.resume])[2][0])
+    return run_dirs
+
+
+def _write_table(config: Config, run_dirs: list[str], kind: str, fields: list[str]) -> None:
+    """``<out>/<experiment>-<kind>-<timestamp>.md``: the results table of a sweep or grid, also printed."""
+    from tinyjax import report
+
+    table = report.table(run_dirs, fields)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(config.out, f"{config.experiment}-{kind}-{stamp}.md")
+    with open(path, "w") as f:
+        f.write(table + "\n")
+    print(f"{table}\n\nwritten to {path}")

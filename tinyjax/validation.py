@@ -28,9 +28,17 @@ def validate(config: Config) -> None:
       ConfigError: one line naming the bad field, or the model over its
         budget, and how to fix it.
     """
+    for ok, message in _field_checks(config) + _schedule_checks(config):
+        if not ok:
+            raise ConfigError(message + ".")
+    _check_model(config)
+
+
+def _field_checks(config: Config) -> list[tuple[bool, str]]:
+    """``(ok, message)`` of every field outside the schedule."""
     from tinyjax.models import PRESETS  # Imports flax: not needed to build or print a config.
 
-    checks = [
+    return [
         (config.model in PRESETS,
          f"--model {config.model!r} is unknown{closest(config.model, PRESETS)}; choose one of {sorted(PRESETS)}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
@@ -63,19 +71,21 @@ def validate(config: Config) -> None:
         (not config.optim.nesterov or config.optim.name == "sgd",
          f"--nesterov applies to SGD only, not {config.optim.name}"),
     ]
-    if config.schedule.name == "piecewise":
-        s = config.schedule
+
+
+def _schedule_checks(config: Config) -> list[tuple[bool, str]]:
+    """``(ok, message)`` of the fields of the chosen schedule."""
+    s, checks = config.schedule, []
+    if s.name == "piecewise":
         checks += [
             (all(0 < m for m in s.milestones) and list(s.milestones) == sorted(s.milestones),
              f"--milestones must be epochs >= 1 in non-decreasing order (one given twice decays twice, as in "
              f"MultiStepLR), got {list(s.milestones)}"),
             (0 < s.gamma <= 1, f"--gamma must be in (0, 1], got {s.gamma}"),
         ]
-    if config.schedule.name == "cosine":
-        checks.append((0 <= config.schedule.min_lr <= config.optim.lr,
-                       f"--min-lr must be in [0, --lr {config.optim.lr}], got {config.schedule.min_lr}"))
-    if config.schedule.name == "onecycle":
-        s = config.schedule
+    if s.name == "cosine":
+        checks.append((0 <= s.min_lr <= config.optim.lr, f"--min-lr must be in [0, --lr {config.optim.lr}], got {s.min_lr}"))
+    if s.name == "onecycle":
         checks += [
             (s.max_lr > 0, f"--max-lr must be > 0, got {s.max_lr}"),
             (0.0 < s.pct_start < 1.0, f"--pct-start must be in (0, 1), got {s.pct_start}"),
@@ -84,9 +94,11 @@ def validate(config: Config) -> None:
             (0.0 <= s.base_momentum <= s.max_momentum < 1.0,
              f"need 0 <= --base-momentum <= --max-momentum < 1, got {s.base_momentum}, {s.max_momentum}"),
         ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message + ".")
+    return checks
+
+
+def _check_model(config: Config) -> None:
+    """The model in ``--dtype``, and its trainable parameters (from shapes only) within ``--max-params``."""
     if config.dtype != "float32":
         from tinyjax.models import create
 
