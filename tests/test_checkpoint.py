@@ -15,6 +15,7 @@ from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state
 
 from experiments.mnist_onecycle import CONFIG
+from faults_helpers import fail_checkpoint_writes
 
 
 def state_of(seed=0, model="mnist_cnn_7k", ema=False):
@@ -68,15 +69,10 @@ def test_keeps_the_latest_k_and_the_best_even_when_the_metric_gets_worse(tmp_pat
 
 
 def test_a_failed_background_save_is_an_error_and_older_checkpoints_stay(tmp_path, monkeypatch):
-    from orbax.checkpoint._src.handlers import json_checkpoint_handler
-
     ckpt, state = Checkpoints(str(tmp_path), CONFIG), state_of()
     ckpt.save(1, state, {"epoch": 1}, {"test_acc": 50.0})
     ckpt.wait()
-
-    async def disk_full(self, x, directory):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
+    fail_checkpoint_writes(monkeypatch, OSError(28, "No space left on device"))
     ckpt.save(2, state, {"epoch": 2}, {"test_acc": 60.0})
     with pytest.raises(CheckpointError, match="saving checkpoint 2 .* failed .*older checkpoints are intact"):
         ckpt.wait()

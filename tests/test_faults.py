@@ -1,6 +1,6 @@
 """Faults a run must survive: SIGKILL anywhere, SIGINT / SIGTERM, non-finite steps,
 an unwritable output folder, resumes that do not fit. Runs are tiny: the
-seed-000 CNN on 2,048 real images, 4 epochs of 64 steps."""
+reference-000 CNN on 2,048 real images, 4 epochs of 64 steps."""
 
 import json
 import os
@@ -19,22 +19,19 @@ from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import checkpoint, data
 from tinyjax.cli import main
 
+from faults_helpers import fail_checkpoint_writes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--epochs", "4", "--train-limit", "2048", "--batch-size", "32"]
 # Runs the experiment as `python -m` would; with TINYJAX_TEST_STALL_SAVE=<id>, the background
 # write of checkpoint <id> stalls (after touching <out>/stalled) so the test can kill it mid-save.
 DRIVER = """
-import os, runpy, sys, time
+import os, runpy, sys
 stall = os.environ.get("TINYJAX_TEST_STALL_SAVE")
 if stall:
-    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
-    original = handler.JsonCheckpointHandler._save_fn
-    async def stalled(self, x, directory):
-        if f"checkpoints/{stall}." in str(directory):
-            open(os.environ["TINYJAX_TEST_STALL_MARK"], "w").close()
-            time.sleep(600)
-        return await original(self, x, directory)
-    handler.JsonCheckpointHandler._save_fn = stalled
+    sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+    from faults_helpers import stall_checkpoint_write
+    stall_checkpoint_write(int(stall), os.environ["TINYJAX_TEST_STALL_MARK"])
 sys.argv = ["experiments.mnist_onecycle"] + sys.argv[1:]
 runpy.run_module("experiments.mnist_onecycle", run_name="__main__", alter_sys=True)
 """
@@ -93,20 +90,20 @@ def assert_same_run(resumed: str, baseline: str) -> None:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, baseline):
     rng, out = random.Random(7), tmp_path / "runs"
-    run = Run(tmp_path, ARGS + ["--out", str(out)])
+    # The killed runs stall in the last save (step 256, after epoch 4), so none can finish before its kill,
+    # however fast it trains: a kill that lands there is a kill mid-save.
+    run = Run(tmp_path, ARGS + ["--out", str(out)], stall=256)
     def saved() -> bool:  # A complete checkpoint exists (before one, there is nothing to resume).
         folder = os.path.join(run_dir(out), "checkpoints")
         return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
-    for _ in range(3):  # Kill it mid-epoch or mid-save, wherever the dice land, and resume.
-        start = run.epochs_printed()
-        run.wait_for(lambda: run.epochs_printed() > start and saved())
+    for kill in range(3):  # Kill it mid-epoch or mid-save, wherever the dice land, and resume.
+        run.wait_for(lambda: run.epochs_printed() > 0 and saved())
         time.sleep(rng.uniform(0.0, 1.0))
-        if run.process.poll() is not None:
-            break
+        assert run.process.poll() is None, "the run ended before it was killed"
         run.process.kill()
-        assert run.finish() == -signal.SIGKILL
-        run = Run(tmp_path, ["--resume", run_dir(out)])
+        assert run.finish() == -signal.SIGKILL  # Killed, not ended on its own.
+        run = Run(tmp_path, ["--resume", run_dir(out)], stall=256 if kill < 2 else None)
     assert run.finish() == 0, run.stderr.read_text()[-2000:]
     assert_same_run(run_dir(out), baseline)
 
@@ -233,11 +230,7 @@ def test_resume_on_other_data_is_refused(tiny_run, tmp_path, capsys):
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_error_line_and_exit_1(tmp_path, capsys, monkeypatch):
-    from orbax.checkpoint._src.handlers import json_checkpoint_handler
-
-    async def disk_full(self, x, directory):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
+    fail_checkpoint_writes(monkeypatch, OSError(28, "No space left on device"))
     assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--epochs", "2", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: saving checkpoint 8 in ") and "No space left on device" in err, err

@@ -51,4 +51,14 @@ def test_one_process_joins_nothing_and_its_collectives_are_identities(monkeypatc
     assert hosts.primary()
     assert hosts.agree("runs/x-é") == "runs/x-é"
     assert hosts.largest(15) == 15 and hosts.largest(0) == 0
-    hosts.sync("test")
+
+
+def test_sync_is_a_named_barrier_of_all_processes_and_nothing_with_one(monkeypatch):
+    barriers = []
+    monkeypatch.setattr(hosts.multihost_utils, "sync_global_devices", barriers.append)
+    hosts.sync("saved 64")
+    assert barriers == []  # One process: nobody to wait for.
+    monkeypatch.setattr(hosts.jax, "process_count", lambda: 2)
+    hosts.sync("saved 64")
+    hosts.sync("stop")
+    assert barriers == ["saved 64", "stop"]  # Every process waits at the barrier of that name.

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from experiments import mnist_onecycle
@@ -15,6 +16,7 @@ NOTEBOOK = os.path.join(ROOT, "notebooks", "colab.ipynb")
 TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "64"]  # 4 steps per epoch.
 
 
+@pytest.mark.slow  # Starts a kernel and trains twice.
 def test_colab_notebook_resumes_a_cut_off_run_and_trains_seeds(tmp_path):
     out = tmp_path / "runs"
     # A run cut off after epoch 1 (as a Colab disconnect leaves it on Drive): last checkpoint and results gone.

@@ -5,9 +5,12 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # Builds a wheel and installs it into a new virtual environment.
 def test_wheel_installs_a_working_tinyjax_without_a_top_level_experiments_package(tmp_path):
     # No build isolation: the venv's setuptools builds it, no registry needed.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

@@ -72,11 +72,13 @@ def runs(tmp_path_factory):
     return {name: run_dir(folder / name) for name in MODES}
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_sharding_equals_one_device_padding_batches_that_do_not_divide(runs):
     assert_same_run(runs["sharding, batch 62"], runs["one device, batch 62"])
     assert history(runs["sharding, batch 62"])[-1]["train_loss"] != history(runs["one device"])[-1]["train_loss"]
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_pmap_equals_one_device(runs):
     # The 4 shards' means of loss and BatchNorm statistics are averaged: equal on full batches, up to rounding.
     assert_same_run(runs["pmap"], runs["one device"])
@@ -84,6 +86,7 @@ def test_pmap_equals_one_device(runs):
     assert_same_run(runs["pmap scan"], runs["pmap"], rtol=1e-3)
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_vmapped_seeds_compose_with_sharding_and_pmap(runs):
     seeds = runs["seeds, sharding"]
     assert_same_run(os.path.join(seeds, "seed-0"), runs["one device"])
@@ -92,6 +95,7 @@ def test_vmapped_seeds_compose_with_sharding_and_pmap(runs):
         assert_same_run(os.path.join(runs["seeds, pmap"], f"seed-{seed}"), os.path.join(seeds, f"seed-{seed}"))
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_run_records_its_devices(runs):
     results = json.load(open(os.path.join(runs["sharding, batch 62"], "results.json")))
     assert results["hardware"]["device_count"] == 4 and results["parallel"] == "sharding"
@@ -106,6 +110,7 @@ def killed_copy(original: str, folder, last: int) -> str:
     return killed
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_checkpoint_of_four_devices_resumes_on_one(runs, tmp_path, capsys):
     killed = killed_copy(runs["sharding, batch 62"], tmp_path, last=10)  # 2 epochs x 5 steps.
     assert main(mnist_onecycle.VARIANTS, ["--resume", killed, "--parallel", "auto"]) == 0
@@ -113,6 +118,7 @@ def test_checkpoint_of_four_devices_resumes_on_one(runs, tmp_path, capsys):
     assert_same_run(killed, runs["sharding, batch 62"])
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_checkpoint_of_one_device_resumes_on_four(tmp_path):
     assert main(mnist_onecycle.VARIANTS, TINY + ["--out", str(tmp_path / "one")]) == 0
     original = run_dir(tmp_path / "one")
@@ -161,6 +167,7 @@ def finish(processes: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_two_processes_stop_together_resume_and_equal_one_process_of_four_devices(runs, tmp_path):
     # Two processes of 2 devices each, sharding; SIGTERM to process 1 alone once epoch 1 is saved.
     processes = launch(TINY + ["--epochs", "4", "--parallel", "sharding", "--out", str(tmp_path)])
@@ -183,6 +190,7 @@ def test_two_processes_stop_together_resume_and_equal_one_process_of_four_device
     assert json.load(open(os.path.join(run, "results.json")))["hardware"]["device_count"] == 4
 
 
+@pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_a_process_that_cannot_load_its_data_stops_the_others(tmp_path):
     broken = tmp_path / "data" / "mnist"
     broken.mkdir(parents=True)

@@ -1,12 +1,16 @@
+import contextlib
+
+import jax
+import jax.numpy as jnp
 import pytest
 
 from tinyjax import models
 from tinyjax.summary import layer_table
 
-# Seed 001's layer table, its "Parameters" and "Output Size" columns. Its
+# Reference 001's layer table, its "Parameters" and "Output Size" columns. Its
 # receptive-field column has mistakes (e.g. 14x14 after the first pool); the
 # expected values here follow r_out = r_in + (k - 1) * j_in, j_out = j_in * s.
-SEED_001 = [
+REFERENCE_001 = [
     # name, params, output, receptive field, jump
     ("conv1", 140, (26, 26, 14), 3, 1), ("bn1", 28, (26, 26, 14), 3, 1),
     ("conv2", 1778, (24, 24, 14), 5, 1), ("bn2", 28, (24, 24, 14), 5, 1),
@@ -22,16 +26,16 @@ SEED_001 = [
 ]
 
 
-def test_seed_001_table():
+def test_reference_001_table():
     table = layer_table(models.create("mnist_cnn_18k"), (28, 28, 1))
     got = [(r.name, r.params, r.output, r.receptive_field, r.jump) for r in table.rows]
-    assert got == SEED_001
+    assert got == REFERENCE_001
     assert table.trainable_params == 18_662
     assert table.batch_stats == 2 * (14 + 14 + 16 + 18 + 20 + 22 + 22)
     assert table.bytes == 4 * (18_662 + 252)
 
 
-def test_seed_000_receptive_field_covers_the_digit():
+def test_reference_000_receptive_field_covers_the_digit():
     table = layer_table(models.create("mnist_cnn_7k"), (28, 28, 1))
     by_name = {r.name: r for r in table.rows}
     assert by_name["conv7"].output == (3, 3, 18)
@@ -56,8 +60,35 @@ def test_markdown_has_a_row_per_layer_and_totals():
     assert "trainable params: 7,784; batch-norm statistics: 160; size: 31,776 bytes (float32)" in text
 
 
+# jax.monitoring's duration events that jax 0.10.2 records when it lowers a traced program to MLIR and when
+# it asks XLA for an executable (jax._src.dispatch.JAXPR_TO_MLIR_MODULE_EVENT and BACKEND_COMPILE_EVENT; the
+# latter also on a persistent-cache hit, as in this suite). Tracing alone (eval_shape) records neither.
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_to_mlir_module_duration", "/jax/core/compile/backend_compile_duration")
+
+
+@contextlib.contextmanager
+def compiles():
+    """The names of the functions jax lowers or compiles inside the block, one per event."""
+    seen = []
+
+    def listener(event, duration_secs, **kwargs):
+        if event in COMPILE_EVENTS:
+            seen.append(kwargs.get("fun_name", "?"))
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_table_of_a_large_model_needs_no_compile():
-    assert layer_table(models.create("mlp_3hl_1000"), (28, 28, 1)).trainable_params == 2_797_010
+    model = models.create("mlp_3hl_1000")
+    with compiles() as seen:
+        table = layer_table(model, (28, 28, 1))
+    assert seen == [] and table.trainable_params == 2_797_010
+    with compiles() as seen:  # The listener does see a compile: a function jax has not seen before.
+        jax.jit(lambda x: x * 3.0 + 1.0)(jnp.zeros(3))
+    assert len(seen) >= 1, seen
 
 
 def test_other_families_are_refused():
