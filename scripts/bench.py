@@ -30,8 +30,9 @@ import numpy as np
 
 import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimizers
-from tinyjax import data, models, parallel, runs
-from tinyjax.summary import layer_table
+from tinyjax import data, models, runs
+from tinyjax.distributed import parallel
+from tinyjax.models.summary import layer_table
 from tinyjax.train import make_epoch_fns, replicas
 from tinyjax.train.state import init_state
 

@@ -29,7 +29,7 @@ import orbax.checkpoint
 import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import data, models
-from tinyjax.checkpoint import Checkpoints
+from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.optim import make_optimizer
 from tinyjax.train import create_train_state
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop

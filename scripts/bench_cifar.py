@@ -29,7 +29,7 @@ import numpy as np
 import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments import cifar10_fast, cifar10_resnet
 from tinyjax import data
-from tinyjax.summary import layer_table
+from tinyjax.models.summary import layer_table
 from tinyjax.models import create
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
 from tinyjax.train.state import init_state

@@ -40,7 +40,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 import repo  # noqa: F401, E402  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from bench import RECIPES, tinyjax_runner  # noqa: E402  scripts/bench.py, beside this file
 from timing import interleaved_medians  # noqa: E402
-from tinyjax import parallel, runs  # noqa: E402
+from tinyjax import runs  # noqa: E402
+from tinyjax.distributed import parallel  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

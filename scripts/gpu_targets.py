@@ -32,7 +32,7 @@ from experiments.mnist_onecycle import CONFIG
 from tinyjax import data, runs
 from tinyjax.train import make_epoch_fns, train_and_evaluate
 from tinyjax.train.seeds import train_seeds
-from tinyjax.train.splits import load_splits
+from tinyjax.data.splits import load_splits
 from tinyjax.train.state import init_state
 
 

@@ -51,7 +51,7 @@ def main() -> None:
 
     config = dataclasses.replace(CONFIG, epochs=args.epochs, out=args.out or tempfile.mkdtemp(),
                                  data=dataclasses.replace(CONFIG.data, train_limit=args.train_limit))
-    from tinyjax.train.splits import load_splits
+    from tinyjax.data.splits import load_splits
 
     splits = load_splits(config)
     mean, std = data.NORMALIZATION["mnist"]

@@ -236,7 +236,7 @@ def main() -> None:
         parser.error(f"{args.out} holds no parity runs (no plan.json)")
     os.makedirs(args.out, exist_ok=True)
     runs.write_json(plan_path, plan)
-    from tinyjax.train.splits import load_splits
+    from tinyjax.data.splits import load_splits
 
     splits = load_splits(config)
     for seed in range(args.seeds):

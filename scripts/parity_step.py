@@ -52,7 +52,7 @@ def main(config, twin: str) -> int:
     import torch_reference
 
     from tinyjax import data, models
-    from tinyjax.train.splits import load_splits
+    from tinyjax.data.splits import load_splits
     from tinyjax.train.steps import cross_entropy_loss
 
     torch.set_default_dtype(torch.float64)

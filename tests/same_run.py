@@ -6,7 +6,7 @@ import os
 import chex
 import numpy as np
 
-from tinyjax.checkpoint import load
+from tinyjax.runs.checkpoint import load
 
 
 def history(run_dir):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import tinyjax
-from tinyjax import checkpoint, data, models
-from tinyjax.checkpoint import CheckpointError, Checkpoints
+from tinyjax import data, models
+from tinyjax.runs import checkpoint
+from tinyjax.runs.checkpoint import CheckpointError, Checkpoints
 from tinyjax.config import CheckpointConfig, ConfigError
 from tinyjax.evaluate import evaluate_checkpoint, main as evaluate_main
 from tinyjax.optim import make_optimizer

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from experiments import cifar10_fast, cifar10_resnet
-from tinyjax import checkpoint, data, predict
+from tinyjax import data, predict
+from tinyjax.runs import checkpoint
 from tinyjax.cli import main
 from tinyjax.train.epochs import make_epoch_fns
-from tinyjax.train.splits import load_splits
+from tinyjax.data.splits import load_splits
 from tinyjax.train.state import TrainState, init_state, update_ema
 from tinyjax.train.steps import cross_entropy_loss
 

@@ -8,7 +8,7 @@ from experiments import mnist_mlp, mnist_onecycle, mnist_optimizers, mnist_tiny
 from tinyjax import models
 from tinyjax.cli import main, parse
 from tinyjax.validation import validate
-from tinyjax.summary import layer_table
+from tinyjax.models.summary import layer_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from experiments import mnist_mlp, mnist_onecycle
-from tinyjax import checkpoint, data
+from tinyjax import data
+from tinyjax.runs import checkpoint
 from tinyjax.cli import main
 
 from faults_helpers import fail_checkpoint_writes

@@ -1,4 +1,4 @@
-"""tinyjax.hosts in one process: the launch flags, the launchers it recognises, the collectives' one-process case.
+"""tinyjax.distributed.hosts in one process: the launch flags, the launchers it recognises, the collectives' one-process case.
 
 The real two-process run (jax.distributed over gloo) is in test_parallel.py.
 """
@@ -6,7 +6,7 @@ The real two-process run (jax.distributed over gloo) is in test_parallel.py.
 import pytest
 
 from experiments import mnist_onecycle
-from tinyjax import hosts
+from tinyjax.distributed import hosts
 from tinyjax.cli import main
 
 LAUNCHERS = ("JAX_COORDINATOR_ADDRESS", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "OMPI_MCA_orte_hnp_uri",

@@ -1,4 +1,4 @@
-"""tinyjax.inference: a checkpoint's predictions are the run's evaluation, test-time augmentation included."""
+"""tinyjax.runs.inference: a checkpoint's predictions are the run's evaluation, test-time augmentation included."""
 
 import json
 import os
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import tinyjax
-import tinyjax.checkpoint
+import tinyjax.runs.checkpoint
 from tinyjax import data
-from tinyjax.inference import view_logits
+from tinyjax.runs.inference import view_logits
 
 
 def test_view_logits_average_the_views_with_their_weights():
@@ -45,7 +45,7 @@ def tta_run(tmp_path_factory):
 
 
 def test_predict_reproduces_the_recorded_accuracy_of_a_tta_run(tta_run):
-    run = tinyjax.checkpoint.load(tta_run, "latest")
+    run = tinyjax.runs.checkpoint.load(tta_run, "latest")
     assert run.config.tta == "flip_shift" and run.epoch == 1
     images, labels = data.load("mnist", "test")
     recorded = json.loads(open(os.path.join(tta_run, "metrics.jsonl")).read().splitlines()[-1])["test_acc"]

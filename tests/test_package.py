@@ -18,16 +18,16 @@ def test_wheel_installs_a_working_tinyjax_without_a_top_level_experiments_packag
     (wheel,) = (tmp_path / "dist").iterdir()
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"tinyjax"}
-    assert "tinyjax/parallel.py" in names and "tinyjax/data/pipeline.py" in names
+    assert "tinyjax/distributed/parallel.py" in names and "tinyjax/data/pipeline.py" in names
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "tinyjax-report = tinyjax.report:main" in scripts and "tinyjax-evaluate = tinyjax.evaluate:main" in scripts
+    assert "tinyjax-report = tinyjax.runs.report:main" in scripts and "tinyjax-evaluate = tinyjax.evaluate:main" in scripts
 
     # Installed into a folder of its own and imported from elsewhere (not the clone), dependencies from this venv.
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
-    code = ("import tinyjax, tinyjax.report, tinyjax.models as m; "
+    code = ("import tinyjax, tinyjax.runs.report, tinyjax.models as m; "
             "print(tinyjax.__file__); print(m.create('mnist_cnn_7k').__class__.__name__)")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(target)})

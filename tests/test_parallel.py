@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from experiments import mnist_onecycle
-from tinyjax import parallel
+from tinyjax.distributed import parallel
 from tinyjax.cli import main
 from tinyjax.config import Config, ConfigError
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tinyjax import plots
+from tinyjax.runs import plots
 
 
 def test_confusion_matrix_counts():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import mnist_mlp, mnist_onecycle
-from tinyjax import report
+from tinyjax.runs import report
 from tinyjax.cli import main
 from tinyjax.config import Config, ConfigError, OptimConfig, ScheduleConfig
 from tinyjax.grid import parse_seeds

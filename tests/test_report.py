@@ -1,9 +1,9 @@
-"""tinyjax.report: the comparison table of run directories."""
+"""tinyjax.runs.report: the comparison table of run directories."""
 
 import dataclasses
 import json
 
-from tinyjax import report
+from tinyjax.runs import report
 from tinyjax.config import Config, OptimConfig, ScheduleConfig
 
 RESULTS = {"variant": "adam_onecycle", "seed": 3, "model_type": "mnist_cnn_18k", "params": 18662, "optimizer": "adam",

@@ -8,7 +8,7 @@ import pytest
 
 from tinyjax import models
 from tinyjax.models.resnet import BasicBlock, ResNet, pad_shortcut
-from tinyjax.summary import layer_table
+from tinyjax.models.summary import layer_table
 
 CIFAR = (32, 32, 3)
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from tinyjax import models
-from tinyjax.summary import layer_table
+from tinyjax.models.summary import layer_table
 
 # Reference 001's layer table, its "Parameters" and "Output Size" columns. Its
 # receptive-field column has mistakes (e.g. 14x14 after the first pool); the

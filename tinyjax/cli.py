@@ -5,7 +5,7 @@ first); every ``Config`` field is then a flag over it (``--epochs 3
 --batch-size 256 --seed 1``); ``--help`` lists the variants and the fields
 with their units. ``--sweep`` trains every variant in turn, the other flags
 applied to each, and writes one results table
-(``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.report``).
+(``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.runs.report``).
 ``--grid [field=v1,v2 ...]`` trains every point of a hyperparameter grid
 (``tinyjax.grid``) and writes ``<experiment>-grid-<timestamp>.md`` with a
 column per grid field. When ``--epochs`` changes a piecewise schedule's
@@ -17,7 +17,7 @@ only in scalars train as replicas of one program (``tinyjax.train.replicas``).
 with the config saved there; flags that would change its result are refused.
 ``--coordinator HOST:PORT --num-processes N --process-id I`` (or a launcher
 that names a coordinator: SLURM, Open MPI; or ``--coordinator auto``) joins
-this process to the others of one run (``tinyjax.hosts``).
+this process to the others of one run (``tinyjax.distributed.hosts``).
 
 Exit status: 0 done; 2 bad input (a bad value, an unknown name, a model over
 its parameter budget, missing or malformed data, a resume that does not fit),
@@ -139,7 +139,7 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
       ConfigError: not a run of this experiment, or flags that would change
         its result (one line naming each, with the saved value).
     """
-    from tinyjax.checkpoint import find, load_config
+    from tinyjax.runs.checkpoint import find, load_config
 
     saved = load_config(run_dir)
     experiments = {v.experiment for v in variants.values()}
@@ -173,8 +173,8 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     """Parses flags, trains and evaluates (one variant, all with ``--sweep``, or
     every point of ``--grid``, ``grid`` being the experiment's default one as
     ``{"batch_size": "32,64", ...}``); returns the exit status."""
-    from tinyjax import hosts
-    from tinyjax.checkpoint import CheckpointError
+    from tinyjax.distributed import hosts
+    from tinyjax.runs.checkpoint import CheckpointError
     from tinyjax.train.faults import Interrupted, NonFiniteError  # Imports jax: after --help has been served.
 
     debug = "--debug" in (sys.argv[1:] if args is None else args)
@@ -264,7 +264,7 @@ def _train(configs: list[Config], known: argparse.Namespace) -> list[str]:
 
 def _write_table(config: Config, run_dirs: list[str], kind: str, fields: list[str]) -> None:
     """``<out>/<experiment>-<kind>-<timestamp>.md``: the results table of a sweep or grid, also printed."""
-    from tinyjax import report
+    from tinyjax.runs import report
 
     table = report.table(run_dirs, fields)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

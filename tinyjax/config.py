@@ -144,7 +144,7 @@ class Config:
     """How replicas (--seeds; --grid points differing only in seed, lr, max-lr, weight decay, label smoothing)
     train: as one vmapped program, one after another, or auto: vmap unless convolutions on CPU (slow there)."""
     parallel: Literal["auto", "none", "sharding", "pmap"] = "auto"
-    """Data parallel over the visible devices (tinyjax.parallel): jit with the global batch sharded over a
+    """Data parallel over the visible devices (tinyjax.distributed.parallel): jit with the global batch sharded over a
     mesh (sharding), jax.pmap (pmap), one device (none); auto: sharding when more than one device is visible."""
     epochs: int = 20
     """Training length (epochs over the train split)."""
@@ -209,7 +209,7 @@ def _flags(cls: type = Config, prefix: str = "") -> dict[str, str]:
 
 FLAGS: dict[str, str] = _flags()
 """Every config field's path (``"optim.name"``) and its command-line flag (``"--optimizer"``): the one map
-that the CLI's checks, ``--grid``, ``--resume``'s refusals, replica labels and ``tinyjax.report`` use."""
+that the CLI's checks, ``--grid``, ``--resume``'s refusals, replica labels and ``tinyjax.runs.report`` use."""
 _FIELDS = {f: path for path, f in FLAGS.items()}
 
 

@@ -26,7 +26,9 @@ def evaluate_checkpoint(run_dir: str, which: str = "best") -> dict:
     import jax
     import optax
 
-    from tinyjax import checkpoint, data, runs
+    from tinyjax import data, runs
+
+    from tinyjax.runs import checkpoint
     from tinyjax.train.epochs import make_epoch_fns, summarize
     from tinyjax.train.state import TrainState
 
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one error line")
     args = parser.parse_args(argv)
 
-    from tinyjax.checkpoint import CheckpointError
+    from tinyjax.runs.checkpoint import CheckpointError
     from tinyjax.config import ConfigError
     from tinyjax.data import DataError, DatasetNotFoundError
 

@@ -22,7 +22,7 @@ def closest(name: str, choices) -> str:
 def validate(config: Config) -> None:
     """Checks a config before anything is loaded or compiled, including
     ``--max-params`` against the model's trainable parameters (counted from
-    shapes only, see ``tinyjax.summary.layer_table``).
+    shapes only, see ``tinyjax.models.summary.layer_table``).
 
     Raises:
       ConfigError: one line naming the bad field, or the model over its
@@ -109,7 +109,7 @@ def _check_model(config: Config) -> None:
     if config.max_params is not None:
         from tinyjax.data import IMAGE_SHAPES
         from tinyjax.models import create
-        from tinyjax.summary import layer_table
+        from tinyjax.models.summary import layer_table
 
         params = layer_table(create(config.model), IMAGE_SHAPES[config.data.name]).trainable_params
         if params > config.max_params:

@@ -21,10 +21,9 @@ torch.optim.SGD / Adam / AdamW and an lr scheduler:
 ``params`` is where the optimizer left the parameters after the 12 steps.
 """
 
-import json
-import os
 
 import torch
+from output import write_json  # tests/reference/output.py, beside this script
 
 A = [1.0, 2.0, 0.5, 3.0]
 B = [0.3, -0.2, 0.1, -0.4]
@@ -95,10 +94,7 @@ def main():
              for name, optim, schedule in CASES]
     out = {"generated_by": "python tests/reference/torch_optimizers.py", "torch": torch.__version__,
            "a": A, "b": B, "p0": P0, "steps": STEPS, "steps_per_epoch": STEPS_PER_EPOCH, "cases": cases}
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_optimizers.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
+    path = write_json("torch_optimizers.json", out)
     print(f"wrote {path} (torch {torch.__version__})")
 
 

@@ -16,11 +16,10 @@ step (0-based k) of a torch.optim.SGD on one parameter whose scheduler is steppe
 - ``cosine``: CosineAnnealingLR(SGD(lr=0.05), T_max=37, eta_min=1e-4), stepped per batch.
 """
 
-import json
-import os
 import warnings
 
 import torch
+from output import write_json  # tests/reference/output.py, beside this script
 
 ONECYCLE = [  # OneCycleLR's arguments, and the steps whose values the test checks.
     (dict(total_steps=9380, max_lr=0.05, pct_start=0.2, div_factor=10, final_div_factor=100,
@@ -72,10 +71,7 @@ def main():
         opt, T_max=COSINE["t_max"], eta_min=COSINE["eta_min"]), COSINE["steps"], 1)}
     out = {"generated_by": "python tests/reference/torch_schedules.py", "torch": torch.__version__,
            "onecycle": onecycle, "piecewise": piecewise, "cosine": cosine}
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_schedules.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
+    path = write_json("torch_schedules.json", out)
     print(f"wrote {path} (torch {torch.__version__})")
 
 

@@ -69,7 +69,7 @@ def batch_norm(x: jax.Array, train: bool, mask: jax.Array | None, name: str | No
     biased batch variance (PyTorch uses the unbiased one, a factor n/(n-1),
     n = B*H*W, i.e. 1.0009 at batch 128 on a 3x3 map).
 
-    ``axis_name``: under ``jax.pmap`` (``tinyjax.parallel``), the device axis
+    ``axis_name``: under ``jax.pmap`` (``tinyjax.distributed.parallel``), the device axis
     whose shards' statistics are averaged (``lax.pmean``), as
     ``torch.nn.SyncBatchNorm``; None: this batch alone (``jit`` with sharding
     needs none: its batch is the global one).

@@ -7,7 +7,7 @@ built in three layers that each do one thing:
    model, pure, their loop state a named carry (``TrainCarry``, ``EvalCarry``);
 2. the transforms: ``jax.vmap`` over a leading replica axis for N replicas
    (``tinyjax.train.replicas``), and ``placement.compile`` (``jax.jit``, or
-   ``jax.pmap`` over the device axis; ``tinyjax.parallel``) for the devices;
+   ``jax.pmap`` over the device axis; ``tinyjax.distributed.parallel``) for the devices;
 3. the driver (``epoch_driver``): the epoch's batches as jitted steps called
    from Python, or as one ``lax.scan``.
 
@@ -27,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tinyjax import data, hosts, models, parallel
+from tinyjax import data, models
+
+from tinyjax.distributed import hosts, parallel
 from tinyjax.config import Config
 from tinyjax.data import augment
-from tinyjax.inference import view_logits
+from tinyjax.runs.inference import view_logits
 from tinyjax.train.steps import batch_metrics, train_step
 
 BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from tinyjax import hosts
+from tinyjax.distributed import hosts
 
 
 class Interrupted(Exception):
@@ -59,7 +59,7 @@ class Interrupts:
         self.previous = {}
 
     def agreed(self) -> bool:
-        """Whether a stop was asked of any process of the run (``tinyjax.hosts``; a collective
+        """Whether a stop was asked of any process of the run (``tinyjax.distributed.hosts``; a collective
         with several, called by all at the same step; with one, whether a signal arrived). The
         signal another process received is then ``stop_signal`` here (a first Ctrl-C
         to this process still saves)."""

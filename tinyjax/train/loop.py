@@ -10,7 +10,7 @@ One model or N replicas: N members (``tinyjax.train.replicas``) are a leading
 axis of the train state and a ``jax.vmap`` inside the epoch functions; the
 stages only meet it where each member has its own record (``run.member``):
 metrics, checkpoints, results. Devices are the epoch functions' placement
-(``tinyjax.parallel``).
+(``tinyjax.distributed.parallel``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import hosts, runs
+from tinyjax import runs
+
+from tinyjax.distributed import hosts
 from tinyjax.config import Config, ConfigError
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
 from tinyjax.train.prepare import Position, Run, announce, prepare, restore
@@ -195,7 +197,7 @@ def _nonfinite(run: Run, epoch: int, steps, nonfinite: list[int]) -> NonFiniteEr
 def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], started: float) -> None:
     """The end of a run: each member's plots (with the test predictions) and ``results.json`` (its
     wall time from ``started``, a ``time.perf_counter()``)."""
-    from tinyjax.inference import predict
+    from tinyjax.runs.inference import predict
 
     test_images, test_labels = run.splits["test"]
     for k, c in enumerate(run.configs):

@@ -11,13 +11,15 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from tinyjax import data, hosts, models, parallel, runs, streams
-from tinyjax.checkpoint import Checkpoints
+from tinyjax import data, models, runs, streams
+
+from tinyjax.distributed import hosts, parallel
+from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.config import Config, ConfigError
-from tinyjax.summary import LayerTable, layer_table
+from tinyjax.models.summary import LayerTable, layer_table
 from tinyjax.train import replicas
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
-from tinyjax.train.splits import load_splits
+from tinyjax.data.splits import load_splits
 from tinyjax.train.state import TrainState, init_state
 
 

@@ -6,7 +6,7 @@
 The run directory ``<out>/<experiment>-<variant>-<timestamp>/`` holds the
 config (with its ``seeds``) and one member run directory per seed,
 ``seed-<k>/``, each exactly what a single run with ``--seed k`` writes
-(metrics, checkpoints, results, plots: ``tinyjax.report``,
+(metrics, checkpoints, results, plots: ``tinyjax.runs.report``,
 ``tinyjax.evaluate`` and ``--resume`` work on it alone). The members train
 as replicas of one vmapped program or one after another (``--replicas``,
 ``tinyjax.train.replicas``); the result is the same either way. At the end
@@ -27,11 +27,13 @@ import shutil
 import time
 from typing import Callable
 
-from tinyjax import data, hosts, models, runs
-from tinyjax.checkpoint import find
+from tinyjax import data, models, runs
+
+from tinyjax.distributed import hosts
+from tinyjax.runs.checkpoint import find
 from tinyjax.config import Config, ConfigError
 from tinyjax.validation import validate
-from tinyjax.summary import layer_table
+from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
 
@@ -126,7 +128,7 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
     mean_history = [{k: replicas.spread([h[e][k] for h in histories])[0] for k in histories[0][e]}
                     for e in range(len(histories[0]))]
     runs.write_json(os.path.join(run_dir, "metrics.json"), mean_history)
-    from tinyjax import plots
+    from tinyjax.runs import plots
 
     if hosts.primary():  # As runs' writers: process 0 only.
         plots.curves(mean_history, os.path.join(run_dir, "curves.png"),

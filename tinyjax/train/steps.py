@@ -69,7 +69,7 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
       step does not act on it: the caller keeps or drops ``new_state``
       (``tinyjax.train.epochs``, ``--on-nan``).
 
-    ``axis_name``: under ``jax.pmap`` (``tinyjax.parallel``), the device axis:
+    ``axis_name``: under ``jax.pmap`` (``tinyjax.distributed.parallel``), the device axis:
     gradients are averaged over it (``lax.pmean``), ``nonfinite`` is 1 on every
     device when it is on one, each device draws its own dropout mask, and the
     metrics stay this device's sums. The model's BatchNorm must average over

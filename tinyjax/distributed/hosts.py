@@ -2,7 +2,7 @@
 
 Every process runs the same command; ``jax.distributed.initialize`` joins
 them, after which ``jax.devices()`` lists the devices of all processes and a
-``tinyjax.parallel`` mesh spans them. The train step is unchanged: each
+``tinyjax.distributed.parallel`` mesh spans them. The train step is unchanged: each
 process places only its own devices' shards of the state, the data and every
 global batch (``Placement``), and XLA's collectives (gloo between CPU
 processes, NCCL between GPUs, ICI/DCN between TPU hosts) do the rest.

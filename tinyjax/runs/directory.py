@@ -8,13 +8,13 @@ What a run leaves, in the order it is written:
   It is the source of truth: a resumed run first cuts it back to the epochs
   its checkpoint holds, so no epoch is missing or repeated. ``metrics.json``
   (a JSON list, rewritten each epoch) mirrors it for tools that want one document;
-- ``checkpoints/``: orbax step folders (``tinyjax.checkpoint``);
+- ``checkpoints/``: orbax step folders (``tinyjax.runs.checkpoint``);
 - ``results.json``, ``curves.png``, ``confusion.png``, ``misclassified.png``
   at the end;
 - with tensorboardX installed (``pip install -e '.[tensorboard]'``), TensorBoard
   event files, so ``tensorboard --logdir runs`` compares runs.
 
-In a run of several processes (``tinyjax.hosts``) only process 0 writes:
+In a run of several processes (``tinyjax.distributed.hosts``) only process 0 writes:
 ``create`` names the folder there and every process gets its path; the
 writers below do nothing on the other processes.
 """
@@ -34,7 +34,8 @@ import numpy as np
 import optax
 
 import tinyjax
-from tinyjax import hosts, parallel, plots
+from tinyjax.distributed import hosts, parallel
+from tinyjax.runs import plots
 from tinyjax.common import atomic_write
 from tinyjax.config import Config, ConfigError, best_metric
 

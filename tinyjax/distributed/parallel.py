@@ -24,7 +24,7 @@ train the same model as one device on the same batch:
 A batch that does not divide by the device count is padded with masked
 examples (``data.batch_plan``'s mask), which count in no loss, metric or
 statistic. The mesh spans ``jax.devices()``: with several processes joined by
-``jax.distributed`` (``tinyjax.hosts``) the devices of all of them, each
+``jax.distributed`` (``tinyjax.distributed.hosts``) the devices of all of them, each
 process placing only its own devices' shards (``jax.make_array_from_callback``)
 and getting back a copy on its first device (``unreplicated``).
 """

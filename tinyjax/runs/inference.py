@@ -43,11 +43,11 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", 
             tta: str = "none") -> np.ndarray:
     """Class probabilities of ``images`` under a trained model, in eval mode
     (BatchNorm uses its running statistics), computed as the run's evaluation
-    computes them (``view_logits``). ``tinyjax.checkpoint.load(run_dir).predict(images)``
+    computes them (``view_logits``). ``tinyjax.load(run_dir).predict(images)``
     fills in ``dataset`` and ``tta`` from the run.
 
     Args:
-      model: the flax module (``tinyjax.checkpoint.load(...).model``).
+      model: the flax module (``tinyjax.load(...).model``).
       variables: ``{"params": ..., "batch_stats": ...}``.
       images: ``uint8 [N, H, W, C]`` raw pixels (0..255); the dataset's
         normalisation, ``(pixel / 255 - mean) / std``, is applied here.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from tinyjax import data, streams
+from tinyjax import streams
+from tinyjax.data import pipeline
+from tinyjax.data.sources import load
 from tinyjax.config import Config, ConfigError
 
 
@@ -19,20 +21,20 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
       ConfigError: ``--val-split`` or ``--batch-size`` does not fit the train split.
       DatasetNotFoundError, DataError: data that cannot be loaded.
     """
-    images, labels = data.load(config.data.name, "train", config.data.data_dir)
+    images, labels = load(config.data.name, "train", config.data.data_dir)
     limit = config.data.train_limit
     if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
         key = streams.key(jax.random.key(0), streams.SUBSET)
-        keep = data.pipeline.subset(key, len(labels), limit)
+        keep = pipeline.subset(key, len(labels), limit)
         images, labels = images[keep], labels[keep]
-    test = data.load(config.data.name, "test", config.data.data_dir)
+    test = load(config.data.name, "test", config.data.data_dir)
     n, val = config.data.val_split, None
     if n:
         if n >= len(labels):
             raise ConfigError(f"--val-split {n} leaves no training images (the train split has {len(labels)}); "
                               "choose a smaller --val-split.")
         key = streams.key(jax.random.key(0), streams.VALIDATION)
-        (images, labels), val = data.pipeline.hold_out(images, labels, n, key)
+        (images, labels), val = pipeline.hold_out(images, labels, n, key)
     if config.batch_size > len(labels):
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
                           "after --train-limit and --val-split); choose --batch-size <= that.")

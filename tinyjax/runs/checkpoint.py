@@ -23,7 +23,7 @@ stable training-loop API there; ``orbax.checkpoint.v1`` is not). In 0.12:
 - Saves are asynchronous: ``save`` returns after the device-to-host copy
   (made here, explicitly, so that buffers donated to the next step cannot
   change what is written) and the write goes on in a background thread.
-  Except with several processes (``tinyjax.hosts``): orbax's barriers are
+  Except with several processes (``tinyjax.distributed.hosts``): orbax's barriers are
   then device collectives (``multihost_utils.sync_global_devices``, its
   default in 0.12), and one run in a background thread beside the train
   step's collectives can meet a different collective on another process and
@@ -48,7 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
-from tinyjax import hosts
+from tinyjax.distributed import hosts
 from tinyjax.common import one_line
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 
@@ -127,7 +127,7 @@ class Checkpoints:
             raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed "
                                   f"({type(e).__name__}: {e}); older checkpoints are intact.") from e
         self.manager.reload()
-        # Process 0 wrote it; another host's view of a shared folder may lag (tinyjax.hosts).
+        # Process 0 wrote it; another host's view of a shared folder may lag (tinyjax.distributed.hosts).
         if hosts.primary() and step not in self.manager.all_steps():
             raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed (see the log above); "
                                   "older checkpoints are intact.")
@@ -257,7 +257,7 @@ class Restored(NamedTuple):
         Raises:
           ValueError: images are not ``uint8 [N, H, W, C]``.
         """
-        from tinyjax.inference import predict
+        from tinyjax.runs.inference import predict
 
         return predict(self.model, self.variables, images, self.config.data.name, batch_size, self.config.tta)
 
@@ -268,9 +268,9 @@ def load(run_dir: str, which: str = "best") -> Restored:
 
     Example::
 
-        import tinyjax.checkpoint
+        import tinyjax
 
-        run = tinyjax.checkpoint.load("runs/mnist_onecycle-default-...")
+        run = tinyjax.load("runs/mnist_onecycle-default-...")   # this function
         probs = run.predict(images)                      # float32 [N, 10], the run's --tta views
         model, variables, config, epoch = run            # or: tinyjax.predict(model, variables, ...)
 

@@ -1,4 +1,4 @@
-"""Compare runs: ``python -m tinyjax.report runs/*`` prints a markdown table.
+"""Compare runs: ``python -m tinyjax.runs.report runs/*`` prints a markdown table.
 
 One row per run directory that holds a ``results.json`` (directories
 without one, e.g. runs still training, are listed as skipped on stderr):
@@ -78,7 +78,7 @@ def table(run_dirs: Sequence[str], fields: Sequence[str] = ()) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     run_dirs = list(sys.argv[1:] if argv is None else argv)
     if not run_dirs:
-        print("usage: python -m tinyjax.report RUN_DIR [RUN_DIR ...]   (e.g. runs/*)", file=sys.stderr)
+        print("usage: python -m tinyjax.runs.report RUN_DIR [RUN_DIR ...]   (e.g. runs/*)", file=sys.stderr)
         return 2
     print(table(run_dirs))
     return 0
