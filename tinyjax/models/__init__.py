@@ -29,7 +29,7 @@ Presets (trainable parameters in brackets, as in the reference experiments):
 - ``fastnet_2m`` (1,971,640) and ``fastnet_4m`` (4,604,728): our fast CIFAR-10
   recipe's network (``FastNet``, after airbench): a frozen 2x2
   patch-whitening conv, then 3 blocks of two 3x3 convs at 64/256/256 or
-  128/384/384 channels with BatchNorm without scale and GELU.
+  128/384/384 channels with BatchNorm without scale and GELU (exact, erf).
 
 ``create(name, dtype=jnp.bfloat16)`` builds a ResNet or FastNet preset for mixed
 precision (computation in bfloat16, parameters and BatchNorm statistics in
@@ -72,8 +72,9 @@ def tiny_2k() -> CNN:
     pointwise 24->17 on the 3x3 map and a last depthwise 3x3 that reads it
     whole (3x3 -> 1x1, so the head still sees where a stroke is), then the
     17->10 head. Each conv is followed by BatchNorm without its scale and by
-    GELU: the 138 parameters gamma would take went into width (with GELU,
-    unlike ReLU, dropping gamma fixes each pre-activation's scale at 1; the
+    GELU (flax's default, the tanh approximation): the 138 parameters gamma
+    would take went into width (with GELU, unlike ReLU, dropping gamma fixes
+    each pre-activation's scale at 1; the
     two changes together measured better than ReLU with gamma, see
     ``experiments/mnist_tiny.py``)."""
     layers = (ConvSpec(12), ConvSpec(12, depthwise=True), ConvSpec(16, kernel=1, pool=True),

@@ -17,6 +17,8 @@ from flax import linen as nn
 
 from tinyjax.models.torch_init import bias_init, kernel_init
 
+# "gelu" is flax's default, the tanh approximation (PyTorch's nn.GELU(approximate="tanh")); FastNet uses
+# the exact erf GELU, PyTorch's nn.GELU() default.
 ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu,
                "none": lambda x: x}
 
