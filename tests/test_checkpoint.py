@@ -28,6 +28,7 @@ def saved_ids(run_dir):
     return sorted(int(p) for p in os.listdir(os.path.join(run_dir, "checkpoints")) if p.isdigit())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mnist_cnn_7k", "mlp_2hl_50"])  # With and without batch statistics.
 def test_restore_gives_back_the_whole_state(tmp_path, model):
     state = state_of(3, model)

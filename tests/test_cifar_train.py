@@ -55,6 +55,7 @@ def test_resnet20_one_epoch_on_2000_real_images_lowers_the_loss():
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_fastnet_whitening_is_set_from_data_and_stays_frozen():
     config = dataclasses.replace(cifar10_fast.VARIANTS["small"], epochs=1, batch_size=8, ema=0.0, tta="none")
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
@@ -153,6 +154,7 @@ def test_cifar_experiment_end_to_end_with_ema_tta_and_checkpoint(tmp_path):
     assert probs.shape == (16, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_but_keeps_float32_weights_statistics_and_optimizer_state():
     config = dataclasses.replace(cifar10_resnet.VARIANTS["resnet20"], epochs=1, batch_size=8, dtype="bfloat16")
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)

@@ -118,6 +118,7 @@ def test_help_lists_the_variants():
     assert "--variant {adam_onecycle,sgd_onecycle,sgd_fixed,adamw_onecycle}" in out.stdout
 
 
+@pytest.mark.slow
 def test_sweep_trains_every_variant_and_writes_one_table(tmp_path):
     variants = {name: mnist_mlp.VARIANTS[name] for name in ("2hl_50", "3hl_10")}
     status = main(variants, ["--sweep", "--epochs", "1", "--train-limit", "500", "--out", str(tmp_path)])

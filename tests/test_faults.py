@@ -153,6 +153,7 @@ def test_a_second_sigint_aborts_at_once(tmp_path):
     assert run.stderr.read_text().strip().endswith("aborted by Ctrl-C: nothing saved since the last checkpoint.")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, capsys):
     status = main(mnist_onecycle.VARIANTS, ARGS + ["--max-lr", "1e8", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
@@ -163,6 +164,7 @@ def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, ca
     assert not os.path.exists(os.path.join(run_dir(tmp_path), "metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_on_nan_skip_drops_non_finite_steps_and_goes_on(tmp_path):
     args = ["--epochs", "2", "--train-limit", "512", "--batch-size", "32", "--max-lr", "1e4",
             "--on-nan", "skip", "--out", str(tmp_path)]
@@ -230,6 +232,7 @@ def test_resume_on_other_data_is_refused(tiny_run, tmp_path, capsys):
     assert json.load(open(os.path.join(tiny_run, "config.json")))["data"]["data_dir"] is None
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_written_is_one_error_line_and_exit_1(tmp_path, capsys, monkeypatch):
     fail_checkpoint_writes(monkeypatch, OSError(28, "No space left on device"))
     assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--epochs", "2", "--out", str(tmp_path)]) == 1

@@ -65,6 +65,7 @@ def test_scaled_milestones_never_merge():
     assert parse(cifar10_resnet.VARIANTS, ["--epochs", "2"]).schedule.milestones == (1, 2)
 
 
+@pytest.mark.slow
 def test_grid_runs_every_point_and_writes_one_table(tmp_path):
     args = ["--grid", "batch_size=32,64", "label_smoothing=0,0.1", "--epochs", "1", "--train-limit", "512",
             "--out", str(tmp_path)]

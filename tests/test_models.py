@@ -121,6 +121,7 @@ def test_seed_001_layers_have_bias_and_reach_1x1():
     assert state["batch_stats"]["bn7"]["mean"].shape == (22,)
 
 
+@pytest.mark.slow
 def test_dropout_variant_differs_in_train_mode_only():
     model = models.create("mnist_cnn_7k_dropout")
     variables = init(model)

