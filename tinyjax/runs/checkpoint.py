@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -52,8 +52,9 @@ from tinyjax.distributed import hosts
 from tinyjax.common import one_line
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 
-if TYPE_CHECKING:  # For the annotations only: this module never imports the training package.
-    from tinyjax.train.state import TrainState
+# A train state is a ``tinyjax.train.state.TrainState``, read and rebuilt by its fields (step, params,
+# batch_stats, opt_state, rng, ema and ``replace``): this module never imports the training package.
+TrainState = Any
 
 
 class CheckpointError(RuntimeError):
