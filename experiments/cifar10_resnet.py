@@ -29,8 +29,8 @@ crops after ``ColorNormalize``). What each costs, measured against a PyTorch
 reference (``scripts/parity_cifar.py``): see the README's CIFAR-10 section.
 ``--epochs N`` shortens any of them, the milestones scaled with it.
 
-Measured on the JPEG-q75 copy of CIFAR-10 (``../shared/data``; expect 0.5-1.5
-points below published CIFAR-10 figures): see the README's results table.
+Measured on a JPEG-q75 copy of CIFAR-10 (expect 0.5-1.5 points below
+published CIFAR-10 figures): see the README's results table and docs/cifar10.md.
 """
 
 import dataclasses
