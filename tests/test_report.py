@@ -17,11 +17,12 @@ def test_report_table_from_run_dirs(tmp_path, capsys):
     (run / "metrics.json").write_text(json.dumps([{"epoch": 1, "test_acc": 98.5}, {"epoch": 2, "test_acc": 99.1}]))
     (run / "results.json").write_text(json.dumps(RESULTS))
     (tmp_path / "unfinished").mkdir()
-    assert report.main([str(run), str(tmp_path / "unfinished")]) == 0
+    (tmp_path / "train.log").write_text("a file that runs/* also matches")
+    assert report.main([str(run), str(tmp_path / "unfinished"), str(tmp_path / "train.log")]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[2] == ("| mnist_optimizers-adam_onecycle-20260101-000000 | adam_onecycle | 3 | mnist_cnn_18k"
                                    " | 18,662 | adam + onecycle (lr 0.01) | 2 | 128 | 99.10 | 99.10 | 98.00 | 2 | 2m05s |")
-    assert "skipped" in err and "unfinished" in err
+    assert "skipped" in err and "unfinished" in err and "train.log" in err
 
 
 def test_grid_columns_name_renamed_and_nested_fields(tmp_path):

@@ -68,7 +68,7 @@ def table(run_dirs: Sequence[str], fields: Sequence[str] = ()) -> str:
         try:
             cells = row(d)
             rows.append(cells[:1] + [config_value(d, f) for f in fields] + cells[1:])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # A run still training, or a file that runs/* matched.
             print(f"skipped {d}: no results.json", file=sys.stderr)
     columns = COLUMNS[:1] + tuple(f.lstrip("-") for f in fields) + COLUMNS[1:]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
