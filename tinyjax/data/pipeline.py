@@ -107,6 +107,15 @@ def standardize(images: jax.Array, mean, std) -> jax.Array:
     return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
+TTA = ("none", "flip", "flip_shift")  # The test-time augmentations of ``tta_views``.
+
+
+def check_tta(tta: str) -> None:
+    """Raises ValueError, naming the choices, for a ``tta`` that ``tta_views`` does not know."""
+    if tta not in TTA:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip or flip_shift.")
+
+
 def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
     """Test-time augmentation views of float ``[B, H, W, C]`` images, each with its weight in the
     average of the logits: ``[(weight, view), ...]``, weights summing to 1.
@@ -120,8 +129,7 @@ def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
     Raises:
       ValueError: an unknown ``tta``.
     """
-    if tta not in ("none", "flip", "flip_shift"):
-        raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip or flip_shift.")
+    check_tta(tta)
     if tta == "none":
         return [(1.0, images)]
     pairs = [images]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax.data.pipeline import NORMALIZATION, standardize, tta_views
+from tinyjax.data.pipeline import NORMALIZATION, check_tta, standardize, tta_views
 
 
 def view_logits(apply_fn: Callable, variables: dict, pixels: jax.Array, mean, std, tta: str = "none") -> jax.Array:
@@ -68,7 +68,7 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", 
         raise ValueError(f"predict needs uint8 images [N, H, W, C], got {images.dtype} {images.shape}.")
     if dataset not in NORMALIZATION:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(NORMALIZATION)}.")
-    tta_views(jnp.zeros((1, 1, 1, 1)), tta)  # An unknown tta fails here, before anything compiles.
+    check_tta(tta)  # Before anything compiles.
     mean, std = NORMALIZATION[dataset]
     # Compiled once per model and batch shape (a last partial batch once more), not per call.
     out = [np.asarray(_probabilities(model, variables, images[i:i + batch_size], mean, std, tta))

@@ -28,10 +28,9 @@ import numpy as np
 import tqdm
 
 from tinyjax import data, models
-
-from tinyjax.distributed import hosts, parallel
 from tinyjax.config import Config
 from tinyjax.data import augment
+from tinyjax.distributed import hosts, parallel
 from tinyjax.runs.inference import view_logits
 from tinyjax.train.steps import batch_metrics, train_step
 

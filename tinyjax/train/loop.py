@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax import runs
-
-from tinyjax.distributed import hosts
 from tinyjax.config import Config, ConfigError
+from tinyjax.distributed import hosts
+from tinyjax.runs.inference import predict
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
 from tinyjax.train.prepare import Position, Run, announce, prepare, restore
 from tinyjax.train.records import epoch_line, epoch_record
@@ -197,8 +197,6 @@ def _nonfinite(run: Run, epoch: int, steps, nonfinite: list[int]) -> NonFiniteEr
 def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], started: float) -> None:
     """The end of a run: each member's plots (with the test predictions) and ``results.json`` (its
     wall time from ``started``, a ``time.perf_counter()``)."""
-    from tinyjax.runs.inference import predict
-
     test_images, test_labels = run.splits["test"]
     for k, c in enumerate(run.configs):
         variables = run.member(state, k).eval_variables()

@@ -12,14 +12,13 @@ import jax
 import jax.numpy as jnp
 
 from tinyjax import data, models, runs, streams
-
-from tinyjax.distributed import hosts, parallel
-from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.config import Config, ConfigError
+from tinyjax.data.splits import load_splits
+from tinyjax.distributed import hosts, parallel
 from tinyjax.models.summary import LayerTable, layer_table
+from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.train import replicas
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
-from tinyjax.data.splits import load_splits
 from tinyjax.train.state import TrainState, init_state
 
 

@@ -28,14 +28,13 @@ import time
 from typing import Callable
 
 from tinyjax import data, models, runs
-
-from tinyjax.distributed import hosts
-from tinyjax.runs.checkpoint import find
 from tinyjax.config import Config, ConfigError
-from tinyjax.validation import validate
+from tinyjax.distributed import hosts
 from tinyjax.models.summary import layer_table
+from tinyjax.runs.checkpoint import find
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
+from tinyjax.validation import validate
 
 SUMMARIZED = ("test_accuracy", "best_test_accuracy", "best_epoch_test_accuracy", "train_accuracy",
               "final_train_loss", "final_test_loss")
