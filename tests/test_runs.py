@@ -55,6 +55,29 @@ def test_hold_out_is_a_fixed_disjoint_subset():
     np.testing.assert_array_equal(again, val_x)
 
 
+def test_test_limit_evaluates_a_fixed_subset_of_the_test_split(tmp_path, capsys):
+    import dataclasses
+
+    from tinyjax.config import DataConfig
+    from tinyjax.data.splits import load_splits
+
+    config = dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"], data=DataConfig(train_limit=1000, test_limit=300))
+    full_x, full_y = data.load("mnist", "test")
+    x, y = load_splits(config)["test"]
+    again_x, _ = load_splits(dataclasses.replace(config, seed=7))["test"]
+    assert x.shape == (300, 28, 28, 1) and len(set(y.tolist())) == 10  # Not the first 300 of a sorted file.
+    np.testing.assert_array_equal(again_x, x)
+    rows = [i for i in range(len(full_y)) if any(np.array_equal(full_x[i], img) for img in x[:5])]
+    assert len(rows) >= 5 and rows == sorted(rows)
+    args = ["--epochs", "1", "--train-limit", "1000", "--test-limit", "300", "--out", str(tmp_path)]
+    assert main({"2hl_50": mnist_mlp.VARIANTS["2hl_50"]}, args) == 0
+    assert "1000 train / 300 test" in capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["test_limit"] == 300
+    assert main({"2hl_50": mnist_mlp.VARIANTS["2hl_50"]}, ["--test-limit", "0", "--out", str(tmp_path)]) != 0
+    assert "--test-limit must be >= 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("tensorboard", [True, False])
 def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkeypatch, tensorboard):
     if tensorboard:

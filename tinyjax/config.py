@@ -31,6 +31,10 @@ class DataConfig:
     train_limit: Optional[int] = None
     """Train on a fixed subset of N images of the train split (images; the same subset for every --seed,
     drawn at random because some sources store the images sorted by class); None: all."""
+    test_limit: Optional[int] = None
+    """Evaluate on a fixed subset of N images of the test split (images; the same subset for every --seed
+    and run), for quick checks: accuracies on a subset are not comparable with the full test set's (which
+    run records say); None: all."""
     val_split: int = 0
     """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
     that picks the best checkpoint, so the test set only reports; 0: none."""

@@ -20,6 +20,7 @@ AUGMENT = 4     # augmentation draws: key(root, AUGMENT, step), then per transfo
 FLIP = 5        # --flip alternate's first-epoch choice: key(root, FLIP, example index)
 SUBSET = 6      # --train-limit's subset of the train split: key(key(0), SUBSET), the same for every seed
 WHITEN = 7      # the train images that set a FastNet's whitening layer: key(root, WHITEN)
+TEST_SUBSET = 8  # --test-limit's subset of the test split: key(key(0), TEST_SUBSET), the same for every seed
 
 
 def key(root: jax.Array, stream: int, counter: int | jax.Array | None = None) -> jax.Array:

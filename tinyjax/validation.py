@@ -52,6 +52,8 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
          f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),
         (config.data.train_limit is None or config.data.train_limit >= 1,
          f"--train-limit must be >= 1, got {config.data.train_limit}"),
+        (config.data.test_limit is None or config.data.test_limit >= 1,
+         f"--test-limit must be >= 1, got {config.data.test_limit}"),
         (0.0 <= config.ema < 1.0, f"--ema must be in [0, 1) (a decay per step), got {config.ema}"),
         (config.augment.crop_padding >= 0, f"--crop-padding must be >= 0 (pixels), got {config.augment.crop_padding}"),
         (0 <= config.augment.rotation <= 180, f"--rotation must be in [0, 180] (degrees), got {config.augment.rotation}"),

@@ -14,20 +14,17 @@ from tinyjax.config import Config, ConfigError
 def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The host arrays of ``train``, ``test`` and, with ``--val-split N``, ``val``
     (N train images held out, the same subset for every seed). ``--train-limit N``
-    first keeps a fixed subset of N train images (the same for every seed, in
-    stored order).
+    first keeps a fixed subset of N train images, ``--test-limit N`` of N test
+    images (each the same for every seed, in stored order).
 
     Raises:
       ConfigError: ``--val-split`` or ``--batch-size`` does not fit the train split.
       DatasetNotFoundError, DataError: data that cannot be loaded.
     """
-    images, labels = load(config.data.name, "train", config.data.data_dir)
-    limit = config.data.train_limit
-    if limit is not None and limit < len(labels):  # Not the first N: ImageFolder sources are sorted by class.
-        key = streams.key(jax.random.key(0), streams.SUBSET)
-        keep = pipeline.subset(key, len(labels), limit)
-        images, labels = images[keep], labels[keep]
-    test = load(config.data.name, "test", config.data.data_dir)
+    images, labels = _limited(load(config.data.name, "train", config.data.data_dir), config.data.train_limit,
+                              streams.SUBSET)
+    test = _limited(load(config.data.name, "test", config.data.data_dir), config.data.test_limit,
+                    streams.TEST_SUBSET)
     n, val = config.data.val_split, None
     if n:
         if n >= len(labels):
@@ -39,3 +36,13 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
                           "after --train-limit and --val-split); choose --batch-size <= that.")
     return {"train": (images, labels), **({"val": val} if n else {}), "test": test}
+
+
+def _limited(split: tuple[np.ndarray, np.ndarray], limit: int | None, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random subset of ``limit`` examples of ``split`` (in stored order), the same for every seed;
+    all of it when ``limit`` is None or not smaller. Not the first N: ImageFolder sources are sorted by class."""
+    images, labels = split
+    if limit is None or limit >= len(labels):
+        return images, labels
+    keep = pipeline.subset(streams.key(jax.random.key(0), stream), len(labels), limit)
+    return images[keep], labels[keep]

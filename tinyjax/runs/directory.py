@@ -251,6 +251,8 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     the best checkpoint was saved after, chosen by ``selected_by``
     (``val_acc`` with ``--val-split``: the test set then only reports;
     ``test_acc`` without one: that figure has seen the test set).
+    ``test_limit`` (None: the whole test split) says when the test accuracies
+    come from a subset of it.
     """
     last = history[-1]
     lr = config.schedule.max_lr if config.schedule.name == "onecycle" else config.optim.lr
@@ -259,7 +261,7 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
                "best_test_accuracy": max(h["test_acc"] for h in history),
                "best_epoch": best["epoch"], "selected_by": f"{best_metric(config)} ({config.checkpoint.best_mode})",
                "best_epoch_test_accuracy": best["test_acc"],
-               "val_split": config.data.val_split,
+               "val_split": config.data.val_split, "test_limit": config.data.test_limit,
                "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
                "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": lr,
                "schedule": config.schedule.name, "optimizer": config.optim.name,
