@@ -1,8 +1,8 @@
 """CIFAR-10 accuracy parity: tinyjax against an independent PyTorch reference of the same recipe, n seeds each.
 
     python scripts/parity_cifar.py --seeds 3 --out ~/runs/parity-resnet20           # ResNet-20, 10 epochs
-    python scripts/parity_cifar.py --recipe default --epochs 5 --train-limit 10000 --seeds 3 \\
-        --out ~/runs/parity-7x3                                                    # reference 004's network
+    python scripts/parity_cifar.py --recipe default --epochs 3 --train-limit 2500 --test-limit 2000 \\
+        --seeds 3 --out ~/runs/parity-7x3                                          # reference 004's network
     python scripts/parity_cifar.py --out ~/runs/parity-resnet20 --report           # table + plot of what ran
     python scripts/parity_cifar.py --check-step                                    # one step, float64
 
@@ -60,7 +60,7 @@ def recipe_config(args) -> "Config":  # noqa: F821
     """The experiment's config for ``args.recipe`` shortened to ``args.epochs``, with the ablations."""
     base = VARIANTS[args.recipe]
     config = dataclasses.replace(base, variant=args.recipe, epochs=args.epochs, data=dataclasses.replace(
-        base.data, train_limit=args.train_limit, data_dir=args.data_dir))
+        base.data, train_limit=args.train_limit, test_limit=args.test_limit, data_dir=args.data_dir))
     if base.schedule.name == "piecewise" and args.epochs != base.epochs:
         config = dataclasses.replace(config, schedule=dataclasses.replace(
             base.schedule, milestones=scale_milestones(base.schedule.milestones, base.epochs, args.epochs)))
@@ -151,7 +151,8 @@ def report(out: str, plan: dict) -> str:
                 h = finished_tinyjax(path)
             if len(h) == plan["epochs"]:
                 histories[side].append(h)
-    lines = [f"# {plan['recipe']}, {plan['epochs']} epochs, train limit {plan['train_limit']}, init "
+    lines = [f"# {plan['recipe']}, {plan['epochs']} epochs, train limit {plan['train_limit']}, test limit "
+             f"{plan.get('test_limit')}, init "
              f"{plan['init']}, crop fill {plan['fill']}; seeds {plan['seeds']}", f"# {runs.describe()}", ""]
     for key, title in (("test_acc", "test accuracy %"), ("train_acc", "train accuracy % (augmented, train mode)")):
         lines += [f"| {title} after epoch | n | " + " | ".join(str(e) for e in range(1, plan["epochs"] + 1)) + " |",
@@ -202,6 +203,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-limit", type=int, default=None, help="train images (default: all 50,000)")
+    parser.add_argument("--test-limit", type=int, default=None,
+                        help="evaluate on a fixed random subset of N test images (default: all 10,000)")
     parser.add_argument("--init", choices=["fan_in", "fan_out"], default=None)
     parser.add_argument("--fill", choices=["black", "mean"], default=None)
     parser.add_argument("--sides", default="tinyjax,torch", help="tinyjax,torch or one of them")
@@ -221,11 +224,12 @@ def main() -> None:
     if not set(sides) <= set(SIDES):
         parser.error(f"--sides takes tinyjax, torch or both, got {args.sides}")
     config = recipe_config(args)
-    plan = {"recipe": args.recipe, "epochs": args.epochs, "train_limit": args.train_limit, "seeds": list(range(args.seeds)),
+    plan = {"recipe": args.recipe, "epochs": args.epochs, "train_limit": args.train_limit,
+            "test_limit": args.test_limit, "seeds": list(range(args.seeds)),
             "init": models.create(config.model).init_mode, "fill": config.augment.crop_fill, "sides": sides}
     plan_path = os.path.join(args.out, "plan.json")
     if os.path.exists(plan_path):
-        saved = json.load(open(plan_path))
+        saved = {"test_limit": None, **json.load(open(plan_path))}  # Plans written before --test-limit.
         if args.report:
             print(report(args.out, saved))
             return
