@@ -39,7 +39,8 @@ tinyjax's CIFAR-10 copy is a JPEG (quality 75) re-encoding: expect 0.5-1.5 point
 As in airbench, a run of fewer than 5 steps ends at its initial weights (Lookahead never updated).
 
 Command: ``python scripts/airbench_reference.py --seed 0 --out DIR`` (CIFAR-10 from ``tinyjax.data.load``; 26 min on a 2-core CPU).
-(add ``--device cuda`` on a GPU; ``--train-limit N --test-limit N --epochs E`` for a quick check).
+(add ``--device cuda`` on a GPU; ``--train-limit N --test-limit N --epochs E`` for a quick check;
+``--set bias_scaler=1`` and the like change one ``HYP`` entry, for an ablation; ``OUT/hyp.json`` keeps them).
 """
 
 from __future__ import annotations
@@ -298,7 +299,18 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="a fixed random N train images only")
     parser.add_argument("--test-limit", type=int, default=None, help="a fixed random N test images only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one HYP entry, for a one-change ablation (e.g. bias_scaler=1); repeatable")
     args = parser.parse_args()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in HYP or not value or isinstance(HYP[key], tuple):
+            parser.error(f"--set {item}: expected KEY=VALUE with KEY one of "
+                         f"{', '.join(k for k, v in HYP.items() if not isinstance(v, tuple))}")
+        HYP[key] = type(HYP[key])(float(value))
+    hyp_path = os.path.join(args.out, "hyp.json")
+    if os.path.exists(hyp_path) and json.load(open(hyp_path)) != json.loads(json.dumps(HYP)):
+        parser.error(f"{args.out} holds a run of other hyperparameters ({hyp_path}); use another --out")
     from tinyjax import data
     data_dir = os.environ.get("TINYJAX_DATA_DIR")
     (x, y), (x_test, y_test) = (data.load("cifar10", s, data_dir) for s in ("train", "test"))
@@ -306,6 +318,8 @@ def main() -> None:
                        ((y, args.train_limit), (y_test, args.test_limit)))  # The files are sorted by class.
     x, y, x_test, y_test = x[keep], y[keep], x_test[keep_test], y_test[keep_test]
     os.makedirs(args.out, exist_ok=True)
+    with open(hyp_path, "w") as f:
+        json.dump(HYP, f, indent=1)
     print(f"airbench94 reference: {len(x)} train / {len(x_test)} test images, params {params(Net())}", flush=True)
 
     def write(history):
