@@ -63,6 +63,8 @@ def test_help_lists_fields_with_units():
     (["--seed"], "error: --seed needs a value; see --help."),
     (["--on-nan", "ignore"], "error: --on-nan 'ignore' is unknown; choose one of ['stop', 'skip']."),
     (["--save-every", "-1"], "error: --save-every must be >= 0 (epochs), got -1."),
+    (["--test-limit", "0"], "error: --test-limit must be >= 1, got 0."),
+    (["--optimizer", "adam", "--bn-bias-lr-scale", "64"], "error: --bn-bias-lr-scale applies to SGD only, not adam"),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):
     status = main(mnist_onecycle.VARIANTS, args + ["--out", str(tmp_path / "runs")])

@@ -37,27 +37,63 @@ CASES = [(c["name"], config(c["optim"], OptimConfig), config(c["schedule"], Sche
          for c in TORCH["cases"]]
 
 
+def test_norm_biases_marks_the_batchnorm_shifts_of_a_real_model():
+    from tinyjax import models
+    from tinyjax.optim.optimizers import norm_biases
+
+    model = models.create("resnet20")
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+    marked = {"/".join(str(getattr(k, "key", k)) for k in path)
+              for path, on in jax.tree_util.tree_leaves_with_path(norm_biases(variables["params"])) if on}
+    batch_norms = {"/".join(str(getattr(k, "key", k)) for k in path[:-1])
+                   for path, _ in jax.tree_util.tree_leaves_with_path(variables["batch_stats"])}
+    assert marked == {f"{m}/bias" for m in batch_norms} and "fc/bias" not in marked and len(marked) == 19
+
+
 def test_the_reference_covers_every_optimizer_and_schedule():
     assert {o.name for _, o, _, _ in CASES} == {"sgd", "adam", "adamw"}
     assert {s.name for _, _, s, _ in CASES} == {"onecycle", "constant", "piecewise", "cosine"}
     assert any(o.nesterov for _, o, _, _ in CASES) and any(o.weight_decay for _, o, _, _ in CASES)
 
 
+def as_tree(p):
+    """The four parameters as a conv kernel and bias and a BatchNorm bias (the reference's param groups)."""
+    return {"conv": {"kernel": p[:2], "bias": p[2:3]}, "bn": {"bias": p[3:]}}
+
+
+def flat(tree):
+    return jnp.concatenate([tree["conv"]["kernel"], tree["conv"]["bias"], tree["bn"]["bias"]])
+
+
 @pytest.mark.parametrize("name,optim,schedule,expected", CASES, ids=[c[0] for c in CASES])
 def test_matches_pytorch(name, optim, schedule, expected):
     tx, _ = make_optimizer(optim, schedule, total_steps=TORCH["steps"], steps_per_epoch=TORCH["steps_per_epoch"])
-    params = jnp.array(TORCH["p0"])
+    params = as_tree(jnp.array(TORCH["p0"]))
     opt_state = tx.init(params)
 
     @jax.jit
     def step(params, opt_state):
-        grads = jax.grad(lambda p: jnp.sum(0.5 * A * p ** 2 + B * p))(params)
+        grads = jax.grad(lambda t: jnp.sum(0.5 * A * flat(t) ** 2 + B * flat(t)))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     for _ in range(TORCH["steps"]):
         params, opt_state = step(params, opt_state)
-    np.testing.assert_allclose(params, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(flat(params), expected, rtol=2e-5, atol=2e-6)
+
+
+def test_bn_bias_lr_scale_moves_only_the_normalisation_shifts():
+    scaled = [c for c in CASES if c[1].bn_bias_lr_scale != 1]
+    assert scaled and all(o.name == "sgd" for _, o, _, _ in scaled)
+    unscaled = dataclasses.replace(scaled[0][1], bn_bias_lr_scale=1.0)
+    tx, _ = make_optimizer(unscaled, scaled[0][2], total_steps=TORCH["steps"], steps_per_epoch=3)
+    params = as_tree(jnp.array(TORCH["p0"]))
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    tx, _ = make_optimizer(scaled[0][1], scaled[0][2], total_steps=TORCH["steps"], steps_per_epoch=3)
+    scaled_updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    np.testing.assert_array_equal(scaled_updates["conv"]["bias"], updates["conv"]["bias"])  # Beside a kernel.
+    np.testing.assert_array_equal(scaled_updates["conv"]["kernel"], updates["conv"]["kernel"])
+    assert abs(float(scaled_updates["bn"]["bias"][0])) > 3 * abs(float(updates["bn"]["bias"][0]))
 
 
 def test_onecycle_drives_lr_and_momentum_in_state():
@@ -73,16 +109,27 @@ def test_unknown_optimizer_raises():
         make_optimizer(OptimConfig(name="lion"), ONECYCLE, total_steps=12)
 
 
-def test_frozen_parameters_get_no_update_not_even_weight_decay():
-    optim = OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.1)
-    tx, _ = make_optimizer(optim, CONSTANT, total_steps=12, frozen=lambda path: path == ("whiten", "kernel"))
-    params = {"whiten": {"kernel": jnp.ones(3), "bias": jnp.ones(3)}, "fc": {"kernel": jnp.ones(2)}}
-    state = tx.init(params)
-    for _ in range(3):
-        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
-        params = optax.apply_updates(params, updates)
+@pytest.mark.parametrize("bn_bias_lr_scale", [1.0, 64.0])
+def test_frozen_parameters_get_no_update_not_even_weight_decay(bn_bias_lr_scale):
+    def train(optim, bn_grad):
+        tx, _ = make_optimizer(optim, CONSTANT, total_steps=12, frozen=lambda path: path == ("whiten", "kernel"))
+        params = {"whiten": {"kernel": jnp.ones(3), "bias": jnp.ones(3)}, "fc": {"kernel": jnp.ones(2)},
+                  "bn": {"bias": jnp.ones(2)}}  # As a FastNet: frozen whitening kernel, BatchNorm shifts.
+        state = tx.init(params)
+        for _ in range(3):
+            grads = {**jax.tree.map(jnp.ones_like, params), "bn": {"bias": jnp.full(2, bn_grad)}}
+            updates, state = tx.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    optim = OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.1, bn_bias_lr_scale=bn_bias_lr_scale)
+    params = train(optim, 1.0)
     np.testing.assert_array_equal(params["whiten"]["kernel"], jnp.ones(3))
     assert float(params["whiten"]["bias"][0]) < 1 and float(params["fc"]["kernel"][0]) < 1
+    # The scale multiplies the shifts' gradients only, not their weight decay.
+    plain = train(dataclasses.replace(optim, bn_bias_lr_scale=1.0), bn_bias_lr_scale)
+    np.testing.assert_allclose(params["bn"]["bias"], plain["bn"]["bias"], rtol=1e-6)
+    np.testing.assert_array_equal(params["fc"]["kernel"], plain["fc"]["kernel"])
 
 
 def test_piecewise_needs_steps_per_epoch():

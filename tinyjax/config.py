@@ -83,6 +83,10 @@ class OptimConfig:
     """SGD Nesterov momentum."""
     weight_decay: float = 0.0
     """Weight decay: coupled L2 for SGD and Adam, decoupled for AdamW (per step, times lr)."""
+    bn_bias_lr_scale: float = 1.0
+    """SGD only: the gradients of normalisation shifts (BatchNorm biases) are multiplied by this before
+    weight decay and momentum: a PyTorch param group at lr x this with weight decay / this (airbench's
+    bias_scaler, 64)."""
 
 
 @dataclasses.dataclass(frozen=True)

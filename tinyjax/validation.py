@@ -70,6 +70,10 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (0.0 <= config.optim.momentum < 1.0, f"--momentum must be in [0, 1), got {config.optim.momentum}"),
         (0.0 <= config.optim.beta2 < 1.0, f"--beta2 must be in [0, 1), got {config.optim.beta2}"),
         (config.optim.weight_decay >= 0, f"--weight-decay must be >= 0, got {config.optim.weight_decay}"),
+        (config.optim.bn_bias_lr_scale > 0, f"--bn-bias-lr-scale must be > 0, got {config.optim.bn_bias_lr_scale}"),
+        (config.optim.bn_bias_lr_scale == 1 or config.optim.name == "sgd",
+         f"--bn-bias-lr-scale applies to SGD only, not {config.optim.name} (it scales gradients, which Adam "
+         "normalises away); leave it at 1"),
         (not config.optim.nesterov or config.optim.name == "sgd",
          f"--nesterov applies to SGD only, not {config.optim.name}"),
     ]

@@ -18,7 +18,10 @@ torch.optim.SGD / Adam / AdamW and an lr scheduler:
 - ``piecewise``: MultiStepLR(milestones, gamma) stepped once per epoch of 3 batches;
 - ``cosine``: CosineAnnealingLR(T_max=12, eta_min=min_lr) stepped per batch.
 
-``params`` is where the optimizer left the parameters after the 12 steps.
+``params`` is where the optimizer left the parameters after the 12 steps. A case with
+``bn_bias_lr_scale`` K takes the last parameter as a BatchNorm bias (tinyjax's tree: ``{"conv": {"kernel":
+p[:2], "bias": p[2:3]}, "bn": {"bias": p[3:]}}``) in a second param group at lr K * lr and weight decay
+wd / K, as airbench94 does; MultiStepLR keeps the two groups' ratio.
 """
 
 
@@ -44,13 +47,17 @@ CASES = [  # name, OptimConfig fields, ScheduleConfig fields
     ("sgd_piecewise_momentum_wd", {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}, PIECEWISE),
     ("sgd_cosine_nesterov_wd", {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
                                 "weight_decay": 1e-3}, COSINE),
+    ("sgd_piecewise_bn_bias_lr_scale", {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+                                        "weight_decay": 1e-2, "bn_bias_lr_scale": 4.0}, PIECEWISE),
 ]
 
 
 def optimizer(params, optim):
     lr, wd, momentum = optim["lr"], optim.get("weight_decay", 0.0), optim.get("momentum", 0.0)
     if optim["name"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=optim.get("nesterov", False),
+        scale = optim.get("bn_bias_lr_scale", 1.0)
+        groups = [{"params": params[:-1]}, {"params": params[-1:], "lr": lr * scale, "weight_decay": wd / scale}]
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=optim.get("nesterov", False),
                                weight_decay=wd)
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optim["name"]]
     # tinyjax's AdamW has no default decay of its own: pass the config's (0 when absent), as the test does.
@@ -76,16 +83,17 @@ def scheduler(opt, schedule):
 
 def trajectory(optim, schedule):
     a, b = torch.tensor(A, dtype=torch.float64), torch.tensor(B, dtype=torch.float64)
-    p = torch.tensor(P0, dtype=torch.float64, requires_grad=True)
-    opt = optimizer([p], optim)
+    parts = [torch.tensor(P0[i:j], dtype=torch.float64, requires_grad=True) for i, j in ((0, 3), (3, 4))]
+    opt = optimizer(parts, optim)
     sched, every = scheduler(opt, schedule)
     for step in range(1, STEPS + 1):
         opt.zero_grad()
+        p = torch.cat(parts)
         torch.sum(0.5 * a * p ** 2 + b * p).backward()
         opt.step()
         if sched is not None and step % every == 0:
             sched.step()
-    return p.detach().tolist()
+    return torch.cat(parts).detach().tolist()
 
 
 def main():

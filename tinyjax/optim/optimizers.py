@@ -53,6 +53,16 @@ def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2) -> optax
                        optax.scale_by_learning_rate(learning_rate))
 
 
+def norm_biases(params) -> dict:
+    """A tree like ``params`` of bools: True on the normalisation shifts, the ``bias`` of every module
+    without a ``kernel`` (flax's ``BatchNorm``, ``LayerNorm``, ``GroupNorm``), False elsewhere (conv and
+    dense biases sit beside their kernel)."""
+    def mark(tree):
+        return {k: (mark(v) if isinstance(v, dict) else (k == "bias" and "kernel" not in tree))
+                for k, v in tree.items()}
+    return mark(dict(params))
+
+
 def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: int,
                    steps_per_epoch: int | None = None, frozen: Callable[[tuple[str, ...]], bool] | None = None
                    ) -> tuple[optax.GradientTransformation, Schedule]:
@@ -72,6 +82,12 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: in
         names, e.g. ``("whiten", "kernel")``): those parameters get no update
         at all (no gradient step, no weight decay), as ``requires_grad=False``
         in PyTorch; None: all are trained.
+
+    With ``optim.bn_bias_lr_scale = K != 1`` (SGD), the gradients of the
+    normalisation shifts (``norm_biases``) are multiplied by K first; with
+    coupled decay and a momentum buffer of raw gradients that is PyTorch's
+    param group ``lr = K * lr, weight_decay = wd / K``, the form of
+    airbench94's 64x lr on BatchNorm biases (Jordan, arXiv:2404.00498).
 
     Returns:
       ``(tx, lr_fn)`` where ``lr_fn(step)`` is the lr of the 0-based step,
@@ -119,4 +135,6 @@ def make_optimizer(optim: OptimConfig, schedule: ScheduleConfig, total_steps: in
                 lambda path, _: "frozen" if frozen(tuple(getattr(k, "key", str(k)) for k in path)) else "train",
                 params)
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    if optim.bn_bias_lr_scale != 1:  # Only then: the state keeps the structure that older checkpoints have.
+        tx = optax.chain(optax.masked(optax.scale(optim.bn_bias_lr_scale), norm_biases), tx)
     return tx, lambda step: jnp.float32(peak) * shape(step)
