@@ -7,6 +7,9 @@ batch, best and final test accuracy, final train accuracy, epochs to 99%
 (first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
 A ``--seeds`` run is one row: its seeds, and each accuracy as mean ± sample
 std over them (epochs to 99% of the mean curve).
+
+``--compare A B`` asks whether A beats B instead: paired by seed, with
+confidence intervals and tests (``tinyjax.runs.compare``).
 """
 
 from __future__ import annotations
@@ -77,10 +80,34 @@ def table(run_dirs: Sequence[str], fields: Sequence[str] = ()) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     run_dirs = list(sys.argv[1:] if argv is None else argv)
+    if run_dirs[:1] == ["--compare"]:
+        return _compare(run_dirs[1:])
     if not run_dirs:
-        print("usage: python -m tinyjax.runs.report RUN_DIR [RUN_DIR ...]   (e.g. runs/*)", file=sys.stderr)
+        print("usage: python -m tinyjax.runs.report RUN_DIR [RUN_DIR ...]   (e.g. runs/*)\n"
+              "       python -m tinyjax.runs.report --compare A B [--plot PNG]   (does A beat B?)", file=sys.stderr)
         return 2
     print(table(run_dirs))
+    return 0
+
+
+def _compare(argv: Sequence[str]) -> int:
+    """``--compare A B [--plot PNG]``: ``tinyjax.runs.compare``'s table; one error line on bad input."""
+    import argparse
+
+    from tinyjax.runs import compare
+
+    parser = argparse.ArgumentParser(prog="tinyjax-report --compare", description=compare.__doc__.split("\n")[0])
+    parser.add_argument("a", help="a --seeds run directory, or run directories (comma-separated or a quoted glob)")
+    parser.add_argument("b", help="the same for B")
+    parser.add_argument("--plot", default=None, help="also write the comparison plot to this PNG file")
+    args = parser.parse_args(argv)
+    try:
+        print(compare.main(args.a, args.b, args.plot))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.plot:
+        print(f"plot: {args.plot}")
     return 0
 
 
