@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 from experiments import mnist_mlp, mnist_onecycle
 from tinyjax.runs import report
@@ -54,11 +55,16 @@ def test_seeds_run_summarizes_mean_and_sample_std(seed_runs):
     assert results["test_accuracy_values"] == finals
     assert results["test_accuracy"] == pytest.approx(np.mean(finals))
     assert results["test_accuracy_std"] == pytest.approx(np.std(finals, ddof=1))
+    half = stats.t.ppf(0.975, df=1) * np.std(finals, ddof=1) / np.sqrt(2)  # Student's t, n = 2: 12.71 s / sqrt(2).
+    assert results["n"] == 2 and results["test_accuracy_ci95"] == pytest.approx([np.mean(finals) - half,
+                                                                                 np.mean(finals) + half])
     assert os.path.exists(os.path.join(run_dir, "curves.png"))
     mean_curve = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert mean_curve[-1]["test_acc"] == pytest.approx(np.mean(finals))
     row = report.table([run_dir]).splitlines()[-1]
-    assert "0,2" in row and f"{results['test_accuracy']:.2f} ± {results['test_accuracy_std']:.2f}" in row
+    low, high = results["test_accuracy_ci95"]
+    assert "0,2" in row and (f"{results['test_accuracy']:.2f} ± {results['test_accuracy_std']:.2f} "
+                             f"[{low:.2f}, {high:.2f}] (n = 2)") in row
 
 
 @pytest.mark.parametrize("mode", ["vmap", "sequential"])

@@ -113,7 +113,11 @@ class Comparison:
                 f"({self.seeds_needed} in all, {POWER:.0%} power)")
 
 
-def _ci(x: np.ndarray) -> tuple[float, float]:
+def confidence_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95% confidence interval ``(low, high)`` of the mean of ``values`` (Student's t, n - 1
+    degrees of freedom; ``scipy.stats.ttest_1samp(...).confidence_interval``); the mean itself for
+    one value or equal values."""
+    x = np.asarray(values, float)
     if len(x) < 2 or np.ptp(x) == 0:
         return float(x.mean()), float(x.mean())
     interval = stats.ttest_1samp(x, 0.0).confidence_interval(1 - ALPHA)
@@ -165,7 +169,7 @@ def compare(a: dict[int, float], b: dict[int, float], metric: str = "test_accura
         else:
             ci = test.confidence_interval(1 - ALPHA)
             interval, pvalue = (float(ci.low), float(ci.high)), float(test.pvalue)
-    return Comparison(metric, a, b, paired, _ci(xa), _ci(xb), difference, interval, pvalue, wilcoxon,
+    return Comparison(metric, a, b, paired, confidence_interval(xa), confidence_interval(xb), difference, interval, pvalue, wilcoxon,
                       seeds_needed(difference, spread, paired))
 
 

@@ -6,7 +6,8 @@ run, variant, seed, model, parameters, optimizer and schedule, epochs,
 batch, best and final test accuracy, final train accuracy, epochs to 99%
 (first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
 A ``--seeds`` run is one row: its seeds, and each accuracy as mean ± sample
-std over them (epochs to 99% of the mean curve).
+std over them with the 95% confidence interval of the mean and n (epochs to
+99% of the mean curve).
 
 ``--compare A B`` asks whether A beats B instead: paired by seed, with
 confidence intervals and tests (``tinyjax.runs.compare``).
@@ -20,6 +21,7 @@ import sys
 from typing import Sequence
 
 from tinyjax.config import field, flat
+from tinyjax.runs.compare import confidence_interval
 
 COLUMNS = ("run", "variant", "seed", "model", "params", "optimizer", "epochs", "batch", "best test %",
            "final test %", "final train %", "epochs to 99%", "wall time")
@@ -40,8 +42,11 @@ def row(run_dir: str) -> list[str]:
     to_99 = next((str(h["epoch"]) for h in history if h["test_acc"] >= 99.0), "never")
     minutes, seconds = divmod(round(r["wall_time_s"]), 60)
 
-    def accuracy(key: str) -> str:  # A --seeds run: mean ± sample std over its seeds.
-        return f"{r[key]:.2f}" + (f" ± {r[key + '_std']:.2f}" if key + "_std" in r else "")
+    def accuracy(key: str) -> str:  # A --seeds run: mean ± sample std [95% CI] over its seeds.
+        if key + "_values" not in r:
+            return f"{r[key]:.2f}"
+        low, high = confidence_interval(r[key + "_values"])
+        return f"{r[key]:.2f} ± {r[key + '_std']:.2f} [{low:.2f}, {high:.2f}] (n = {len(r[key + '_values'])})"
     seed = ",".join(map(str, r["seed"])) if isinstance(r["seed"], list) else str(r["seed"])
     return [os.path.basename(os.path.normpath(run_dir)), r["variant"], seed, r["model_type"],
             f"{r['params']:,}",

@@ -32,6 +32,7 @@ from tinyjax.config import Config, ConfigError
 from tinyjax.distributed import hosts
 from tinyjax.models.summary import layer_table
 from tinyjax.runs.checkpoint import find
+from tinyjax.runs.compare import confidence_interval
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
 from tinyjax.validation import validate
@@ -95,26 +96,28 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
                       run_dirs=batch_dirs if fresh else None, group_dir=run_dir)
     histories = [runs.read_metrics(d) for d in dirs]
     summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
-    print_fn(f"{len(dirs)} seeds {_seeds(config.seeds)}: test accuracy (mean ± sample std) final "
-             f"{summary['test_accuracy']:.2f} ± {summary['test_accuracy_std']:.2f}%, best "
-             f"{summary['best_test_accuracy']:.2f} ± {summary['best_test_accuracy_std']:.2f}%, at the best "
-             f"checkpoint {summary['best_epoch_test_accuracy']:.2f} ± {summary['best_epoch_test_accuracy_std']:.2f}%"
-             f" -> {run_dir}/results.json")
+    def cell(key):
+        low, high = summary[f"{key}_ci95"]
+        return f"{summary[key]:.2f} ± {summary[key + '_std']:.2f}% [{low:.2f}, {high:.2f}]"
+    print_fn(f"{len(dirs)} seeds {_seeds(config.seeds)}: test accuracy (mean ± sample std [95% CI], n = "
+             f"{len(dirs)}) final {cell('test_accuracy')}, best {cell('best_test_accuracy')}, at the best "
+             f"checkpoint {cell('best_epoch_test_accuracy')} -> {run_dir}/results.json")
     return histories, run_dir
 
 
 def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, histories: list[list[dict]],
                   wall_time: float) -> dict:
-    """``results.json`` (the members' common fields, then for each of ``SUMMARIZED`` the mean, its
-    sample std as ``<key>_std`` and the values as ``<key>_values``), ``metrics.json`` and ``curves.png``
-    of a ``--seeds`` run; returns the results."""
+    """``results.json`` (the members' common fields, ``n`` the number of seeds, then for each of
+    ``SUMMARIZED`` the mean, its sample std as ``<key>_std``, the 95% confidence interval of the mean
+    as ``<key>_ci95`` = [low, high] (``runs.compare.confidence_interval``) and the values as
+    ``<key>_values``), ``metrics.json`` and ``curves.png`` of a ``--seeds`` run; returns the results."""
     members = []
     for d in dirs:
         with open(os.path.join(d, "results.json")) as f:
             members.append(json.load(f))
     results = {k: v for k, v in members[0].items()
                if k not in ("seed", "best_epoch", "best_epoch_val_accuracy") + SUMMARIZED}
-    results.update(seed=list(config.seeds), replicas=mode, wall_time_s=wall_time,
+    results.update(seed=list(config.seeds), n=len(members), replicas=mode, wall_time_s=wall_time,
                    train_time_s=sum(r["train_time_s"] for r in members) if mode == "sequential"
                    else members[0]["train_time_s"])
     for key in SUMMARIZED + ("best_epoch_val_accuracy",):
@@ -122,7 +125,8 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
             continue
         values = [r[key] for r in members]
         mean, std = replicas.spread(values)
-        results.update({key: mean, f"{key}_std": std, f"{key}_values": values})
+        results.update({key: mean, f"{key}_std": std, f"{key}_ci95": list(confidence_interval(values)),
+                        f"{key}_values": values})
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     mean_history = [{k: replicas.spread([h[e][k] for h in histories])[0] for k in histories[0][e]}
                     for e in range(len(histories[0]))]
