@@ -1,7 +1,7 @@
 """CIFAR-10 accuracy parity: tinyjax against an independent PyTorch reference of the same recipe, n seeds each.
 
     python scripts/parity_cifar.py --seeds 3 --out ~/runs/parity-resnet20           # ResNet-20, 10 epochs
-    python scripts/parity_cifar.py --recipe default --epochs 3 --train-limit 2500 --test-limit 2000 \\
+    python scripts/parity_cifar.py --recipe default --epochs 5 --train-limit 4000 --test-limit 2000 \\
         --seeds 3 --out ~/runs/parity-7x3                                          # reference 004's network
     python scripts/parity_cifar.py --out ~/runs/parity-resnet20 --report           # table + plot of what ran
     python scripts/parity_cifar.py --check-step                                    # one step, float64

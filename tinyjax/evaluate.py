@@ -28,7 +28,6 @@ def evaluate_checkpoint(run_dir: str, which: str = "best") -> dict:
     import optax
 
     from tinyjax import data, runs
-
     from tinyjax.data.splits import test_split
     from tinyjax.runs import checkpoint
     from tinyjax.train.epochs import make_epoch_fns, summarize

@@ -57,30 +57,29 @@ def expand(spec: str) -> list[str]:
     return out
 
 
-def per_seed(run_dirs: Sequence[str], metric: str) -> dict[int, float]:
-    """``{seed: value of metric}`` over run directories and the members of ``--seeds`` runs.
+def per_seed(run_dirs: Sequence[str]) -> dict[int, dict]:
+    """``{seed: results.json record}`` over run directories and the members of ``--seeds`` runs.
 
     Raises:
       FileNotFoundError: a run without ``results.json`` (unfinished).
       ValueError: a seed that appears twice on one side.
     """
-    values: dict[int, float] = {}
+    records: dict[int, dict] = {}
     for d in run_dirs:
         path = os.path.join(d, "results.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"--compare: {d} has no results.json (unfinished?); finish it with --resume")
         with open(path) as f:
             results = json.load(f)
-        if isinstance(results["seed"], list):  # A --seeds run: its members, one value each.
-            members = [os.path.join(d, f"seed-{s}") for s in results["seed"]]
-            pairs = per_seed(members, metric).items()
+        if isinstance(results["seed"], list):  # A --seeds run: its members, one record each.
+            pairs = per_seed([os.path.join(d, f"seed-{s}") for s in results["seed"]]).items()
         else:
-            pairs = [(int(results["seed"]), float(results[metric]))]
-        for seed, value in pairs:
-            if seed in values:
+            pairs = [(int(results["seed"]), results)]
+        for seed, record in pairs:
+            if seed in records:
                 raise ValueError(f"--compare: seed {seed} appears twice on one side ({d}); give each seed once")
-            values[seed] = value
-    return values
+            records[seed] = record
+    return records
 
 
 @dataclasses.dataclass
@@ -164,13 +163,13 @@ def compare(a: dict[int, float], b: dict[int, float], metric: str = "test_accura
             wilcoxon = None
             spread = float(np.sqrt((np.var(xa, ddof=1) + np.var(xb, ddof=1)) / 2))
         difference = float(xa.mean() - xb.mean())
-        if spread == 0:  # Every difference equal: the interval is that point.
+        if spread == 0:  # No spread (every paired difference, or every value, equal): the interval is a point.
             interval, pvalue = (difference, difference), (0.0 if difference else 1.0)
         else:
             ci = test.confidence_interval(1 - ALPHA)
             interval, pvalue = (float(ci.low), float(ci.high)), float(test.pvalue)
-    return Comparison(metric, a, b, paired, confidence_interval(xa), confidence_interval(xb), difference, interval, pvalue, wilcoxon,
-                      seeds_needed(difference, spread, paired))
+    return Comparison(metric, a, b, paired, confidence_interval(xa), confidence_interval(xb), difference, interval,
+                      pvalue, wilcoxon, seeds_needed(difference, spread, paired))
 
 
 def _side(values: dict[int, float], interval: tuple[float, float]) -> str:
@@ -210,8 +209,8 @@ def plot(comparisons: Sequence[Comparison], path: str, names: tuple[str, str]) -
         ax.set(xticks=[0, 1], xticklabels=["A", "B"], xlim=(-0.4, 1.4), title=METRICS[c.metric], ylabel="%")
     ax = axes[-1]
     for i, c in enumerate(comparisons):
-        ax.errorbar([i], [c.difference], yerr=[[c.difference - c.ci_difference[0]], [c.ci_difference[1] - c.difference]],
-                    fmt="o", capsize=6)
+        low, high = c.ci_difference
+        ax.errorbar([i], [c.difference], yerr=[[c.difference - low], [high - c.difference]], fmt="o", capsize=6)
     ax.axhline(0, color="black", lw=0.8)
     ax.set(xticks=range(len(comparisons)), xticklabels=[METRICS[c.metric] for c in comparisons],
            xlim=(-0.5, len(comparisons) - 0.5), title="A - B, 95% CI", ylabel="points")
@@ -227,8 +226,9 @@ def main(a: str, b: str, plot_path: str | None = None) -> str:
     Raises:
       FileNotFoundError, ValueError: as ``expand``, ``per_seed`` and ``compare``.
     """
-    sides = [expand(a), expand(b)]
-    comparisons = [compare(*(per_seed(s, metric) for s in sides), metric) for metric in METRICS]
+    sides = [per_seed(expand(a)), per_seed(expand(b))]  # Each results.json read once.
+    comparisons = [compare(*({seed: float(r[metric]) for seed, r in side.items()} for side in sides), metric)
+                   for metric in METRICS]
     if plot_path:
         plot(comparisons, plot_path, (a, b))
     return table(comparisons, (a, b))
