@@ -74,6 +74,10 @@ def test_test_limit_evaluates_a_fixed_subset_of_the_test_split(tmp_path, capsys)
     assert "1000 train / 300 test" in capsys.readouterr().out
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "results.json").read_text())["test_limit"] == 300
+    from tinyjax.evaluate import evaluate_checkpoint
+
+    again = evaluate_checkpoint(str(run_dir), "latest")  # On the same 300 images: the recorded figure.
+    assert again["test_acc"] == pytest.approx(again["recorded"]["test_acc"], abs=1e-6)
 
 
 @pytest.mark.parametrize("tensorboard", [True, False])

@@ -2,7 +2,8 @@
 ``python -m tinyjax.evaluate RUN_DIR [--which best|latest]``.
 
 Prints the test accuracy and loss of the checkpoint, computed exactly as the
-run computed them (same eval batch, label smoothing and code path), beside the
+run computed them (same eval batch, label smoothing, code path and test images,
+the ``--test-limit`` subset when the run had one), beside the
 figures the run recorded for that epoch in ``metrics.jsonl``. Exit status 2
 with one ``error:`` line for a folder that is not a run, holds no such
 checkpoint, or holds one that cannot be read.
@@ -28,12 +29,13 @@ def evaluate_checkpoint(run_dir: str, which: str = "best") -> dict:
 
     from tinyjax import data, runs
 
+    from tinyjax.data.splits import test_split
     from tinyjax.runs import checkpoint
     from tinyjax.train.epochs import make_epoch_fns, summarize
     from tinyjax.train.state import TrainState
 
     model, variables, config, epoch = checkpoint.load(run_dir, which)
-    images, labels = data.load(config.data.name, "test", config.data.data_dir)
+    images, labels = test_split(config)  # The run's --test-limit subset, when it had one.
     state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.identity(),
                               batch_stats=variables["batch_stats"], rng=jax.random.key(config.seed))
     _, evaluate = make_epoch_fns(config, config.loop)

@@ -23,8 +23,7 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """
     images, labels = _limited(load(config.data.name, "train", config.data.data_dir), config.data.train_limit,
                               streams.SUBSET)
-    test = _limited(load(config.data.name, "test", config.data.data_dir), config.data.test_limit,
-                    streams.TEST_SUBSET)
+    test = test_split(config)
     n, val = config.data.val_split, None
     if n:
         if n >= len(labels):
@@ -36,6 +35,17 @@ def load_splits(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set ({len(labels)} images "
                           "after --train-limit and --val-split); choose --batch-size <= that.")
     return {"train": (images, labels), **({"val": val} if n else {}), "test": test}
+
+
+def test_split(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The test images and labels a run with ``config`` evaluates on: the whole test split, or its
+    ``--test-limit`` subset (the same for every seed and run).
+
+    Raises:
+      DatasetNotFoundError, DataError: data that cannot be loaded.
+    """
+    return _limited(load(config.data.name, "test", config.data.data_dir), config.data.test_limit,
+                    streams.TEST_SUBSET)
 
 
 def _limited(split: tuple[np.ndarray, np.ndarray], limit: int | None, stream: int) -> tuple[np.ndarray, np.ndarray]:
