@@ -64,6 +64,8 @@ def test_help_lists_fields_with_units():
     (["--on-nan", "ignore"], "error: --on-nan 'ignore' is unknown; choose one of ['stop', 'skip']."),
     (["--save-every", "-1"], "error: --save-every must be >= 0 (epochs), got -1."),
     (["--test-limit", "0"], "error: --test-limit must be >= 1, got 0."),
+    (["--early-stop", "3"], "error: --early-stop watches --best-metric test_acc, which selects on the test set"),
+    (["--early-stop", "-1"], "error: --early-stop must be >= 0 (epochs of patience), got -1."),
     (["--optimizer", "adam", "--bn-bias-lr-scale", "64"], "error: --bn-bias-lr-scale applies to SGD only, not adam"),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):

@@ -179,6 +179,16 @@ class Config:
     on_nan: Literal["stop", "skip"] = "stop"
     """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
     or skip that step (it is not applied) and go on."""
+    early_stop: int = 0
+    """Stop a run, or one replica of --seeds, after this many epochs without an improvement of
+    --best-metric (epochs; Keras EarlyStopping's patience), and end with its best checkpoint's
+    weights; 0: off."""
+    early_stop_min_delta: float = 0.0
+    """The smallest change of --best-metric that counts as an improvement for --early-stop (in the
+    metric's unit: percentage points for accuracies)."""
+    early_stop_on_test: bool = False
+    """Let --early-stop watch a test metric (it then selects on the test set); without it, early
+    stopping on test_acc or test_loss is refused: add --val-split N."""
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()

@@ -62,6 +62,12 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (config.data.val_split >= 0, f"--val-split must be >= 0 (images), got {config.data.val_split}"),
         (config.checkpoint.save_every >= 0, f"--save-every must be >= 0 (epochs), got {config.checkpoint.save_every}"),
         (config.checkpoint.keep >= 1, f"--keep must be >= 1, got {config.checkpoint.keep}"),
+        (config.early_stop >= 0, f"--early-stop must be >= 0 (epochs of patience), got {config.early_stop}"),
+        (config.early_stop_min_delta >= 0,
+         f"--early-stop-min-delta must be >= 0, got {config.early_stop_min_delta}"),
+        (not config.early_stop or not best_metric(config).startswith("test_") or config.early_stop_on_test,
+         f"--early-stop watches --best-metric {best_metric(config)}, which selects on the test set: add "
+         "--val-split N (it then watches val_acc), or pass --early-stop-on-test"),
         (best_metric(config) in EPOCH_METRICS, f"--best-metric {best_metric(config)!r} is unknown"
          f"{closest(best_metric(config), EPOCH_METRICS)}; choose one of {list(EPOCH_METRICS)}"),
         (not best_metric(config).startswith("val_") or config.data.val_split > 0,
