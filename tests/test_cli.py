@@ -66,6 +66,8 @@ def test_help_lists_fields_with_units():
     (["--test-limit", "0"], "error: --test-limit must be >= 1, got 0."),
     (["--early-stop", "3"], "error: --early-stop watches --best-metric test_acc, which selects on the test set"),
     (["--early-stop", "-1"], "error: --early-stop must be >= 0 (epochs of patience), got -1."),
+    (["--early-stop", "2", "--val-split", "500", "--save-every", "0"],
+     "error: --early-stop restores the best checkpoint's weights at the end and needs checkpoints"),
     (["--optimizer", "adam", "--bn-bias-lr-scale", "64"], "error: --bn-bias-lr-scale applies to SGD only, not adam"),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):

@@ -1,8 +1,22 @@
-"""Early stopping's decision against Keras EarlyStopping's on_epoch_end, replayed by hand."""
+"""Early stopping: the decision against Keras EarlyStopping's on_epoch_end replayed by hand, and
+whole runs (vmapped replicas against their own runs, restore-best, resume)."""
 
+import json
+import os
+import signal
+
+import numpy as np
 import pytest
 
+from experiments import mnist_mlp
+from tinyjax.cli import main
+from tinyjax.config import Config
+from tinyjax.runs.checkpoint import load
+from tinyjax.train import loop
+from tinyjax.train.seeds import member_dirs
 from tinyjax.train.stopping import patience
+
+from same_run import assert_same_run, history
 
 
 def records(values, metric="val_acc"):
@@ -48,3 +62,79 @@ def test_bad_arguments_raise():
         patience(records([1]), "val_acc", "up", 1)
     with pytest.raises(ValueError, match="did not record"):
         patience(records([1]), "val_loss", "min", 1)
+
+
+# ----------------------------------------------------------------------------- whole runs
+EARLY = ["--epochs", "8", "--train-limit", "256", "--batch-size", "32", "--val-split", "128", "--lr", "0.01",
+         "--early-stop", "1", "--best-metric", "val_loss", "--best-mode", "min", "--seeds", "0,1,2"]
+
+
+@pytest.fixture(scope="module")
+def stopped_runs(tmp_path_factory):
+    """Reference 003's small MLP (Adam at a constant lr 0.01, 128 real images: it overfits within a
+    few epochs), --early-stop 1 on val_loss, seeds 0-2 as one vmapped program and one after another."""
+    out = {}
+    for mode in ("vmap", "sequential"):
+        folder = tmp_path_factory.mktemp(mode)
+        assert main(mnist_mlp.VARIANTS, EARLY + ["--replicas", mode, "--out", str(folder)]) == 0
+        (out[mode],) = folder.iterdir()
+    return {mode: str(d) for mode, d in out.items()}
+
+
+def test_vmapped_replicas_stop_where_their_own_runs_stop(stopped_runs, mnist_test):
+    stops = {}
+    for mode, run_dir in stopped_runs.items():
+        stops[mode] = [json.load(open(os.path.join(d, "results.json")))["early_stop"]
+                       for d in member_dirs(run_dir, Config(seeds=(0, 1, 2)))]
+    assert stops["vmap"] == stops["sequential"]
+    stopped = [s["stopped_epoch"] for s in stops["vmap"]]
+    assert all(stopped) and len(set(stopped)) > 1  # Each stops, and not all at one epoch: the hold is tested.
+    images, labels = mnist_test
+    for a, b in zip(*(member_dirs(stopped_runs[m], Config(seeds=(0, 1, 2))) for m in ("vmap", "sequential"))):
+        assert_same_run(a, b)  # The same epochs, and the vmapped member's latest weights are its last epoch's.
+        rows, results = history(a), json.load(open(os.path.join(a, "results.json")))
+        decision = patience(rows, "val_loss", "min", 1)
+        assert results["epochs_trained"] == len(rows) == decision.stopped_epoch == results["early_stop"]["stopped_epoch"]
+        assert results["best_epoch"] == decision.best_epoch == results["early_stop"]["restored_epoch"]
+        # The final weights are the best epoch's: its test accuracy is results.json's, image for image.
+        best = rows[decision.best_epoch - 1]
+        assert results["test_accuracy"] == best["test_acc"] and results["final_test_loss"] == best["test_loss"]
+        predicted = load(a, "best").predict(images).argmax(-1)
+        assert 100.0 * np.mean(predicted == labels) == pytest.approx(best["test_acc"], abs=1e-9)
+    summary = json.load(open(os.path.join(stopped_runs["vmap"], "results.json")))
+    assert summary["epochs_trained_values"] == stopped and summary["early_stop"]["patience"] == 1
+
+
+@pytest.mark.parametrize("cut", [3, 5])
+def test_a_stopped_run_resumes_with_its_patience(stopped_runs, tmp_path, cut, capsys, monkeypatch):
+    """SIGTERM after epoch ``cut`` (3: no member has stopped; 5: seed 1 has), then --resume: each
+    member recomputes its patience from its records, and the run ends as the uninterrupted one, bit
+    for bit."""
+    decide = loop._early_stops
+
+    def terminated_after_cut(run, stops, epoch, histories, state):
+        if epoch + 1 == cut:
+            os.kill(os.getpid(), signal.SIGTERM)  # Seen by the loop's next interrupts.agreed().
+        return decide(run, stops, epoch, histories, state)
+    monkeypatch.setattr(loop, "_early_stops", terminated_after_cut)
+    assert main(mnist_mlp.VARIANTS, EARLY + ["--replicas", "vmap", "--out", str(tmp_path)]) != 0
+    monkeypatch.undo()
+    (killed,) = [str(p) for p in tmp_path.iterdir() if p.is_dir()]
+    assert main(mnist_mlp.VARIANTS, ["--resume", killed]) == 0
+    assert f"resumed at epoch {cut + 1}, step 0" in capsys.readouterr().out
+    original = stopped_runs["vmap"]
+    for a, b in zip(member_dirs(original, Config(seeds=(0, 1, 2))), member_dirs(killed, Config(seeds=(0, 1, 2)))):
+        assert_same_run(a, b, exact=True)
+        assert json.load(open(os.path.join(a, "results.json")))["early_stop"] == \
+            json.load(open(os.path.join(b, "results.json")))["early_stop"]
+
+
+def test_the_report_shows_the_epochs_trained(stopped_runs):
+    from tinyjax.runs import report
+
+    member = os.path.join(stopped_runs["sequential"], "seed-1")
+    trained = len(history(member))
+    mean = np.mean(json.load(open(os.path.join(stopped_runs["vmap"], "results.json")))["epochs_trained_values"])
+    assert trained < 8 and mean < 8
+    assert f"| {trained} of 8 (early stop) |" in report.table([member]).splitlines()[-1]
+    assert f"| {mean:.3g} of 8 (early stop) |" in report.table([stopped_runs["vmap"]]).splitlines()[-1]

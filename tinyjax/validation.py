@@ -65,6 +65,8 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (config.early_stop >= 0, f"--early-stop must be >= 0 (epochs of patience), got {config.early_stop}"),
         (config.early_stop_min_delta >= 0,
          f"--early-stop-min-delta must be >= 0, got {config.early_stop_min_delta}"),
+        (not config.early_stop or config.checkpoint.save_every > 0,
+         "--early-stop restores the best checkpoint's weights at the end and needs checkpoints: drop --save-every 0"),
         (not config.early_stop or not best_metric(config).startswith("test_") or config.early_stop_on_test,
          f"--early-stop watches --best-metric {best_metric(config)}, which selects on the test set: add "
          "--val-split N (it then watches val_acc), or pass --early-stop-on-test"),

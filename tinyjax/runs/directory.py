@@ -252,7 +252,11 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     (``val_acc`` with ``--val-split``: the test set then only reports;
     ``test_acc`` without one: that figure has seen the test set).
     ``test_limit`` (None: the whole test split) says when the test accuracies
-    come from a subset of it.
+    come from a subset of it. With ``--early-stop`` the final weights are the
+    best checkpoint's (Keras's ``restore_best_weights``), so ``test_accuracy``
+    and ``final_test_loss`` are ``best``'s, and ``early_stop`` records the
+    patience, min_delta, the monitored metric, ``epochs_trained`` and
+    ``stopped_epoch`` (1-based; None when the run trained every epoch).
     """
     last = history[-1]
     lr = config.schedule.max_lr if config.schedule.name == "onecycle" else config.optim.lr
@@ -271,6 +275,11 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
                "train_time_s": sum(h["seconds"] for h in history), **environment()}
     if config.data.val_split:
         results["best_epoch_val_accuracy"] = best["val_acc"]
+    if config.early_stop:
+        results.update(test_accuracy=best["test_acc"], final_test_loss=best["test_loss"], epochs_trained=len(history),
+                       early_stop={"patience": config.early_stop, "min_delta": config.early_stop_min_delta,
+                                   "monitor": best_metric(config), "restored_epoch": best["epoch"],
+                                   "stopped_epoch": last["epoch"] if last["epoch"] < config.epochs else None})
     write_json(os.path.join(run_dir, "results.json"), results)
     return results
 

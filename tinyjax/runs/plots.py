@@ -13,15 +13,17 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 def curves(history: list[dict], path: str, title: str, replicas: list[list[dict]] = ()) -> None:
     """Loss and accuracy per epoch, train, validation (when held out) and test, side by side.
     With ``replicas`` (the members' histories of a ``--seeds`` run, ``history`` their mean) a
-    shaded band spans the lowest to the highest member at each epoch."""
+    shaded band spans the lowest to the highest member at each epoch (of those that trained it:
+    with ``--early-stop`` members may stop sooner)."""
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for split in [s for s in ("train", "val", "test") if f"{s}_loss" in history[0]]:
         for ax, metric in ((loss_ax, f"{split}_loss"), (acc_ax, f"{split}_acc")):
             line, = ax.plot(epochs, [h[metric] for h in history], marker="o", ms=3, label=split)
             if replicas:
-                values = np.array([[h[metric] for h in r] for r in replicas])
-                ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+                values = [[r[e][metric] for r in replicas if len(r) > e] for e in range(len(epochs))]
+                ax.fill_between(epochs, [min(v) for v in values], [max(v) for v in values], color=line.get_color(),
+                                alpha=0.2)
     loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):

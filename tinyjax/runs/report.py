@@ -7,7 +7,9 @@ batch, best and final test accuracy, final train accuracy, epochs to 99%
 (first epoch with test accuracy >= 99%, from ``metrics.json``), wall time.
 A ``--seeds`` run is one row: its seeds, and each accuracy as mean ± sample
 std over them with the 95% confidence interval of the mean and n (epochs to
-99% of the mean curve).
+99% of the mean curve). A run with ``--early-stop`` shows the epochs it trained (a
+``--seeds`` run: their mean) of those it could have, and its final accuracy is
+that of the restored best checkpoint.
 
 ``--compare A B`` asks whether A beats B instead: paired by seed, with
 confidence intervals and tests (``tinyjax.runs.compare``).
@@ -50,7 +52,8 @@ def row(run_dir: str) -> list[str]:
     seed = ",".join(map(str, r["seed"])) if isinstance(r["seed"], list) else str(r["seed"])
     return [os.path.basename(os.path.normpath(run_dir)), r["variant"], seed, r["model_type"],
             f"{r['params']:,}",
-            f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})", str(r["epochs"]),
+            f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})",
+            f"{r['epochs_trained']:.3g} of {r['epochs']} (early stop)" if "early_stop" in r else str(r["epochs"]),
             str(r["batch_size"]), accuracy("best_test_accuracy"), accuracy("test_accuracy"),
             accuracy("train_accuracy"), to_99, f"{minutes}m{seconds:02d}s"]
 

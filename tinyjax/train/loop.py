@@ -26,11 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax import runs
-from tinyjax.config import Config, ConfigError
+from tinyjax.config import Config, ConfigError, best_metric
 from tinyjax.distributed import hosts
 from tinyjax.runs.inference import predict
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
 from tinyjax.train.prepare import Position, Run, announce, prepare, restore
+from tinyjax.train import replicas, stopping
 from tinyjax.train.records import epoch_line, epoch_record
 from tinyjax.train.state import TrainState
 from tinyjax.validation import validate
@@ -120,15 +121,18 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
                 return Interrupted(f"{signal.Signals(interrupts.stop_signal).name} {where}: {run.saved()}",
                                    interrupts.stop_signal, run.resume_command)
 
-            start_step = position.step
+            start_step, stops = position.step, stopping.Stops.start(run.configs, histories, state)
             for epoch in range(position.epoch, config.epochs):
+                if all(stops.stopped):  # Resumed after every member had stopped early.
+                    break
                 started = time.perf_counter()
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
                 state, totals, done = run.train_epoch(state, run.device["train"], run.order_key(state.rng, epoch),
                                                       epoch, start_step, totals, interrupts.agreed,
                                                       f"epoch {epoch + 1}/{config.epochs}")
-                start_step = 0
-                nonfinite = [int(x) for x in np.atleast_1d(jax.device_get(totals["nonfinite"]))]
+                state, start_step = stops.hold(state), 0  # Members stopped early keep their weights.
+                nonfinite = [int(x) * active for x, active in
+                             zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]
                 steps = np.atleast_1d(jax.device_get(state.step))  # Per member: skipped steps differ.
                 if max(nonfinite) and config.on_nan == "stop":
                     raise _nonfinite(run, epoch, steps, nonfinite)
@@ -138,20 +142,26 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
                     raise interrupted(f"at epoch {epoch + 1}, step {done}/{run.steps_per_epoch}")
                 evals = {name: run.evaluate(state, run.device[name]) for name in ("val", "test") if name in run.device}
                 rows = _record(run, epoch, state, totals, evals, steps, nonfinite, histories, events,
-                               time.perf_counter() - started)
-                last_epoch, stop = epoch + 1 == config.epochs, interrupts.agreed()
-                if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0):
+                               time.perf_counter() - started, stops.active)
+                improved = _early_stops(run, stops, epoch, histories, state)
+                last_epoch, stop = epoch + 1 == config.epochs or all(stops.stopped), interrupts.agreed()
+                if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0
+                                    or stops.on and any(improved)):  # --early-stop restores the best: save it.
                     run.save(state, epoch + 1, 0, jax.tree.map(jnp.zeros_like, totals),
-                             [{k: v for k, v in row.items() if k != "seconds"} for row in rows])
+                             [_ranked(row, improved[k], best_metric(run.configs[k])) for k, row in enumerate(rows)])
                 totals = None
                 if stop and not last_epoch:
                     raise interrupted(f"after epoch {epoch + 1}")
+                if last_epoch:
+                    break
             # A signal from here on: finish anyway.
             bests = [runs.best_epoch(c, h) for c, h in zip(run.configs, histories)]
             for k, c in enumerate(checkpoints or []):
                 c.wait()
                 best_id = c.best()
                 bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
+            if stops.on:  # Keras's restore_best_weights: the final weights are the best checkpoint's.
+                state = _restore_best(run, state, bests)
             signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
         for e in events:
@@ -163,10 +173,14 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
 
 
 def _record(run: Run, epoch: int, state, totals, evals: dict, steps, nonfinite: list[int],
-            histories: list[list[dict]], events: list, seconds: float) -> list[dict]:
-    """Each member's epoch record: appended to its history, ``metrics.jsonl`` and TensorBoard, printed."""
+            histories: list[list[dict]], events: list, seconds: float, active: list[bool]) -> list[dict | None]:
+    """Each active member's epoch record: appended to its history, ``metrics.jsonl`` and
+    TensorBoard, printed; None for a member that stopped early."""
     rows = []
     for k in range(run.n):
+        if not active[k]:
+            rows.append(None)
+            continue
         row = epoch_record(epoch, run.member(totals, k), {s: run.member(t, k) for s, t in evals.items()},
                            run.lr_fns[k](int(steps[k]) - 1), seconds)
         if run.config.on_nan == "skip":
@@ -178,6 +192,38 @@ def _record(run: Run, epoch: int, state, totals, evals: dict, steps, nonfinite: 
         run.print_fn(run.labels[k] + epoch_line(row, run.config.epochs)
                      + (f"  skipped {nonfinite[k]} non-finite steps" if nonfinite[k] else ""))
     return rows
+
+
+def _early_stops(run: Run, stops: stopping.Stops, epoch: int, histories: list[list[dict]], state) -> list[bool]:
+    """``--early-stop``'s decisions after ``epoch`` (``stopping.Stops.after_epoch``), the stops
+    printed; returns which members improved (all members without ``--early-stop``)."""
+    if not stops.on:
+        return [True] * run.n
+    improved, newly = stops.after_epoch(epoch, histories, state)
+    for k in newly:
+        c, best = run.configs[k], stopping.decide(run.configs[k], histories[k])
+        run.print_fn(f"{run.labels[k]}stopped early after epoch {epoch + 1}: {best_metric(c)} did not improve "
+                     f"by more than {c.early_stop_min_delta:g} in {c.early_stop} epochs (best {best.best:.4f} "
+                     f"at epoch {best.best_epoch})")
+    return improved
+
+
+def _ranked(row: dict | None, improved: bool, metric: str) -> dict | None:
+    """What ranks a member's checkpoint for the best one: its epoch record without the seconds, and
+    without the metric when the epoch did not improve (``--early-stop``: the best checkpoint is then
+    Keras's best epoch, the first to reach the best value by more than min_delta)."""
+    return None if row is None else {k: v for k, v in row.items() if k != "seconds" and (improved or k != metric)}
+
+
+def _restore_best(run: Run, state, bests: list[dict]):
+    """Each member's best checkpoint's train state, stacked like ``state``, announced."""
+    members = []
+    for k, c in enumerate(run.checkpoints):
+        members.append(c.restore(c.best(), run.member(state, k))[0])
+        run.print_fn(f"{run.labels[k]}restored the best checkpoint, epoch {bests[k]['epoch']} "
+                     f"({best_metric(run.configs[k])} {bests[k][best_metric(run.configs[k])]:.4f}), "
+                     "for the final evaluation")
+    return replicas.stack(members) if run.n > 1 else members[0]
 
 
 def _nonfinite(run: Run, epoch: int, steps, nonfinite: list[int]) -> NonFiniteError:

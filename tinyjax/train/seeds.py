@@ -108,19 +108,23 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
 def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, histories: list[list[dict]],
                   wall_time: float) -> dict:
     """``results.json`` (the members' common fields, ``n`` the number of seeds, then for each of
-    ``SUMMARIZED`` the mean, its sample std as ``<key>_std``, the 95% confidence interval of the mean
-    as ``<key>_ci95`` = [low, high] (``runs.compare.confidence_interval``) and the values as
-    ``<key>_values``), ``metrics.json`` and ``curves.png`` of a ``--seeds`` run; returns the results."""
+    ``SUMMARIZED`` (and ``epochs_trained`` with ``--early-stop``) the mean, its sample std as
+    ``<key>_std``, the 95% confidence interval of the mean as ``<key>_ci95`` = [low, high]
+    (``runs.compare.confidence_interval``) and the values as ``<key>_values``), ``metrics.json``
+    (per epoch, the mean of the members that trained it) and ``curves.png`` of a ``--seeds`` run;
+    returns the results."""
     members = []
     for d in dirs:
         with open(os.path.join(d, "results.json")) as f:
             members.append(json.load(f))
     results = {k: v for k, v in members[0].items()
-               if k not in ("seed", "best_epoch", "best_epoch_val_accuracy") + SUMMARIZED}
+               if k not in ("seed", "best_epoch", "best_epoch_val_accuracy", "early_stop") + SUMMARIZED}
+    if "early_stop" in members[0]:  # What is common; when each stopped is per member (epochs_trained_values).
+        results["early_stop"] = {k: members[0]["early_stop"][k] for k in ("patience", "min_delta", "monitor")}
     results.update(seed=list(config.seeds), n=len(members), replicas=mode, wall_time_s=wall_time,
                    train_time_s=sum(r["train_time_s"] for r in members) if mode == "sequential"
                    else members[0]["train_time_s"])
-    for key in SUMMARIZED + ("best_epoch_val_accuracy",):
+    for key in SUMMARIZED + ("best_epoch_val_accuracy", "epochs_trained"):
         if key not in members[0]:
             continue
         values = [r[key] for r in members]
@@ -128,8 +132,10 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
         results.update({key: mean, f"{key}_std": std, f"{key}_ci95": list(confidence_interval(values)),
                         f"{key}_values": values})
     runs.write_json(os.path.join(run_dir, "results.json"), results)
-    mean_history = [{k: replicas.spread([h[e][k] for h in histories])[0] for k in histories[0][e]}
-                    for e in range(len(histories[0]))]
+    # Per epoch, the mean of the members that trained it (with --early-stop some stop sooner).
+    longest = max(histories, key=len)
+    mean_history = [{k: replicas.spread([h[e][k] for h in histories if len(h) > e])[0] for k in longest[e]}
+                    for e in range(len(longest))]
     runs.write_json(os.path.join(run_dir, "metrics.json"), mean_history)
     from tinyjax.runs import plots
 

@@ -12,7 +12,14 @@ the best by more than ``min_delta`` (``value - min_delta > best`` for max,
 makes it the best epoch; any other epoch adds 1 to the counter; training stops
 after the first epoch (not the very first) at which the counter reaches
 ``patience``. With ``restore_best_weights`` the best epoch's weights are the
-final ones.
+final ones, whether or not training stopped early (Keras 3's ``on_train_end``).
+
+In a run of N replicas (``--seeds``, a grid's points) each member decides on
+its own (``Stops``): a stopped member's slice of the stacked train state is
+held as it was after its last epoch (its updates are computed and thrown away:
+the program runs while any member trains), it gets no new epoch records, and
+it is still saved beside the others so that all checkpoints stay at one step
+(``--resume`` needs that).
 """
 
 from __future__ import annotations
@@ -20,6 +27,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinyjax.config import Config, best_metric
+
+HELD_FIELDS = ("step", "params", "batch_stats", "opt_state", "ema")  # What a step changes (``rng`` never does).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +80,75 @@ def patience(history: Sequence[dict], metric: str, mode: str, patience: int, min
         if wait >= patience and index > 0:
             return Patience(best, best_epoch, wait, row["epoch"])
     return Patience(None if best_epoch is None else best, best_epoch, wait, None)
+
+
+def decide(config: Config, history: Sequence[dict]) -> Patience:
+    """``patience`` of a member's history with its config's ``--early-stop`` (patience),
+    ``--early-stop-min-delta`` and its best metric and mode (``--best-metric``, ``--best-mode``)."""
+    return patience(history, best_metric(config), config.checkpoint.best_mode, config.early_stop,
+                    config.early_stop_min_delta)
+
+
+@dataclasses.dataclass
+class Stops:
+    """Which members of a run have stopped early, and their held train states.
+
+    ``stopped[k]``: member k trains no more; ``held``: the stacked train state whose stopped members'
+    slices are what they were after their last epoch (None while no member of a multi-member run
+    has stopped). Built from the members' histories, so a resumed run knows who stopped.
+    """
+
+    configs: list[Config]
+    stopped: list[bool]
+    held: object = None
+
+    @classmethod
+    def start(cls, configs: Sequence[Config], histories: Sequence[Sequence[dict]], state) -> "Stops":
+        """The stops of a run about to train (fresh: none; resumed: those its histories decide)."""
+        stopped = [bool(c.early_stop and h and decide(c, h).stopped) for c, h in zip(configs, histories)]
+        return cls(list(configs), stopped, _copy(state) if any(stopped) and len(configs) > 1 else None)
+
+    @property
+    def on(self) -> bool:
+        return bool(self.configs[0].early_stop)
+
+    @property
+    def active(self) -> list[bool]:
+        return [not s for s in self.stopped]
+
+    def hold(self, state):
+        """``state`` with each stopped member's slice replaced by its held one (a multi-member state)."""
+        return state if self.held is None else _select(self.stopped, self.held, state)
+
+    def after_epoch(self, epoch: int, histories: Sequence[Sequence[dict]], state) -> tuple[list[bool], list[int]]:
+        """Decides after (0-based) ``epoch`` from the histories (with its records): returns which
+        active members improved (Keras: by more than min_delta; they are the only epochs ranked for
+        the best checkpoint) and the members that stop now, whose slices of ``state`` are held."""
+        improved = [False] * len(self.configs)
+        newly = []
+        for k, (c, h) in enumerate(zip(self.configs, histories)):
+            if self.stopped[k]:
+                continue
+            p = decide(c, h)
+            improved[k] = p.best_epoch == epoch + 1
+            if p.stopped:
+                newly.append(k)
+        if newly and len(self.configs) > 1:
+            fresh = [k in newly for k in range(len(self.configs))]
+            self.held = _copy(state) if self.held is None else _select(fresh, state, self.held)
+        self.stopped = [s or k in newly for k, s in enumerate(self.stopped)]
+        return improved, newly
+
+
+def _select(mask: Sequence[bool], a, b):
+    """The stacked train state ``b`` with member k's ``HELD_FIELDS`` taken from ``a`` where ``mask[k]``."""
+    mask = jnp.asarray(np.asarray(mask, bool))
+
+    def where(x, y):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y)
+    return b.replace(**{f: jax.tree.map(where, getattr(a, f), getattr(b, f)) for f in HELD_FIELDS})
+
+
+def _copy(tree):
+    """New buffers for every array of ``tree`` (the train state's own are donated to the next epoch)."""
+    return jax.tree.map(jnp.copy, tree)
