@@ -68,6 +68,9 @@ def test_help_lists_fields_with_units():
     (["--early-stop", "-1"], "error: --early-stop must be >= 0 (epochs of patience), got -1."),
     (["--early-stop", "2", "--val-split", "500", "--save-every", "0"],
      "error: --early-stop restores the best checkpoint's weights at the end and needs checkpoints"),
+    (["--find-lr", "1:0.1:4"], "error: --find-lr '1:0.1:4' needs 0 < MIN < MAX and K >= 2 rates"),
+    (["--find-lr", "--seeds", "3"], "error: --find-lr tests one config's learning rates from its --seed"),
+    (["--find-lr", "--find-lr-steps", "2"], "error: --find-lr-steps must be >= 5 (optimizer steps), got 2."),
     (["--optimizer", "adam", "--bn-bias-lr-scale", "64"], "error: --bn-bias-lr-scale applies to SGD only, not adam"),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):

@@ -78,6 +78,8 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
     pre.add_argument("--debug", action="store_true")
     pre.add_argument("--grid", nargs="*", default=None)
     pre.add_argument("--seeds", default=None)
+    pre.add_argument("--find-lr", nargs="?", const="", default=None)
+    pre.add_argument("--find-lr-steps", type=int, default=None)
     pre.add_argument("--coordinator", default=None)
     pre.add_argument("--num-processes", type=int, default=None)
     pre.add_argument("--process-id", type=int, default=None)
@@ -107,6 +109,9 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         "--seeds N or --seeds 0,3,7: train those seeds as one run (--replicas: as one vmapped program or one "
         "after another) and report the mean and sample std of their test accuracy. "
         "--resume RUN_DIR: continue that run from its latest checkpoint. "
+        "--find-lr [MIN:MAX:K] [--find-lr-steps N]: a learning-rate range test instead of training: K constant "
+        "rates (default 1e-5:1:16, log-spaced) from one init as one program, N steps each (default 200); "
+        "writes lr_find.png and suggests a one-cycle peak. "
         "--coordinator HOST:PORT --num-processes N --process-id I: one of N processes of one run "
         "(not needed under srun or mpirun; --coordinator auto: jax finds the cluster, e.g. a Cloud TPU slice). "
         "--debug: show tracebacks instead of one error line.")
@@ -182,6 +187,11 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         known, rest = _split(variants, args)
         hosts.initialize(known.coordinator, known.num_processes, known.process_id)  # Before any computation.
         configs = _configs(variants, known, rest, description, grid)
+        if known.find_lr is not None:  # A range test instead of training.
+            from tinyjax.train import lr_find
+
+            lr_find.main(configs[0], known.find_lr or None, known.find_lr_steps)
+            return 0
         run_dirs = _train(configs, known)
     except (ConfigError, DatasetNotFoundError, DataError) as e:
         if debug:
@@ -218,6 +228,9 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
     """
     from tinyjax.validation import validate
 
+    if known.find_lr is not None and (known.resume or known.sweep or known.grid is not None or known.seeds):
+        raise ConfigError("--find-lr tests one config's learning rates from its --seed; drop --resume, --sweep, "
+                          "--grid and --seeds.")
     if known.resume is not None:
         if known.sweep or known.grid is not None or known.seeds:
             raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")

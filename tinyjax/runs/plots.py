@@ -78,3 +78,31 @@ def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | None, path: str, title: str) -> None:
+    """``--find-lr``'s plot: left, each rate's final loss (``finals``, inf: diverged, drawn as a cross
+    at the top) against the rate on a log axis, the suggestion marked; right, every rate's training
+    loss per step (``losses float32 [S, K]``, NaN after a divergence)."""
+    fig, (final_ax, curve_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    finite = np.isfinite(finals)
+    top = float(np.nanmax(np.where(np.isfinite(losses), losses, np.nan))) if np.isfinite(losses).any() else 1.0
+    final_ax.plot(np.asarray(lrs)[finite], finals[finite], marker="o")
+    final_ax.plot(np.asarray(lrs)[~finite], [top] * int((~finite).sum()), "x", color="red", label="diverged")
+    if suggestion is not None:
+        final_ax.axvline(suggestion, color="green", linestyle="--", label=f"suggested {suggestion:.3g}")
+    final_ax.set(xscale="log", yscale="log", xlabel="learning rate (constant)", ylabel="final training loss",
+                 title="final loss per learning rate")
+    colors = plt.cm.viridis(np.linspace(0, 1, len(lrs)))
+    for k, lr in enumerate(lrs):
+        curve_ax.plot(np.arange(1, len(losses) + 1), losses[:, k], color=colors[k], lw=1, label=f"{lr:.2g}")
+    curve_ax.set(xlabel="step", ylabel="training loss (batch mean)", title="loss per step", yscale="log",
+                 ylim=(None, 4 * float(np.nanmax(losses[0]))))  # Above 4x the first loss: diverging anyway.
+    curve_ax.legend(fontsize=6, ncol=2, title="lr", title_fontsize=7)
+    for ax in (final_ax, curve_ax):
+        ax.grid(alpha=0.3)
+    final_ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -123,7 +123,7 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
         results["early_stop"] = {k: members[0]["early_stop"][k] for k in ("patience", "min_delta", "monitor")}
     results.update(seed=list(config.seeds), n=len(members), replicas=mode, wall_time_s=wall_time,
                    train_time_s=sum(r["train_time_s"] for r in members) if mode == "sequential"
-                   else members[0]["train_time_s"])
+                   else max(r["train_time_s"] for r in members))  # vmap: one program, as long as its longest member.
     for key in SUMMARIZED + ("best_epoch_val_accuracy", "epochs_trained"):
         if key not in members[0]:
             continue

@@ -1,0 +1,218 @@
+"""``--find-lr``: a learning-rate range test as one program.
+
+    python -m experiments.mnist_onecycle --find-lr                   # 1e-5:1:16, 200 steps
+    python -m experiments.mnist_onecycle --find-lr 1e-4:1:12 --find-lr-steps 300
+
+K replicas of the config's model start from the same initialisation (its
+``--seed``) and see the same batches, each at its own constant learning rate
+(K values log-spaced from MIN to MAX; the config's schedule replaced by a
+constant one; momentum, betas and weight decay as the config has them, a
+one-cycle's momentum at its peak: ``member_configs``) for
+``--find-lr-steps`` optimizer steps, as one vmapped program (one after another
+where ``--replicas`` resolves to sequential: a convolutional model on CPU).
+The run directory gets ``lr_find.json`` (every replica's loss at every step),
+``lr_find.md`` (the table) and ``lr_find.png`` (the final loss against the
+learning rate, and every replica's curve), and a suggested one-cycle peak.
+
+The rule (``suggest``): a replica's final loss is its mean training loss over
+the last ``TAIL`` of the steps; a replica with a non-finite step diverged. The
+suggestion is the largest learning rate whose final loss is within
+``TOLERANCE`` (relative) of the lowest: the largest rate that still trains as
+well as the best one does, Smith's "maximum learning rate that still
+converges" as the peak of a one-cycle (L. N. Smith, Cyclical Learning Rates,
+arXiv:1506.01186, section 3.3; A disciplined approach..., arXiv:1803.09820,
+section 4.1). It is not divided by a factor: each replica here holds its rate
+for the whole test, where a one-cycle holds its peak only briefly.
+
+How it differs from fastai's and PyTorch Lightning's ``lr_find``: they train
+one model while raising the rate every step (exponentially, ~100 steps), so
+the loss at a step mixes the rate of that step with the history of the lower
+ones, and suggest the steepest descent (Lightning) or a "valley" (fastai). Here
+every rate is its own run from the same start, so the curves are independent
+and the test costs K times the compute, as one program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tinyjax import data, models, runs, streams
+from tinyjax.config import Config, ConfigError, ScheduleConfig
+from tinyjax.data.splits import load_splits
+from tinyjax.models.summary import layer_table
+from tinyjax.train import replicas
+from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, zero_metrics
+from tinyjax.train.state import init_state
+
+DEFAULT_RANGE = "1e-5:1:16"
+DEFAULT_STEPS = 200
+TAIL = 0.2  # The share of the last steps whose mean training loss is a replica's final loss.
+TOLERANCE = 0.25  # A final loss at most 25% above the lowest still "trains as well".
+
+
+def parse_range(text: str) -> np.ndarray:
+    """``"MIN:MAX:K"`` -> ``float64 [K]`` learning rates log-spaced from MIN to MAX (both included).
+
+    Raises:
+      ConfigError: not three fields, MIN <= 0, MAX <= MIN, or K < 2.
+    """
+    parts = text.split(":")
+    try:
+        low, high, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ConfigError(f"--find-lr {text!r}: write MIN:MAX:K, e.g. {DEFAULT_RANGE} (K rates log-spaced "
+                          "from MIN to MAX).") from None
+    if not 0 < low < high or count < 2:
+        raise ConfigError(f"--find-lr {text!r} needs 0 < MIN < MAX and K >= 2 rates, e.g. {DEFAULT_RANGE}.")
+    return np.geomspace(low, high, count)
+
+
+def member_configs(config: Config, lrs) -> list[Config]:
+    """One config per rate: ``config`` at a constant ``--lr`` (one program: they differ in
+    ``optim.lr`` only, a ``replicas.REPLICA_FIELDS`` field). A one-cycle config that cycles its
+    momentum (SGD) or beta1 (Adam) gets the cycle's value at its peak, ``--base-momentum``: the
+    suggestion is for the peak, where that is the momentum (the config's own ``--momentum`` is
+    overwritten by the cycle, as PyTorch's OneCycleLR overwrites it)."""
+    optim, schedule = config.optim, config.schedule
+    if schedule.name == "onecycle" and schedule.cycle_momentum:
+        optim = dataclasses.replace(optim, momentum=schedule.base_momentum)
+    return [dataclasses.replace(config, seeds=(), schedule=ScheduleConfig(name="constant"),
+                                optim=dataclasses.replace(optim, lr=float(lr))) for lr in lrs]
+
+
+def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print) -> np.ndarray:
+    """Trains a replica per rate in ``lrs`` for ``steps`` optimizer steps from the same init and
+    batches; returns ``float32 [steps, K]``, the mean training loss of each step (NaN from a
+    non-finite step on: the replica diverged and its state is kept as it was before it).
+
+    The steps run over as many shuffled epochs of the train split as they need (``--train-limit``
+    and ``--val-split`` apply; the augmentation too). Raises as ``train_and_evaluate`` does for data.
+    """
+    configs = member_configs(dataclasses.replace(config, on_nan="stop"), lrs)
+    mode = replicas.resolve(config.replicas, config.model)
+    images, labels = load_splits(config)["train"]
+    steps_per_epoch = data.num_batches(len(labels), config.batch_size)
+    states = [init_state(c, steps_per_epoch, images)[1] for c in configs]
+    device_data = data.to_device(images, labels)
+    groups = [list(range(len(configs)))] if mode == "vmap" else [[k] for k in range(len(configs))]
+    print_fn(f"find-lr: {config.model}, {len(lrs)} rates {lrs[0]:.3g} .. {lrs[-1]:.3g}, {steps} steps of "
+             f"{config.batch_size} ({steps / steps_per_epoch:.2f} epochs), "
+             + ("one vmapped program" if mode == "vmap" else "one rate after another"))
+    losses = np.zeros((steps, len(configs)), np.float32)
+    program = _program(configs[0], mode == "vmap")
+    for group in groups:
+        state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
+        losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None)
+    return losses
+
+
+def _program(config: Config, replicated: bool):
+    """The compiled scan of train steps that also returns each step's mean loss (``[S]`` or ``[S, K]``)."""
+    train_batch, eval_batch = batch_fns(config)
+    if replicated:
+        train_batch = over_replicas(train_batch, eval_batch)[0]
+
+    def steps(carry, device_data, indices, mask):
+        def body(c, xs):
+            new = train_batch(c, device_data, *xs)
+            count = new.totals["count"] - c.totals["count"]  # 0 once a non-finite step stopped the replica.
+            loss = (new.totals["loss_sum"] - c.totals["loss_sum"]) / jnp.maximum(count, 1)
+            return new, jnp.where(count > 0, loss, jnp.nan)
+        return jax.lax.scan(body, carry, (indices, mask))
+    return jax.jit(steps, donate_argnums=0)
+
+
+def _run(program, state, device_data, config: Config, steps: int, n: int | None) -> np.ndarray:
+    """``program`` over ``steps`` steps of shuffled epochs (``n`` replicas, or one model: None)."""
+    epoch_steps = data.num_batches(int(device_data.labels.shape[0]), config.batch_size)
+    totals = zero_metrics(train=True)
+    if n is not None:
+        totals = jax.tree.map(lambda x: jnp.zeros((n,), x.dtype), totals)
+    smoothing = jnp.full(() if n is None else (n,), config.label_smoothing, jnp.float32)
+    carry, out, epoch = TrainCarry(state, totals, jnp.int32(0), smoothing), [], 0
+    while sum(len(x) for x in out) < steps:
+        def plan(rng):
+            return data.batch_plan(streams.key(rng, streams.DATA_ORDER, epoch), int(device_data.labels.shape[0]),
+                                   config.batch_size)
+        take = min(epoch_steps, steps - sum(len(x) for x in out))
+        if n is None:
+            indices, mask = plan(carry.state.rng)
+        else:  # [N, S, B] -> [S, N, B], as the epoch functions' replicated plan.
+            indices, mask = (jnp.swapaxes(x, 0, 1) for x in jax.vmap(plan)(carry.state.rng))
+        carry, losses = program(carry._replace(epoch=jnp.int32(epoch)), device_data, indices[:take], mask[:take])
+        out.append(np.asarray(losses).reshape(take, -1))
+        epoch += 1
+    return np.concatenate(out)
+
+
+def final_losses(losses: np.ndarray) -> np.ndarray:
+    """``float64 [K]``: each replica's mean loss over the last ``TAIL`` of the steps; inf for a
+    replica that diverged (a non-finite step anywhere)."""
+    tail = losses[-max(1, int(round(TAIL * len(losses)))):]
+    finals = tail.mean(0).astype(np.float64)
+    return np.where(np.isfinite(losses).all(0), finals, np.inf)
+
+
+def suggest(lrs, losses: np.ndarray) -> float | None:
+    """The suggested one-cycle peak (see the module docstring): the largest rate whose final loss
+    is at most ``(1 + TOLERANCE)`` times the lowest; None when every replica diverged."""
+    finals = final_losses(losses)
+    if not np.isfinite(finals).any():
+        return None
+    return float(max(lr for lr, f in zip(lrs, finals) if f <= (1 + TOLERANCE) * finals.min()))
+
+
+def table(lrs, losses: np.ndarray, suggestion: float | None) -> str:
+    """Markdown: each rate, its first-step and final loss, and which one is suggested."""
+    finals = final_losses(losses)
+    lines = ["| lr | loss at step 1 | final loss (mean of the last 20% of steps) | |", "|---|---|---|---|"]
+    for lr, first, final in zip(lrs, losses[0], finals):
+        lines.append(f"| {lr:.3g} | {first:.4f} | {'diverged' if math.isinf(final) else f'{final:.4f}'} | "
+                     f"{'suggested' if lr == suggestion else ''} |")
+    return "\n".join(lines)
+
+
+def main(config: Config, text: str | None, steps: int | None, print_fn: Callable[[str], None] = print) -> str:
+    """``--find-lr``: the range test of ``config`` in a new run directory
+    (``<out>/<experiment>-<variant>-find-lr-<timestamp>/``); returns its path.
+
+    Raises:
+      ConfigError: a bad range or step count (before any data is loaded), or as ``range_test``.
+    """
+    lrs = parse_range(text or DEFAULT_RANGE)
+    steps = DEFAULT_STEPS if steps is None else steps
+    if steps < 5:
+        raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
+    runs.check_writable(config.out)
+    started = time.perf_counter()
+    losses = range_test(config, lrs, steps, print_fn)
+    suggestion = suggest(lrs, losses)
+    run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
+                          layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
+    text_table = table(lrs, losses, suggestion)
+    runs.write_json(os.path.join(run_dir, "lr_find.json"), {
+        "lrs": [float(x) for x in lrs], "steps": steps, "final_losses": [float(x) for x in final_losses(losses)],
+        "suggested_max_lr": suggestion, "rule": f"largest lr with final loss <= {1 + TOLERANCE:g} x the lowest; "
+        f"final loss = mean training loss of the last {TAIL:.0%} of steps", "seed": config.seed,
+        "wall_time_s": time.perf_counter() - started,
+        "losses": [[None if not math.isfinite(v) else float(v) for v in row] for row in losses.T]})
+    with open(os.path.join(run_dir, "lr_find.md"), "w") as f:
+        f.write(text_table + "\n")
+    from tinyjax.runs import plots
+
+    plots.lr_find(lrs, losses, final_losses(losses), suggestion, os.path.join(run_dir, "lr_find.png"),
+                  f"{config.experiment} {config.variant} ({config.model}, seed {config.seed}): {steps} steps per rate")
+    print_fn(f"{text_table}\n\nsuggested one-cycle peak lr: "
+             + (f"{suggestion:.3g}" if suggestion is not None else "none (every rate diverged)")
+             + f" -> {run_dir}/lr_find.png")
+    return run_dir
