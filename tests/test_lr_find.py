@@ -23,18 +23,20 @@ def test_parse_range_is_log_spaced_with_both_ends():
             lr_find.parse_range(bad)
 
 
-def test_suggestion_is_the_largest_rate_within_tolerance_of_the_lowest_final_loss():
+def test_suggestion_is_the_rate_of_the_lowest_final_loss_and_the_plateau_is_within_tolerance():
     lrs = [1e-3, 1e-2, 1e-1, 1.0]
     steps = 10
     curves = np.ones((steps, 4), np.float32)
     curves[-2:] = [[2.0, 0.40, 0.48, 5.0]]  # The last 20% of 10 steps: 2 steps.
     np.testing.assert_allclose(lr_find.final_losses(curves), [2.0, 0.40, 0.48, 5.0], rtol=1e-6)
-    assert lr_find.suggest(lrs, curves) == 1e-1  # 0.48 <= 1.25 x 0.40 = 0.50; 5.0 is not.
-    curves[-2:, 2] = 0.51
     assert lr_find.suggest(lrs, curves) == 1e-2
+    assert lr_find.flat_range(lrs, curves) == (1e-2, 1e-1)  # 0.48 <= 1.25 x 0.40 = 0.50; 5.0 is not.
+    curves[-2:, 2] = 0.51
+    assert lr_find.flat_range(lrs, curves) == (1e-2, 1e-2)
     curves[3, 1] = np.nan  # A non-finite step anywhere: diverged, whatever came after.
     assert np.isinf(lr_find.final_losses(curves)[1]) and lr_find.suggest(lrs, curves) == 1e-1
-    assert lr_find.suggest(lrs, np.full((steps, 4), np.nan, np.float32)) is None
+    nothing = np.full((steps, 4), np.nan, np.float32)
+    assert lr_find.suggest(lrs, nothing) is None and lr_find.flat_range(lrs, nothing) is None
 
 
 @pytest.mark.slow
@@ -69,7 +71,9 @@ def test_the_command_writes_the_curves_table_and_suggestion(tmp_path, capsys):
     result = json.load(open(os.path.join(run_dir, "lr_find.json")))
     assert len(result["lrs"]) == len(result["losses"]) == 5 and all(len(c) == 20 for c in result["losses"])
     assert result["suggested_max_lr"] in result["lrs"]
-    assert f"suggested one-cycle peak lr: {result['suggested_max_lr']:.3g}" in out
+    low, high = result["flat_range"]
+    assert f"suggested one-cycle peak lr: {result['suggested_max_lr']:.3g} (within 25% of its loss: " \
+           f"{low:.3g} .. {high:.3g})" in out
     for name in ("lr_find.png", "lr_find.md", "config.json", "layers.md"):
         assert os.path.exists(os.path.join(run_dir, name))
     assert not os.path.exists(os.path.join(run_dir, "metrics.jsonl"))  # Nothing was trained as a run.

@@ -80,10 +80,11 @@ def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
     plt.close(fig)
 
 
-def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | None, path: str, title: str) -> None:
+def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | None,
+            flat: tuple[float, float] | None, path: str, title: str) -> None:
     """``--find-lr``'s plot: left, each rate's final loss (``finals``, inf: diverged, drawn as a cross
-    at the top) against the rate on a log axis, the suggestion marked; right, every rate's training
-    loss per step (``losses float32 [S, K]``, NaN after a divergence)."""
+    at the top) against the rate on a log axis, the suggestion marked and the ``flat`` range shaded;
+    right, every rate's training loss per step (``losses float32 [S, K]``, NaN after a divergence)."""
     fig, (final_ax, curve_ax) = plt.subplots(1, 2, figsize=(11, 4))
     finite = np.isfinite(finals)
     top = float(np.nanmax(np.where(np.isfinite(losses), losses, np.nan))) if np.isfinite(losses).any() else 1.0
@@ -91,6 +92,7 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     final_ax.plot(np.asarray(lrs)[~finite], [top] * int((~finite).sum()), "x", color="red", label="diverged")
     if suggestion is not None:
         final_ax.axvline(suggestion, color="green", linestyle="--", label=f"suggested {suggestion:.3g}")
+        final_ax.axvspan(*flat, color="green", alpha=0.1, label="within 25% of the lowest loss")  # lr_find.TOLERANCE
     final_ax.set(xscale="log", yscale="log", xlabel="learning rate (constant)", ylabel="final training loss",
                  title="final loss per learning rate")
     colors = plt.cm.viridis(np.linspace(0, 1, len(lrs)))

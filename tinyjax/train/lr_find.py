@@ -16,13 +16,16 @@ learning rate, and every replica's curve), and a suggested one-cycle peak.
 
 The rule (``suggest``): a replica's final loss is its mean training loss over
 the last ``TAIL`` of the steps; a replica with a non-finite step diverged. The
-suggestion is the largest learning rate whose final loss is within
-``TOLERANCE`` (relative) of the lowest: the largest rate that still trains as
-well as the best one does, Smith's "maximum learning rate that still
-converges" as the peak of a one-cycle (L. N. Smith, Cyclical Learning Rates,
+suggested one-cycle peak is the rate with the lowest final loss: the best
+constant rate for this budget of steps, the point Smith reads off a range test
+as the top of the useful range (L. N. Smith, Cyclical Learning Rates,
 arXiv:1506.01186, section 3.3; A disciplined approach..., arXiv:1803.09820,
-section 4.1). It is not divided by a factor: each replica here holds its rate
-for the whole test, where a one-cycle holds its peak only briefly.
+section 4.1). The run also gives the rates whose final loss is within
+``TOLERANCE`` of the lowest (``flat_range``): with BatchNorm that plateau is
+often wide (reference 000's CNN trains as well at 0.05 as at 1 for 200 steps,
+docs/seeds-and-grids.md), and the largest rate in it, the first rule tried,
+then sits at the top of any range one tests. A lowest loss at either end of
+the range is said: widen the range.
 
 How it differs from fastai's and PyTorch Lightning's ``lr_find``: they train
 one model while raising the rate every step (exponentially, ~100 steps), so
@@ -164,12 +167,20 @@ def final_losses(losses: np.ndarray) -> np.ndarray:
 
 
 def suggest(lrs, losses: np.ndarray) -> float | None:
-    """The suggested one-cycle peak (see the module docstring): the largest rate whose final loss
-    is at most ``(1 + TOLERANCE)`` times the lowest; None when every replica diverged."""
+    """The suggested one-cycle peak (see the module docstring): the rate with the lowest final
+    loss (the lower of equals); None when every replica diverged."""
+    finals = final_losses(losses)
+    return float(lrs[int(np.argmin(finals))]) if np.isfinite(finals).any() else None
+
+
+def flat_range(lrs, losses: np.ndarray) -> tuple[float, float] | None:
+    """``(lowest, highest)`` rate whose final loss is at most ``(1 + TOLERANCE)`` times the lowest
+    final loss; None when every replica diverged."""
     finals = final_losses(losses)
     if not np.isfinite(finals).any():
         return None
-    return float(max(lr for lr, f in zip(lrs, finals) if f <= (1 + TOLERANCE) * finals.min()))
+    near = [float(lr) for lr, f in zip(lrs, finals) if f <= (1 + TOLERANCE) * finals.min()]
+    return min(near), max(near)
 
 
 def table(lrs, losses: np.ndarray, suggestion: float | None) -> str:
@@ -196,23 +207,27 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
     runs.check_writable(config.out)
     started = time.perf_counter()
     losses = range_test(config, lrs, steps, print_fn)
-    suggestion = suggest(lrs, losses)
+    suggestion, flat = suggest(lrs, losses), flat_range(lrs, losses)
     run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
                           layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
     text_table = table(lrs, losses, suggestion)
     runs.write_json(os.path.join(run_dir, "lr_find.json"), {
         "lrs": [float(x) for x in lrs], "steps": steps, "final_losses": [float(x) for x in final_losses(losses)],
-        "suggested_max_lr": suggestion, "rule": f"largest lr with final loss <= {1 + TOLERANCE:g} x the lowest; "
-        f"final loss = mean training loss of the last {TAIL:.0%} of steps", "seed": config.seed,
+        "suggested_max_lr": suggestion, "flat_range": flat, "rule": "the lr with the lowest final loss; final "
+        f"loss = mean training loss of the last {TAIL:.0%} of steps; flat_range: final loss <= "
+        f"{1 + TOLERANCE:g} x the lowest", "seed": config.seed,
         "wall_time_s": time.perf_counter() - started,
         "losses": [[None if not math.isfinite(v) else float(v) for v in row] for row in losses.T]})
     with open(os.path.join(run_dir, "lr_find.md"), "w") as f:
         f.write(text_table + "\n")
     from tinyjax.runs import plots
 
-    plots.lr_find(lrs, losses, final_losses(losses), suggestion, os.path.join(run_dir, "lr_find.png"),
+    plots.lr_find(lrs, losses, final_losses(losses), suggestion, flat, os.path.join(run_dir, "lr_find.png"),
                   f"{config.experiment} {config.variant} ({config.model}, seed {config.seed}): {steps} steps per rate")
+    edge = suggestion is not None and suggestion in (float(lrs[0]), float(lrs[-1]))
     print_fn(f"{text_table}\n\nsuggested one-cycle peak lr: "
-             + (f"{suggestion:.3g}" if suggestion is not None else "none (every rate diverged)")
+             + (f"{suggestion:.3g} (within {TOLERANCE:.0%} of its loss: {flat[0]:.3g} .. {flat[1]:.3g})"
+                if suggestion is not None else "none (every rate diverged)")
+             + (" -- the lowest loss is at an end of the range: widen --find-lr MIN:MAX:K" if edge else "")
              + f" -> {run_dir}/lr_find.png")
     return run_dir
