@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -92,3 +93,29 @@ def test_members_hold_a_constant_rate_and_a_one_cycles_momentum_at_its_peak():
         assert len(replicas.groups(members)) == 1  # One program.
     constant = mnist_mlp.VARIANTS["2hl_50"]
     assert lr_find.member_configs(constant, [0.1])[0].optim.momentum == constant.optim.momentum == 0.9
+
+
+@pytest.mark.slow
+def test_an_interrupted_range_test_resumes_with_the_rates_it_finished(tmp_path, capsys):
+    """Rates tested one after another, each saved as it ends; a test cut after two of three rates
+    resumes with --resume and ends with the uninterrupted test's curves, bit for bit."""
+    args = SMALL + ["--find-lr", "1e-3:1e-1:3", "--find-lr-steps", "10", "--replicas", "sequential"]
+    assert main(mnist_mlp.VARIANTS, args + ["--out", str(tmp_path / "whole")]) == 0
+    (whole,) = [str(p) for p in (tmp_path / "whole").iterdir()]
+    assert "resume with: " in capsys.readouterr().out
+    cut = str(tmp_path / "cut")
+    shutil.copytree(whole, cut)
+    finished = json.load(open(os.path.join(whole, "lr_find.json")))
+    progress = json.loads(json.dumps({k: finished[k] for k in ("lrs", "steps", "seed", "done", "losses")}))
+    progress["done"][2], progress["losses"][2] = False, None  # What the file held after the second rate.
+    json.dump(progress, open(os.path.join(cut, "lr_find.json"), "w"))
+    for name in ("lr_find.png", "lr_find.md"):
+        os.remove(os.path.join(cut, name))
+    assert main(mnist_mlp.VARIANTS, ["--resume", cut, "--lr", "0.5"]) == 2
+    assert "continues a --find-lr range test as it began; drop --lr 0.5" in capsys.readouterr().err
+    assert main(mnist_mlp.VARIANTS, ["--resume", cut]) == 0
+    assert "resumed: 2 of 3 rates already tested" in capsys.readouterr().out
+    resumed = json.load(open(os.path.join(cut, "lr_find.json")))
+    for key in ("losses", "final_losses", "suggested_max_lr", "flat_range", "done"):
+        assert resumed[key] == finished[key], key
+    assert os.path.exists(os.path.join(cut, "lr_find.png"))

@@ -186,10 +186,13 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     try:
         known, rest = _split(variants, args)
         hosts.initialize(known.coordinator, known.num_processes, known.process_id)  # Before any computation.
+        from tinyjax.train import lr_find
+
+        if known.resume is not None and lr_find.is_range_test(known.resume):
+            lr_find.resume(known.resume, rest)
+            return 0
         configs = _configs(variants, known, rest, description, grid)
         if known.find_lr is not None:  # A range test instead of training.
-            from tinyjax.train import lr_find
-
             lr_find.main(configs[0], known.find_lr or None, known.find_lr_steps)
             return 0
         run_dirs = _train(configs, known)

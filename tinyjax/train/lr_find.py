@@ -38,6 +38,7 @@ and the test costs K times the compute, as one program.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -93,29 +94,39 @@ def member_configs(config: Config, lrs) -> list[Config]:
                                 optim=dataclasses.replace(optim, lr=float(lr))) for lr in lrs]
 
 
-def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print) -> np.ndarray:
+def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print,
+               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None) -> np.ndarray:
     """Trains a replica per rate in ``lrs`` for ``steps`` optimizer steps from the same init and
     batches; returns ``float32 [steps, K]``, the mean training loss of each step (NaN from a
     non-finite step on: the replica diverged and its state is kept as it was before it).
 
     The steps run over as many shuffled epochs of the train split as they need (``--train-limit``
-    and ``--val-split`` apply; the augmentation too). Raises as ``train_and_evaluate`` does for data.
+    and ``--val-split`` apply; the augmentation too). ``done`` maps rates already tested (a resumed
+    test) to their curves, which are kept; ``on_group(indices, losses)`` is called after each
+    program (all rates vmapped, or one rate) with the losses so far. Raises as
+    ``train_and_evaluate`` does for data.
     """
+    done = done or {}
     configs = member_configs(dataclasses.replace(config, on_nan="stop"), lrs)
     mode = replicas.resolve(config.replicas, config.model)
     images, labels = load_splits(config)["train"]
     steps_per_epoch = data.num_batches(len(labels), config.batch_size)
     states = [init_state(c, steps_per_epoch, images)[1] for c in configs]
     device_data = data.to_device(images, labels)
-    groups = [list(range(len(configs)))] if mode == "vmap" else [[k] for k in range(len(configs))]
+    todo = [k for k in range(len(configs)) if k not in done]
+    groups = ([todo] if todo else []) if mode == "vmap" else [[k] for k in todo]
     print_fn(f"find-lr: {config.model}, {len(lrs)} rates {lrs[0]:.3g} .. {lrs[-1]:.3g}, {steps} steps of "
              f"{config.batch_size} ({steps / steps_per_epoch:.2f} epochs), "
              + ("one vmapped program" if mode == "vmap" else "one rate after another"))
-    losses = np.zeros((steps, len(configs)), np.float32)
+    losses = np.full((steps, len(configs)), np.nan, np.float32)
+    for k, curve in done.items():
+        losses[:, k] = curve
     program = _program(configs[0], mode == "vmap")
     for group in groups:
         state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
         losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None)
+        if on_group is not None:
+            on_group(group, losses)
     return losses
 
 
@@ -193,31 +204,50 @@ def table(lrs, losses: np.ndarray, suggestion: float | None) -> str:
     return "\n".join(lines)
 
 
-def main(config: Config, text: str | None, steps: int | None, print_fn: Callable[[str], None] = print) -> str:
+def main(config: Config, text: str | None, steps: int | None, print_fn: Callable[[str], None] = print,
+         resume: str | None = None) -> str:
     """``--find-lr``: the range test of ``config`` in a new run directory
-    (``<out>/<experiment>-<variant>-find-lr-<timestamp>/``); returns its path.
+    (``<out>/<experiment>-<variant>-find-lr-<timestamp>/``), or the unfinished one in ``resume``
+    (its rates, steps and the curves it finished are read from its ``lr_find.json``, which is
+    written after each program: each rate when they run one after another); returns its path.
 
     Raises:
       ConfigError: a bad range or step count (before any data is loaded), or as ``range_test``.
     """
-    lrs = parse_range(text or DEFAULT_RANGE)
-    steps = DEFAULT_STEPS if steps is None else steps
-    if steps < 5:
-        raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
-    runs.check_writable(config.out)
-    started = time.perf_counter()
-    losses = range_test(config, lrs, steps, print_fn)
+    started, done = time.perf_counter(), {}
+    if resume is None:
+        lrs = parse_range(text or DEFAULT_RANGE)
+        steps = DEFAULT_STEPS if steps is None else steps
+        if steps < 5:
+            raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
+        runs.check_writable(config.out)
+        run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
+                              layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
+        progress = {"lrs": [float(x) for x in lrs], "steps": steps, "seed": config.seed,
+                    "done": [False] * len(lrs), "losses": [None] * len(lrs)}
+        runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
+    else:
+        run_dir = resume
+        with open(os.path.join(run_dir, "lr_find.json")) as f:
+            progress = json.load(f)
+        lrs, steps = np.asarray(progress["lrs"]), progress["steps"]
+        done = {k: np.asarray([np.nan if v is None else v for v in curve], np.float32)
+                for k, (curve, finished) in enumerate(zip(progress["losses"], progress["done"])) if finished}
+        print_fn(f"resumed: {len(done)} of {len(lrs)} rates already tested")
+    print_fn(f"resume with: {runs.resume_command(run_dir, config.experiment)}")
+
+    def save(group, losses):
+        for k in group:
+            progress["done"][k], progress["losses"][k] = True, _json_curve(losses[:, k])
+        runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
+    losses = range_test(config, lrs, steps, print_fn, done, save)
     suggestion, flat = suggest(lrs, losses), flat_range(lrs, losses)
-    run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
-                          layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
     text_table = table(lrs, losses, suggestion)
     runs.write_json(os.path.join(run_dir, "lr_find.json"), {
-        "lrs": [float(x) for x in lrs], "steps": steps, "final_losses": [float(x) for x in final_losses(losses)],
+        **progress, "final_losses": [float(x) for x in final_losses(losses)],
         "suggested_max_lr": suggestion, "flat_range": flat, "rule": "the lr with the lowest final loss; final "
         f"loss = mean training loss of the last {TAIL:.0%} of steps; flat_range: final loss <= "
-        f"{1 + TOLERANCE:g} x the lowest", "seed": config.seed,
-        "wall_time_s": time.perf_counter() - started,
-        "losses": [[None if not math.isfinite(v) else float(v) for v in row] for row in losses.T]})
+        f"{1 + TOLERANCE:g} x the lowest", "wall_time_s": time.perf_counter() - started})
     with open(os.path.join(run_dir, "lr_find.md"), "w") as f:
         f.write(text_table + "\n")
     from tinyjax.runs import plots
@@ -231,3 +261,26 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
              + (" -- the lowest loss is at an end of the range: widen --find-lr MIN:MAX:K" if edge else "")
              + f" -> {run_dir}/lr_find.png")
     return run_dir
+
+
+def resume(run_dir: str, flags: list[str], print_fn: Callable[[str], None] = print) -> str:
+    """``--resume RUN_DIR`` of a range test: continues it with its saved config.
+
+    Raises:
+      ConfigError: other flags given (a range test resumes as it began).
+    """
+    from tinyjax.runs.checkpoint import load_config
+
+    if flags:
+        raise ConfigError(f"--resume {run_dir} continues a --find-lr range test as it began; drop {' '.join(flags)}.")
+    return main(load_config(run_dir), None, None, print_fn, resume=run_dir)
+
+
+def is_range_test(run_dir: str) -> bool:
+    """Whether ``run_dir`` is a ``--find-lr`` run directory."""
+    return os.path.exists(os.path.join(run_dir, "lr_find.json"))
+
+
+def _json_curve(curve: np.ndarray) -> list:
+    """A loss curve as JSON: a non-finite step as null."""
+    return [None if not math.isfinite(v) else float(v) for v in curve]
