@@ -30,10 +30,7 @@ def curves(history: list[dict], path: str, title: str, replicas: list[list[dict]
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # Epochs are whole.
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = 10) -> np.ndarray:
@@ -53,9 +50,7 @@ def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str
                 color="white" if count > matrix.max() / 4 else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
@@ -74,10 +69,7 @@ def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
         else:
             ax.imshow(images[i])
         ax.set_title(f"{labels[i]} -> {predictions[i]}", fontsize=8, color="crimson")
-    fig.suptitle(f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
 
 
 def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | None,
@@ -104,7 +96,13 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     for ax in (final_ax, curve_ax):
         ax.grid(alpha=0.3)
     final_ax.legend()
-    fig.suptitle(title)
+    _save(fig, path, title)
+
+
+def _save(fig, path: str, title: str | None = None) -> None:
+    """Writes ``fig`` (with ``title`` above it) to the PNG ``path`` and frees it."""
+    if title is not None:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
