@@ -43,13 +43,16 @@ def test_suggestion_is_the_rate_of_the_lowest_final_loss_and_the_plateau_is_with
 @pytest.mark.slow
 def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
     """Replica k's per-step losses over the first epoch average to the train loss of a plain run at
-    the constant rate lrs[k] (one epoch, same seed), vmapped and one after another alike."""
+    the constant rate lrs[k] (one epoch, same seed), vmapped and one after another alike, as
+    jitted steps or one scan."""
     base = dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"], batch_size=32, epochs=1,
                                data=dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"].data, train_limit=512))
     lrs = [1e-4, 1e-2, 10.0]
     curves = {mode: lr_find.range_test(dataclasses.replace(base, replicas=mode), lrs, 20, print)
               for mode in ("vmap", "sequential")}
+    scan = lr_find.range_test(dataclasses.replace(base, replicas="vmap", loop="scan"), lrs, 20, print)
     np.testing.assert_allclose(curves["vmap"], curves["sequential"], rtol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(scan, curves["vmap"], rtol=1e-4, equal_nan=True)  # Jitted steps or one scan.
     assert lr_find.suggest(lrs, curves["vmap"]) == lr_find.suggest(lrs, curves["sequential"]) == 1e-2
     from tinyjax.train import train_and_evaluate
 

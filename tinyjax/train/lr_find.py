@@ -53,7 +53,7 @@ from tinyjax.config import Config, ConfigError, ScheduleConfig
 from tinyjax.data.splits import load_splits
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
-from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, zero_metrics
+from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, resolve_loop, zero_metrics
 from tinyjax.train.state import init_state
 
 DEFAULT_RANGE = "1e-5:1:16"
@@ -131,19 +131,33 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
 
 
 def _program(config: Config, replicated: bool):
-    """The compiled scan of train steps that also returns each step's mean loss (``[S]`` or ``[S, K]``)."""
+    """The compiled train steps that also give each step's mean loss: ``(carry, data, indices [S,
+    (K,) B], mask) -> (carry, float32 [S] or [S, K])``, as the run's ``--loop`` would run them
+    (``epochs.resolve_loop``: jitted steps called from Python on CPU, one ``lax.scan`` elsewhere)."""
     train_batch, eval_batch = batch_fns(config)
     if replicated:
         train_batch = over_replicas(train_batch, eval_batch)[0]
 
+    def step(c, device_data, indices, mask):
+        new = train_batch(c, device_data, indices, mask)
+        count = new.totals["count"] - c.totals["count"]  # 0 once a non-finite step stopped the replica.
+        loss = (new.totals["loss_sum"] - c.totals["loss_sum"]) / jnp.maximum(count, 1)
+        return new, jnp.where(count > 0, loss, jnp.nan)
+
+    if resolve_loop(config.loop) == "scan":
+        def scan(carry, device_data, indices, mask):
+            return jax.lax.scan(lambda c, xs: step(c, device_data, *xs), carry, (indices, mask))
+        return jax.jit(scan, donate_argnums=0)
+    one = jax.jit(lambda c, device_data, indices, mask, i: step(c, device_data, indices[i], mask[i]),
+                  donate_argnums=0)
+
     def steps(carry, device_data, indices, mask):
-        def body(c, xs):
-            new = train_batch(c, device_data, *xs)
-            count = new.totals["count"] - c.totals["count"]  # 0 once a non-finite step stopped the replica.
-            loss = (new.totals["loss_sum"] - c.totals["loss_sum"]) / jnp.maximum(count, 1)
-            return new, jnp.where(count > 0, loss, jnp.nan)
-        return jax.lax.scan(body, carry, (indices, mask))
-    return jax.jit(steps, donate_argnums=0)
+        losses = []
+        for i in range(indices.shape[0]):  # The host only dispatches: no sync until the stack.
+            carry, loss = one(carry, device_data, indices, mask, i)
+            losses.append(loss)
+        return carry, jnp.stack(losses)
+    return steps
 
 
 def _run(program, state, device_data, config: Config, steps: int, n: int | None) -> np.ndarray:
