@@ -84,7 +84,7 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     final_ax.plot(np.asarray(lrs)[~finite], [top] * int((~finite).sum()), "x", color="red", label="diverged")
     if suggestion is not None:
         final_ax.axvline(suggestion, color="green", linestyle="--", label=f"suggested {suggestion:.3g}")
-        final_ax.axvspan(*flat, color="green", alpha=0.1, label="within 25% of the lowest loss")  # lr_find.TOLERANCE
+        final_ax.axvspan(*flat, color="green", alpha=0.1, label="plateau: within 5% of the lowest loss")  # TOLERANCE
     final_ax.set(xscale="log", yscale="log", xlabel="learning rate (constant)", ylabel="final training loss",
                  title="final loss per learning rate")
     colors = plt.cm.viridis(np.linspace(0, 1, len(lrs)))
