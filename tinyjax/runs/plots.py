@@ -81,7 +81,8 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     finite = np.isfinite(finals)
     top = float(np.nanmax(np.where(np.isfinite(losses), losses, np.nan))) if np.isfinite(losses).any() else 1.0
     final_ax.plot(np.asarray(lrs)[finite], finals[finite], marker="o")
-    final_ax.plot(np.asarray(lrs)[~finite], [top] * int((~finite).sum()), "x", color="red", label="diverged")
+    if not finite.all():
+        final_ax.plot(np.asarray(lrs)[~finite], [top] * int((~finite).sum()), "x", color="red", label="diverged")
     if suggestion is not None:
         final_ax.axvline(suggestion, color="green", linestyle="--", label=f"suggested {suggestion:.3g}")
         final_ax.axvspan(*flat, color="green", alpha=0.1, label="plateau: within 5% of the lowest loss")  # TOLERANCE
