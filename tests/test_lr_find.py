@@ -52,8 +52,9 @@ def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
     curves = {mode: lr_find.range_test(dataclasses.replace(base, replicas=mode), lrs, 20, print)
               for mode in ("vmap", "sequential")}
     scan = lr_find.range_test(dataclasses.replace(base, replicas="vmap", loop="scan"), lrs, 20, print)
-    np.testing.assert_allclose(curves["vmap"], curves["sequential"], rtol=1e-4, equal_nan=True)
-    np.testing.assert_allclose(scan, curves["vmap"], rtol=1e-4, equal_nan=True)  # Jitted steps or one scan.
+    for other in (curves["sequential"], scan):  # Vmapped or not, jitted steps or one scan: the same training.
+        np.testing.assert_allclose(other[:, :2], curves["vmap"][:, :2], rtol=1e-4)
+        assert lr_find.final_losses(other)[2] > 10 * other[0, 2]  # Adam at 10 blows up (rounding then grows).
     assert lr_find.suggest(lrs, curves["vmap"]) == lr_find.suggest(lrs, curves["sequential"]) == 1e-2  # Alone.
     from tinyjax.train import train_and_evaluate
 

@@ -1,6 +1,7 @@
 """Early stopping: the decision against Keras EarlyStopping's on_epoch_end replayed by hand, and
 whole runs (vmapped replicas against their own runs, restore-best, resume)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -120,6 +121,8 @@ def test_a_stopped_run_resumes_with_its_patience(stopped_runs, tmp_path, cut, ca
     assert main(mnist_mlp.VARIANTS, EARLY + ["--replicas", "vmap", "--out", str(tmp_path)]) != 0
     monkeypatch.undo()
     (killed,) = [str(p) for p in tmp_path.iterdir() if p.is_dir()]
+    lengths = [len(history(d)) for d in member_dirs(killed, Config(seeds=(0, 1, 2)))]
+    assert lengths == [cut] * 3 if cut == 3 else min(lengths) < cut == max(lengths)  # 5: a member had stopped.
     assert main(mnist_mlp.VARIANTS, ["--resume", killed]) == 0
     assert f"resumed at epoch {cut + 1}, step 0" in capsys.readouterr().out
     original = stopped_runs["vmap"]
@@ -138,3 +141,34 @@ def test_the_report_shows_the_epochs_trained(stopped_runs):
     assert trained < 8 and mean < 8
     assert f"| {trained} of 8 (early stop) |" in report.table([member]).splitlines()[-1]
     assert f"| {mean:.3g} of 8 (early stop) |" in report.table([stopped_runs["vmap"]]).splitlines()[-1]
+
+
+def test_a_stopped_replicas_non_finite_steps_do_not_stop_the_epoch(mnist_train):
+    """A replica stopped early still trains in the vmapped program, its updates thrown away: a
+    non-finite step of its own must not cut the epoch short (--on-nan stop), one of a replica that
+    trains must (at the first host sync, step 25 of 32)."""
+    import jax
+    import jax.numpy as jnp
+
+    from tinyjax import data, streams
+    from tinyjax.train import replicas
+    from tinyjax.train.epochs import make_epoch_fns
+    from tinyjax.train.state import init_state
+
+    config = dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"], batch_size=32, on_nan="stop")
+    images, labels = mnist_train[0][:1024], mnist_train[1][:1024]  # 32 steps.
+    states = [init_state(dataclasses.replace(config, seed=s), 32, images)[1] for s in (0, 1)]
+    states[1] = states[1].replace(params=jax.tree.map(lambda x: x * jnp.nan, states[1].params))
+    train_epoch, _ = make_epoch_fns(config, "step", [0.0, 0.0])
+    device = data.to_device(images, labels)
+    for active, expected in (([True, False], 32), ([True, True], 25), (None, 25)):
+        state = replicas.stack(states)
+        keys = jax.vmap(lambda r: streams.key(r, streams.DATA_ORDER, 0))(state.rng)
+        _, _, done = train_epoch(state, device, keys, active=active)
+        assert done == expected, active
+
+
+def test_resume_refuses_another_best_metric_when_stopping_early(stopped_runs, capsys):
+    """Early stopping's decisions are replayed on the best metric: changing it on resume would undo them."""
+    assert main(mnist_mlp.VARIANTS, ["--resume", stopped_runs["sequential"], "--best-metric", "val_acc"]) == 2
+    assert "--best-metric val_acc (the run has val_loss) would change the run's result" in capsys.readouterr().err

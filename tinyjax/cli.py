@@ -156,7 +156,9 @@ def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | N
         raise ConfigError(f"--resume {run_dir} is a run of --variant {saved.variant}, not {variant}; drop --variant.")
     config = _parse_over(variants, saved, rest, description)
     before, after = flat(saved), flat(config)
-    changed = [k for k in before if before[k] != after[k] and k not in RESUMABLE_CHANGES]
+    # --early-stop replays its decisions on the best metric: changing it would undo them.
+    fixed = ("checkpoint.best_metric", "checkpoint.best_mode") if saved.early_stop else ()
+    changed = [k for k in before if before[k] != after[k] and (k not in RESUMABLE_CHANGES or k in fixed)]
     if changed:
         flags = ", ".join(f"{flag(k)} {after[k]} (the run has {before[k]})" for k in changed)
         raise ConfigError(f"--resume {run_dir}: {flags} would change the run's result; drop "

@@ -256,7 +256,8 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     best checkpoint's (Keras's ``restore_best_weights``), so ``test_accuracy``
     and ``final_test_loss`` are ``best``'s, and ``early_stop`` records the
     patience, min_delta, the monitored metric, ``epochs_trained`` and
-    ``stopped_epoch`` (1-based; None when the run trained every epoch).
+    ``stopped_epoch`` (1-based, Keras's decision replayed from ``history``; None when it never
+    stopped).
     """
     last = history[-1]
     lr = config.schedule.max_lr if config.schedule.name == "onecycle" else config.optim.lr
@@ -276,10 +277,12 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     if config.data.val_split:
         results["best_epoch_val_accuracy"] = best["val_acc"]
     if config.early_stop:
+        from tinyjax.train.stopping import decide  # The decision, replayed: a stop at the last epoch counts.
+
         results.update(test_accuracy=best["test_acc"], final_test_loss=best["test_loss"], epochs_trained=len(history),
                        early_stop={"patience": config.early_stop, "min_delta": config.early_stop_min_delta,
                                    "monitor": best_metric(config), "restored_epoch": best["epoch"],
-                                   "stopped_epoch": last["epoch"] if last["epoch"] < config.epochs else None})
+                                   "stopped_epoch": decide(config, history).stopped_epoch})
     write_json(os.path.join(run_dir, "results.json"), results)
     return results
 

@@ -91,8 +91,9 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     colors = plt.cm.viridis(np.linspace(0, 1, len(lrs)))
     for k, lr in enumerate(lrs):
         curve_ax.plot(np.arange(1, len(losses) + 1), losses[:, k], color=colors[k], lw=1, label=f"{lr:.2g}")
+    first = losses[0][np.isfinite(losses[0])]
     curve_ax.set(xlabel="step", ylabel="training loss (batch mean)", title="loss per step", yscale="log",
-                 ylim=(None, 4 * float(np.nanmax(losses[0]))))  # Above 4x the first loss: diverging anyway.
+                 ylim=(None, 4 * float(first.max()) if first.size else None))  # Above 4x the first loss: diverging.
     curve_ax.legend(fontsize=6, ncol=2, title="lr", title_fontsize=7)
     for ax in (final_ax, curve_ax):
         ax.grid(alpha=0.3)

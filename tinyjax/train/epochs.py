@@ -189,12 +189,12 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     must be on them already (``placement.replicated``). Metric sums come back summed over devices.
 
     ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
-    description="train") -> (state, totals, done)`` trains the (0-based) ``epoch`` shuffled by
-    ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's sums); it stops early
-    after a step where ``should_stop()`` is true (asked after every step of the ``step`` loop,
-    with several processes at host syncs only; at the end of a ``scan``) or, with ``--on-nan
-    stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the end) that finds a non-finite
-    step. A tqdm progress bar (live loss and accuracy) shows when stderr is a terminal.
+    description="train", active=None) -> (state, totals, done)`` trains the (0-based) ``epoch``
+    shuffled by ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's sums); it
+    stops early after a step where ``should_stop()`` is true (asked after every step of the
+    ``step`` loop, with several processes at host syncs only; at the end of a ``scan``) or, with
+    ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the end) that finds a
+    non-finite step of a replica that ``active`` (bool ``[N]``, default all) says still trains. A tqdm progress bar (live loss and accuracy) shows when stderr is a terminal.
     ``evaluate(state, device_data) -> totals`` runs the split in order (``eval_batch``).
     """
     replicated = label_smoothing is not None
@@ -219,13 +219,14 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         return jax.tree.map(lambda x: jnp.zeros(smoothing.shape, x.dtype), totals) if replicated else totals
 
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
-                    description="train"):
+                    description="train", active=None):
         examples = device_data.labels.shape[-1]  # Under pmap the placed data is [L, N].
         indices, mask = placement.batches(*train_plan(key, examples, config.batch_size))
         steps = indices.shape[1 if placement.mode == "pmap" else 0]  # pmap's plan is [D, S, B / D].
         carry = TrainCarry(state.replace(apply_fn=synced_apply), zeros(True) if totals is None else totals,
                            jnp.asarray(epoch, jnp.int32), jnp.asarray(smoothing))
-        with _Progress(steps, start, description, should_stop, config.on_nan == "stop", placement) as on_step:
+        with _Progress(steps, start, description, should_stop, config.on_nan == "stop", placement,
+                       active) as on_step:
             carry, done = run_train(placement.carry(carry), device_data, indices, mask, start, on_step)
         state = placement.unreplicated(carry.state).replace(apply_fn=state.apply_fn)
         return state, placement.summed(carry.totals), done
@@ -243,8 +244,10 @@ class _Progress:
     non-finite step with ``--on-nan stop`` (at host syncs), and the tqdm bar."""
 
     def __init__(self, steps: int, start: int, description: str, should_stop, stop_on_nan: bool,
-                 placement: parallel.Placement):
+                 placement: parallel.Placement, active: Sequence[bool] | None = None):
         self.steps, self.should_stop, self.stop_on_nan, self.placement = steps, should_stop, stop_on_nan, placement
+        # Replicas stopped early (--early-stop) train on, their updates thrown away: their steps never stop the epoch.
+        self.active = None if active is None else jnp.asarray(np.asarray(active, np.int32))
         self.bar = tqdm.tqdm(total=steps, initial=start, desc=description, leave=False, unit="step",
                              disable=not sys.stderr.isatty() or not hosts.primary())
 
@@ -261,7 +264,8 @@ class _Progress:
             return True
         if not sync:
             return False
-        if self.stop_on_nan and int(jnp.max(carry.totals["nonfinite"])):  # A host sync: not every step.
+        bad = carry.totals["nonfinite"] if self.active is None else carry.totals["nonfinite"] * self.active
+        if self.stop_on_nan and int(jnp.max(bad)):  # A host sync: not every step.
             return True
         if not self.bar.disable:
             self.bar.update(done - self.bar.n)

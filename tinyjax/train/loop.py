@@ -129,7 +129,8 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
                 state, totals, done = run.train_epoch(state, run.device["train"], run.order_key(state.rng, epoch),
                                                       epoch, start_step, totals, interrupts.agreed,
-                                                      f"epoch {epoch + 1}/{config.epochs}")
+                                                      f"epoch {epoch + 1}/{config.epochs}",
+                                                      stops.active if run.n > 1 else None)
                 state, start_step = stops.hold(state), 0  # Members stopped early keep their weights.
                 nonfinite = [int(x) * active for x, active in
                              zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]

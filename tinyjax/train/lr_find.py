@@ -97,23 +97,31 @@ def member_configs(config: Config, lrs) -> list[Config]:
 
 
 def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print,
-               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None) -> np.ndarray:
+               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None,
+               train: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Trains a replica per rate in ``lrs`` for ``steps`` optimizer steps from the same init and
     batches; returns ``float32 [steps, K]``, the mean training loss of each step (NaN from a
     non-finite step on: the replica diverged and its state is kept as it was before it).
 
     The steps run over as many shuffled epochs of the train split as they need (``--train-limit``
-    and ``--val-split`` apply; the augmentation too). ``done`` maps rates already tested (a resumed
-    test) to their curves, which are kept; ``on_group(indices, losses)`` is called after each
-    program (all rates vmapped, or one rate) with the losses so far. Raises as
-    ``train_and_evaluate`` does for data.
+    and ``--val-split`` apply; the augmentation too): ``train`` (images, labels), else loaded.
+    ``done`` maps rates already tested (a resumed test) to their curves, which are kept;
+    ``on_group(indices, losses)`` is called after each program (all rates vmapped, or one rate)
+    with the losses so far.
+
+    Raises:
+      ConfigError: a config whose optimizer or schedule cannot be built; as ``train_and_evaluate``
+        for data.
     """
     done = done or {}
     configs = member_configs(dataclasses.replace(config, on_nan="stop"), lrs)
     mode = replicas.resolve(config.replicas, config.model)
-    images, labels = load_splits(config)["train"]
+    images, labels = train if train is not None else load_splits(config)["train"]
     steps_per_epoch = data.num_batches(len(labels), config.batch_size)
-    states = [init_state(c, steps_per_epoch, images)[1] for c in configs]
+    try:
+        states = [init_state(c, steps_per_epoch, images)[1] for c in configs]
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     device_data = data.to_device(images, labels)
     todo = [k for k in range(len(configs)) if k not in done]
     groups = ([todo] if todo else []) if mode == "vmap" else [[k] for k in todo]
@@ -231,13 +239,14 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
     Raises:
       ConfigError: a bad range or step count (before any data is loaded), or as ``range_test``.
     """
-    started, done = time.perf_counter(), {}
+    started, done, train = time.perf_counter(), {}, None
     if resume is None:
         lrs = parse_range(text or DEFAULT_RANGE)
         steps = DEFAULT_STEPS if steps is None else steps
         if steps < 5:
             raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
         runs.check_writable(config.out)
+        train = load_splits(config)["train"]  # Missing data: an error before the run directory exists.
         run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
                               layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
         progress = {"lrs": [float(x) for x in lrs], "steps": steps, "seed": config.seed,
@@ -257,7 +266,7 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
         for k in group:
             progress["done"][k], progress["losses"][k] = True, _json_curve(losses[:, k])
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
-    losses = range_test(config, lrs, steps, print_fn, done, save)
+    losses = range_test(config, lrs, steps, print_fn, done, save, train)
     suggestion, flat = suggest(lrs, losses), flat_range(lrs, losses)
     text_table = table(lrs, losses)
     runs.write_json(os.path.join(run_dir, "lr_find.json"), {
