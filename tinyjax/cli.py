@@ -80,6 +80,7 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
     pre.add_argument("--seeds", default=None)
     pre.add_argument("--find-lr", nargs="?", const="", default=None)
     pre.add_argument("--find-lr-steps", type=int, default=None)
+    pre.add_argument("--halving", type=int, default=None)
     pre.add_argument("--coordinator", default=None)
     pre.add_argument("--num-processes", type=int, default=None)
     pre.add_argument("--process-id", type=int, default=None)
@@ -112,6 +113,8 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
         "--find-lr [MIN:MAX:K] [--find-lr-steps N]: a learning-rate range test instead of training: K constant "
         "rates (default 1e-5:1:16, log-spaced) from one init as one program, N steps each (default 200); "
         "writes lr_find.png and suggests a one-cycle peak. "
+        "--grid ... --halving ETA: successive halving: at each rung keep the best 1/ETA of the points by the "
+        "validation metric (needs --val-split). "
         "--coordinator HOST:PORT --num-processes N --process-id I: one of N processes of one run "
         "(not needed under srun or mpirun; --coordinator auto: jax finds the cluster, e.g. a Cloud TPU slice). "
         "--debug: show tracebacks instead of one error line.")
@@ -188,14 +191,19 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
     try:
         known, rest = _split(variants, args)
         hosts.initialize(known.coordinator, known.num_processes, known.process_id)  # Before any computation.
-        from tinyjax.train import lr_find
+        from tinyjax.train import halving, lr_find
 
-        if known.resume is not None and lr_find.is_range_test(known.resume):
-            lr_find.resume(known.resume, rest)
+        if known.resume is not None and (lr_find.is_range_test(known.resume) or halving.is_search(known.resume)):
+            if known.halving is not None:
+                raise ConfigError(f"--resume {known.resume} continues the search as it began; drop --halving.")
+            (lr_find if lr_find.is_range_test(known.resume) else halving).resume(known.resume, rest)
             return 0
         configs = _configs(variants, known, rest, description, grid)
         if known.find_lr is not None:  # A range test instead of training.
             lr_find.main(configs[0], known.find_lr or None, known.find_lr_steps)
+            return 0
+        if known.halving is not None:  # A grid that prunes itself.
+            halving.search(halving.start(configs, known.halving, list(grids.parse(known.grid, grid))))
             return 0
         run_dirs = _train(configs, known)
     except (ConfigError, DatasetNotFoundError, DataError) as e:
@@ -236,6 +244,8 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
     if known.find_lr is not None and (known.resume or known.sweep or known.grid is not None or known.seeds):
         raise ConfigError("--find-lr tests one config's learning rates from its --seed; drop --resume, --sweep, "
                           "--grid and --seeds.")
+    if known.halving is not None and known.grid is None:
+        raise ConfigError("--halving prunes the points of a grid: give --grid field=v1,v2 ... with it.")
     if known.resume is not None:
         if known.sweep or known.grid is not None or known.seeds:
             raise ConfigError("--resume continues one run with its own seeds; drop --sweep, --grid and --seeds.")
@@ -257,6 +267,10 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
             configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
     for config in configs:
         validate(config)
+    if known.halving is not None:
+        from tinyjax.train import halving
+
+        halving.check(configs, known.halving)
     return configs
 
 

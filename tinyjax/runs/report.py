@@ -9,7 +9,8 @@ A ``--seeds`` run is one row: its seeds, and each accuracy as mean ± sample
 std over them with the 95% confidence interval of the mean and n (epochs to
 99% of the mean curve). A run with ``--early-stop`` shows the epochs it trained (a
 ``--seeds`` run: their mean) of those it could have, and its final accuracy is
-that of the restored best checkpoint.
+that of the restored best checkpoint; a point of a ``--halving`` search, the
+epochs it trained, whether it was pruned, and its rank.
 
 ``--compare A B`` asks whether A beats B instead: paired by seed, with
 confidence intervals and tests (``tinyjax.runs.compare``).
@@ -53,9 +54,19 @@ def row(run_dir: str) -> list[str]:
     return [os.path.basename(os.path.normpath(run_dir)), r["variant"], seed, r["model_type"],
             f"{r['params']:,}",
             f"{r['optimizer']} + {r['schedule']} (lr {r['learning_rate']:g})",
-            f"{r['epochs_trained']:.3g} of {r['epochs']} (early stop)" if "early_stop" in r else str(r["epochs"]),
+            _epochs(r),
             str(r["batch_size"]), accuracy("best_test_accuracy"), accuracy("test_accuracy"),
             accuracy("train_accuracy"), to_99, f"{minutes}m{seconds:02d}s"]
+
+
+def _epochs(r: dict) -> str:
+    """The epochs cell: the epochs trained of those the run could have, with ``--early-stop`` (a
+    ``--seeds`` run: their mean) and in a ``--halving`` search (with its rank and ranking value)."""
+    if "halving" in r:
+        h = r["halving"]
+        return (f"{r['epochs_trained']} of {r['epochs']}: {'pruned, ' if h['pruned_at_epoch'] else ''}"
+                f"rank {h['rank']} of {h['of']} ({h['metric']} {h['value']:.4g})")
+    return f"{r['epochs_trained']:.3g} of {r['epochs']} (early stop)" if "early_stop" in r else str(r["epochs"])
 
 
 def config_value(run_dir: str, flag: str) -> str:

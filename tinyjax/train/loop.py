@@ -76,7 +76,8 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
 
 def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT,
                   resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
-                  group_dir: str | None = None) -> tuple[TrainState, list[list[dict]], list[str]]:
+                  group_dir: str | None = None, until: int | None = None,
+                  end: bool = True) -> tuple[TrainState, list[list[dict]], list[str]]:
     """Trains N >= 1 validated configs that differ only in ``replicas.REPLICA_FIELDS`` as one program
     (N > 1: a stacked train state, vmapped steps), each member in its own run directory, written
     as ``train_and_evaluate`` writes one: ``run_dirs`` (created; default
@@ -86,6 +87,12 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     ``group_dir`` (a ``--seeds`` run); without one there is no resume command. Inside a
     ``group_dir``, a signal during the last epoch still finishes the members, then raises
     ``Interrupted`` so that no further seed starts.
+
+    ``until`` (epochs, 1-based) pauses the members after that epoch, saved there, instead of
+    training to ``config.epochs``; ``end=False`` leaves them unfinished (no ``results.json`` or
+    plots), to be continued by another call with ``resume``; a paused run resumed with the same
+    ``until`` trains nothing and, with ``end``, is finished where it paused (successive halving,
+    ``tinyjax.train.halving``, pauses every point at a rung and finishes the pruned ones there).
 
     Returns:
       ``(state, histories, run_dirs)``: the final state (stacked when N > 1), each member's
@@ -99,18 +106,20 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     position = restore(run, states, resume) if resume is not None else Position.fresh(run, states)
     del states
     announce(run, position)
-    state, histories, bests, signum = train_epochs(run, position)
-    finish(run, state, histories, bests, started)
-    if signum is not None and group_dir:  # Finished, but the seeds after this one must not start.
-        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: finished {', '.join(run.run_dirs)}",
-                          signum, run.resume_command)
+    state, histories, bests, signum = train_epochs(run, position, until)
+    if end:
+        finish(run, state, histories, bests, started)
+    if signum is not None and group_dir:  # Finished (or paused), but the runs after this one must not start.
+        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: {'finished' if end else 'paused'} "
+                          f"{', '.join(run.run_dirs)}", signum, run.resume_command)
     return state, histories, run.run_dirs
 
 
-def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[dict]], list[dict], int | None]:
-    """The epoch loop, from ``position`` to ``config.epochs``: train, evaluate, record, save; a
-    signal saves and raises ``Interrupted`` (except in the last epoch), a non-finite step raises
-    ``NonFiniteError``. Returns ``(state, histories, bests, signal)``: each member's best epoch
+def train_epochs(run: Run, position: Position,
+                 until: int | None = None) -> tuple[TrainState, list[list[dict]], list[dict], int | None]:
+    """The epoch loop, from ``position`` to ``config.epochs`` (or ``until``, saved there): train,
+    evaluate, record, save; a signal saves and raises ``Interrupted`` (except in the last epoch),
+    a non-finite step raises ``NonFiniteError``. Returns ``(state, histories, bests, signal)``: each member's best epoch
     record (the best checkpoint's when saving) and the signal received in the last epoch or None."""
     config, checkpoints = run.config, run.checkpoints
     state, totals, histories = position.state, position.totals, position.histories
@@ -122,7 +131,8 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
                                    interrupts.stop_signal, run.resume_command)
 
             start_step, stops = position.step, stopping.Stops.start(run.configs, histories, state)
-            for epoch in range(position.epoch, config.epochs):
+            stop_at = config.epochs if until is None else min(until, config.epochs)
+            for epoch in range(position.epoch, stop_at):
                 if all(stops.stopped):  # Resumed after every member had stopped early.
                     break
                 started = time.perf_counter()
@@ -145,7 +155,7 @@ def train_epochs(run: Run, position: Position) -> tuple[TrainState, list[list[di
                 rows = _record(run, epoch, state, totals, evals, steps, nonfinite, histories, events,
                                time.perf_counter() - started, stops.active)
                 improved = _early_stops(run, stops, epoch, histories, state)
-                last_epoch, stop = epoch + 1 == config.epochs or all(stops.stopped), interrupts.agreed()
+                last_epoch, stop = epoch + 1 == stop_at or all(stops.stopped), interrupts.agreed()
                 if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0
                                     or stops.on and any(improved)):  # --early-stop restores the best: save it.
                     run.save(state, epoch + 1, 0, jax.tree.map(jnp.zeros_like, totals),

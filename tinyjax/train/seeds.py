@@ -80,7 +80,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
         runs.write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))  # Allowed changes.
     dirs = member_dirs(run_dir, config)
     done = [os.path.exists(os.path.join(d, "results.json")) for d in dirs]
-    points = [_latest(d, m) for d, m in zip(dirs, members)]
+    points = [latest_position(d, m) for d, m in zip(dirs, members)]
     if mode == "vmap" and (any(done) or len(set(points)) > 1):
         mode = "sequential"  # A resumed run whose seeds are not all at one step.
     print_fn(f"{len(members)} seeds {_seeds(config.seeds)}, {mode} -> {run_dir}")
@@ -153,12 +153,12 @@ def check_resumable(run_dir: str, config: Config) -> None:
       ConfigError: no member has a checkpoint or is finished.
     """
     dirs = member_dirs(run_dir, config)
-    if not any(os.path.exists(os.path.join(d, "results.json")) or _latest(d, m) is not None
+    if not any(os.path.exists(os.path.join(d, "results.json")) or latest_position(d, m) is not None
                for d, m in zip(dirs, replicas.expand(config))):
         raise ConfigError(f"--resume {run_dir}: no seed of the run has a checkpoint yet; start it again.")
 
 
-def _latest(member_dir: str, config: Config) -> tuple[int, int] | None:
+def latest_position(member_dir: str, config: Config) -> tuple[int, int] | None:
     """``(epoch, position)`` of a member's latest checkpoint, or None."""
     try:
         checkpoints, checkpoint_id = find(member_dir, config, "latest")

@@ -1,0 +1,283 @@
+"""``--grid ... --halving ETA``: a grid that prunes itself (successive halving).
+
+    python -m experiments.mnist_mlp --variant 2hl_50_v2 --epochs 27 --val-split 5000 --halving 3 \\
+        --grid lr=3e-4,1e-3,3e-3 weight_decay=0,1e-5,1e-4 label_smoothing=0,0.05,0.1
+
+Successive halving (Jamieson and Talwalkar 2016, arXiv:1502.07943), the inner
+loop of Hyperband (Li et al. 2018, arXiv:1603.06560): every point of the grid
+starts; at each rung the points still training are ranked by the validation
+metric (``--best-metric``, ``val_acc`` with ``--val-split``; never the test
+set) of their epoch at the rung, the best ``n // ETA`` (at least one) go on
+and the others stop there. The rungs are those of Hyperband's most aggressive
+bracket for ``n`` points and ``R = --epochs``: ``R * ETA**(i - s)`` epochs
+(rounded, i = 0..s) with ``s`` the largest number of prunings that leaves at
+least one point (``ETA**s <= n``) and a first rung of at least one epoch
+(``R / ETA**s >= 1``); 27 points, 27 epochs, ETA 3: rungs 1, 3, 9 and 27,
+with 27, 9, 3 and 1 points. Each point trains its own full-length schedule
+(a one-cycle's peak is where a 27-epoch run has it); a pruned point has
+trained its first epochs of it.
+
+The search is rung-synchronous: every point still training trains to the
+rung and pauses there, saved (``train_members(until=...)``); the pruned ones
+are finished where they paused (``results.json``, plots); the kept ones
+resume as a new, smaller program (points that share a program, see
+``tinyjax.train.replicas``, train as one vmapped program, the others one
+after another, pruned the same way at the same rungs). A smaller program
+costs one compilation, and saves the pruned points' share of every later
+step: ``scripts/bench_halving.py`` measures both against holding the pruned
+points in the program (as ``--early-stop`` holds a stopped replica).
+
+The search directory ``<out>/<experiment>-<variant>-halving-<timestamp>/``
+holds ``halving.json`` (the points' configs, ETA, the rungs and each rung's
+decision), ``point-<k>/`` (each a normal run directory with the epochs it
+trained; its ``results.json`` gains ``epochs_trained`` and ``halving``: its
+rank, the rung it stopped at and the value it was ranked by) and
+``halving.md``, the grid's table in rank order. Decisions are recomputed from
+the points' records, so ``--resume SEARCH_DIR`` after an interruption makes
+the same ones and ends as the uninterrupted search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import shutil
+import time
+from typing import Callable, Sequence
+
+from tinyjax import runs
+from tinyjax.config import Config, ConfigError, best_metric, from_dict
+from tinyjax.distributed import hosts
+from tinyjax.train import replicas
+from tinyjax.train.loop import train_members
+from tinyjax.train.seeds import latest_position
+
+SEARCH_FILE = "halving.json"
+PRINT = functools.partial(print, flush=True)
+
+
+def rungs(epochs: int, points: int, eta: int) -> list[int]:
+    """The epochs (1-based) after which points are ranked and pruned, the last being ``epochs``
+    itself: Hyperband's most aggressive bracket (see the module docstring); ``[epochs]`` when no
+    pruning fits (``points < eta`` or ``epochs < eta``).
+
+    Raises:
+      ValueError: ``eta < 2``.
+    """
+    if eta < 2:
+        raise ValueError(f"successive halving needs ETA >= 2, got {eta}")
+    s = 0
+    while eta ** (s + 1) <= points and epochs / eta ** (s + 1) >= 1:
+        s += 1
+    return sorted({max(1, round(epochs / eta ** (s - i))) for i in range(s + 1)})
+
+
+def keep(alive: int, eta: int) -> int:
+    """How many of ``alive`` points go on after a rung: ``alive // eta``, at least one (Hyperband)."""
+    return max(1, alive // eta)
+
+
+def order(values: Sequence[float], mode: str) -> list[int]:
+    """Indices of ``values`` best first (``mode`` ``"max"`` or ``"min"``); a non-finite value ranks
+    last, and equal values in index order."""
+    def key(i):
+        finite = math.isfinite(values[i])
+        return (not finite, (-values[i] if mode == "max" else values[i]) if finite else 0.0, i)
+    return sorted(range(len(values)), key=key)
+
+
+def check(configs: Sequence[Config], eta: int) -> None:
+    """Refuses a search that cannot rank or prune, with one line naming the fix.
+
+    Raises:
+      ConfigError: ETA < 2, fewer points than ETA, no validation split, a test-set metric, points of
+        different lengths or metrics, ``--early-stop``, ``--save-every 0``, or no rung before the end.
+    """
+    c, n = configs[0], len(configs)
+    metric = best_metric(c)
+    if eta < 2:
+        raise ConfigError(f"--halving ETA keeps the best 1/ETA of the points at each rung: give an integer >= 2, "
+                          f"got {eta}.")
+    problems = [
+        (n >= eta, f"--halving {eta} needs a grid of at least {eta} points, this one has {n}"),
+        (all(x.data.val_split > 0 for x in configs), "--halving ranks the points on a validation split, "
+                                                     "never the test set: add --val-split N"),
+        (metric.startswith("val_"), f"--halving ranks on --best-metric {metric}, which is not a validation "
+                                    "metric: use val_acc or val_loss"),
+        (len({(x.epochs, best_metric(x), x.checkpoint.best_mode) for x in configs}) == 1,
+         "--halving needs one --epochs, --best-metric and --best-mode for every point (the rungs are "
+         "epochs of one length): take them out of --grid"),
+        (not any(x.early_stop for x in configs), "--halving and --early-stop both stop points: give one of them"),
+        (all(x.checkpoint.save_every for x in configs), "--halving pauses the points at each rung in their "
+                                                         "checkpoints: drop --save-every 0"),
+        (len(rungs(c.epochs, n, eta)) > 1, f"--halving {eta} with --epochs {c.epochs} has no rung before the "
+                                           f"end: give --epochs >= {eta}"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(message + ".")
+
+
+def is_search(path: str) -> bool:
+    """Whether ``path`` is a ``--halving`` search directory (holds ``halving.json``)."""
+    return os.path.isfile(os.path.join(path, SEARCH_FILE))
+
+
+def start(configs: Sequence[Config], eta: int, fields: Sequence[str]) -> str:
+    """Creates the search directory with its ``halving.json`` (``fields``: the grid's flags, the
+    table's columns); returns its path. Call ``check`` first.
+
+    Raises:
+      ConfigError: the directory cannot be created under ``--out``.
+    """
+    c = configs[0]
+    hosts.together(lambda: runs.check_writable(c.out))
+    path = ""
+    if hosts.primary():
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = path = os.path.join(c.out, f"{c.experiment}-{c.variant}-halving-{stamp}")
+        for n in range(1, 1000):
+            if not os.path.exists(path):
+                break
+            path = f"{base}-{n}"
+        os.makedirs(path)
+        _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
+                      "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
+                      "points": [f"point-{k}" for k in range(len(configs))],
+                      "labels": replicas.differences(configs), "decisions": [], "wall_time_s": 0.0,
+                      "configs": [dataclasses.asdict(x) for x in configs]})
+    return hosts.agree(path)
+
+
+def resume(search_dir: str, rest: Sequence[str], print_fn: Callable[[str], None] = PRINT) -> list[str]:
+    """Continues an interrupted search (``search``).
+
+    Raises:
+      ConfigError: other flags given (a search resumes as it began), or not a search directory.
+    """
+    if rest:
+        raise ConfigError(f"--resume {search_dir} continues a --halving search as it began; drop "
+                          f"{' '.join(rest)}.")
+    if not is_search(search_dir):
+        raise ConfigError(f"--resume {search_dir}: no {SEARCH_FILE}, not a --halving search directory.")
+    return search(search_dir, print_fn)
+
+
+def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str]:
+    """Runs (or continues) the search in ``search_dir`` to its end; returns the points' run
+    directories in rank order (the winner first) and writes ``halving.md``.
+
+    Raises:
+      as ``tinyjax.train.train_members``; ``Interrupted`` leaves a search that ``--resume`` continues.
+    """
+    meta, started = _read(search_dir), time.perf_counter()
+    configs = [from_dict(c) for c in meta["configs"]]
+    dirs = [os.path.join(search_dir, p) for p in meta["points"]]
+    eta, metric, mode, elapsed = meta["eta"], meta["metric"], meta["mode"], meta["wall_time_s"]
+    print_fn = hosts.printer(print_fn)
+    print_fn(f"halving: {len(configs)} points, ETA {eta}, rungs at epochs {meta['rungs']} by {metric} "
+             f"-> {search_dir}")
+    alive, decisions = list(range(len(configs))), []
+    for rung in meta["rungs"][:-1]:
+        _advance(search_dir, configs, dirs, alive, rung, print_fn)
+        values = [runs.read_metrics(dirs[k])[rung - 1][metric] for k in alive]
+        ranked = [alive[i] for i in order(values, mode)]
+        kept, pruned = ranked[:keep(len(alive), eta)], ranked[keep(len(alive), eta):]
+        _finish_paused(search_dir, configs, dirs, sorted(pruned), rung, print_fn)
+        for rank, k in enumerate(ranked, 1):
+            if k in pruned:
+                _mark(dirs[k], meta, rank, rung, values[alive.index(k)])
+        decisions.append({"epoch": rung, "ranked": ranked, "values": [values[alive.index(k)] for k in ranked],
+                          "kept": sorted(kept), "pruned": sorted(pruned)})
+        meta.update(decisions=decisions, wall_time_s=elapsed + time.perf_counter() - started)
+        _write(search_dir, meta)
+        labels = meta["labels"]
+        print_fn(f"halving: after epoch {rung}, kept {len(kept)} of {len(alive)} by {metric}: "
+                 + "; ".join(f"{labels[k]} ({values[alive.index(k)]:.4g})" for k in kept))
+        alive = sorted(kept)
+    _advance(search_dir, configs, dirs, alive, None, print_fn)
+    values = [runs.read_metrics(dirs[k])[-1][metric] for k in alive]
+    final = [alive[i] for i in order(values, mode)]
+    for rank, k in enumerate(final, 1):
+        _mark(dirs[k], meta, rank, None, values[alive.index(k)])
+    ranking = final + [k for d in reversed(decisions) for k in d["ranked"] if k in d["pruned"]]
+    meta.update(ranking=ranking, wall_time_s=elapsed + time.perf_counter() - started)
+    _write(search_dir, meta)
+    from tinyjax.runs import report
+
+    ranked_dirs = [dirs[k] for k in ranking]
+    table = report.table(ranked_dirs, meta["fields"])
+    if hosts.primary():
+        runs.write_text(os.path.join(search_dir, "halving.md"), table + "\n")
+    print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {values[final.index(ranking[0])]:.4g} "
+             f"after {meta['epochs']} epochs), {meta['wall_time_s'] / 60:.1f} min -> {search_dir}/halving.md")
+    return ranked_dirs
+
+
+def _programs(indices: Sequence[int], configs: Sequence[Config], dirs: Sequence[str]) -> list[list[int]]:
+    """Batches of points that train together: those that share a program (``replicas.groups``),
+    are vmapped (``--replicas``) and stand at one checkpoint; one point each otherwise."""
+    batches = []
+    for group in replicas.groups([configs[i] for i in indices]):
+        members = [indices[j] for j in group]
+        c = configs[members[0]]
+        together = len(members) > 1 and replicas.resolve(c.replicas, c.model) == "vmap" and \
+            len({latest_position(dirs[k], configs[k]) for k in members}) == 1
+        batches.extend([members] if together else [[k] for k in members])
+    return batches
+
+
+def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | None, print_fn) -> None:
+    """Trains the ``alive`` points to epoch ``until`` and pauses them there (None: to their end,
+    finished); points already there or beyond (a resumed search) are left as they are, points never
+    saved start afresh."""
+    for batch in _programs(alive, configs, dirs):
+        position, batch_dirs = latest_position(dirs[batch[0]], configs[batch[0]]), [dirs[k] for k in batch]
+        if until is None and all(os.path.exists(os.path.join(d, "results.json")) for d in batch_dirs):
+            continue
+        if until is not None and position is not None and position >= (until, 0):
+            continue
+        if position is None and hosts.primary():
+            for d in batch_dirs:  # A point made before its first save holds nothing to keep.
+                shutil.rmtree(d, ignore_errors=True)
+        train_members([configs[k] for k in batch], print_fn, resume=None if position is None else batch_dirs,
+                      run_dirs=batch_dirs if position is None else None, group_dir=search_dir,
+                      until=until, end=until is None)
+
+
+def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: int, print_fn) -> None:
+    """Finishes the ``pruned`` points where they paused (``results.json`` and plots; nothing trains)."""
+    for group in replicas.groups([configs[k] for k in pruned]):
+        todo = [pruned[j] for j in group if not os.path.exists(os.path.join(dirs[pruned[j]], "results.json"))]
+        if todo:
+            print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
+                     + ", ".join(os.path.basename(dirs[k]) for k in todo))
+            train_members([configs[k] for k in todo], lambda _: None, resume=[dirs[k] for k in todo],
+                          group_dir=search_dir, until=rung)
+
+
+def _mark(run_dir: str, meta: dict, rank: int, pruned_at: int | None, value: float) -> None:
+    """Adds the search's record to a finished point's ``results.json``."""
+    if not hosts.primary():
+        return
+    path = os.path.join(run_dir, "results.json")
+    with open(path) as f:
+        results = json.load(f)
+    results.update(epochs_trained=pruned_at or meta["epochs"], halving={
+        "eta": meta["eta"], "rungs": meta["rungs"], "rank": rank, "of": len(meta["points"]),
+        "pruned_at_epoch": pruned_at, "metric": meta["metric"], "value": value})
+    runs.write_json(path, results)
+
+
+def _read(search_dir: str) -> dict:
+    with open(os.path.join(search_dir, SEARCH_FILE)) as f:
+        return json.load(f)
+
+
+def _write(search_dir: str, meta: dict) -> None:
+    if hosts.primary():
+        runs.write_json(os.path.join(search_dir, SEARCH_FILE), meta)
