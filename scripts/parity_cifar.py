@@ -50,7 +50,7 @@ import numpy as np
 import repo  # noqa: F401  (scripts/repo.py: the clone's root on sys.path, for experiments)
 from experiments.cifar10_resnet import VARIANTS
 from tinyjax import data, models, runs
-from tinyjax.cli import scale_milestones
+from tinyjax.grid import scale_milestones
 from tinyjax.train.replicas import spread
 
 SIDES = ("tinyjax", "torch")

@@ -57,7 +57,7 @@ def test_milestones_scale_with_epochs_unless_given():
 
 
 def test_scaled_milestones_never_merge():
-    from tinyjax.cli import scale_milestones
+    from tinyjax.grid import scale_milestones
 
     assert scale_milestones((80, 120), 200, 20) == (8, 12)
     assert scale_milestones((125, 175), 200, 20) == (13, 18)  # 12.5 and 17.5 round half up.

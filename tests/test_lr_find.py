@@ -24,21 +24,30 @@ def test_parse_range_is_log_spaced_with_both_ends():
             lr_find.parse_range(bad)
 
 
+def plateau(lrs, curves):
+    return lr_find.flat_range(lrs, lr_find.final_losses(curves))
+
+
+def suggestion(lrs, curves):
+    return lr_find.suggest(plateau(lrs, curves))
+
+
 def test_suggestion_is_the_middle_of_the_plateau_within_5_percent_of_the_lowest_final_loss():
     lrs = [1e-3, 1e-2, 1e-1, 1.0]
     steps = 10
     curves = np.ones((steps, 4), np.float32)
     curves[-2:] = [[2.0, 0.40, 0.41, 5.0]]  # The last 20% of 10 steps: 2 steps.
     np.testing.assert_allclose(lr_find.final_losses(curves), [2.0, 0.40, 0.41, 5.0], rtol=1e-6)
-    assert lr_find.flat_range(lrs, curves) == (1e-2, 1e-1)  # 0.41 <= 1.05 x 0.40 = 0.42; 2.0 and 5.0 are not.
-    assert lr_find.suggest(lrs, curves) == 0.0316  # sqrt(1e-2 * 1e-1), 3 significant digits.
+    assert plateau(lrs, curves) == (1e-2, 1e-1)  # 0.41 <= 1.05 x 0.40 = 0.42; 2.0 and 5.0 are not.
+    assert suggestion(lrs, curves) == 0.0316  # sqrt(1e-2 * 1e-1), 3 significant digits.
     curves[-2:, 2] = 0.43
-    assert lr_find.flat_range(lrs, curves) == (1e-2, 1e-2) and lr_find.suggest(lrs, curves) == 1e-2
+    assert plateau(lrs, curves) == (1e-2, 1e-2) and suggestion(lrs, curves) == 1e-2
     curves[3, 1] = np.nan  # A non-finite step anywhere: diverged, whatever came after.
-    assert np.isinf(lr_find.final_losses(curves)[1]) and lr_find.suggest(lrs, curves) == 1e-1
+    assert np.isinf(lr_find.final_losses(curves)[1]) and suggestion(lrs, curves) == 1e-1
     nothing = np.full((steps, 4), np.nan, np.float32)
-    assert lr_find.suggest(lrs, nothing) is None and lr_find.flat_range(lrs, nothing) is None
-    assert "| 0.1 | 1.0000 | 0.4300 | plateau |" in lr_find.table(lrs, curves)
+    assert suggestion(lrs, nothing) is None and plateau(lrs, nothing) is None
+    finals = lr_find.final_losses(curves)
+    assert "| 0.1 | 1.0000 | 0.4300 | plateau |" in lr_find.table(lrs, curves, finals, plateau(lrs, curves))
 
 
 @pytest.mark.slow
@@ -55,7 +64,7 @@ def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
     for other in (curves["sequential"], scan):  # Vmapped or not, jitted steps or one scan: the same training.
         np.testing.assert_allclose(other[:, :2], curves["vmap"][:, :2], rtol=1e-4)
         assert lr_find.final_losses(other)[2] > 10 * other[0, 2]  # Adam at 10 blows up (rounding then grows).
-    assert lr_find.suggest(lrs, curves["vmap"]) == lr_find.suggest(lrs, curves["sequential"]) == 1e-2  # Alone.
+    assert suggestion(lrs, curves["vmap"]) == suggestion(lrs, curves["sequential"]) == 1e-2  # Alone.
     from tinyjax.train import train_and_evaluate
 
     for k, lr in enumerate(lrs[:2]):

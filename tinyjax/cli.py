@@ -124,19 +124,9 @@ def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], d
     if (schedule.name == "piecewise" and config.epochs != base.epochs and schedule.milestones == base.schedule.milestones
             and not any(a.split("=")[0] == "--milestones" for a in rest)):
         config = dataclasses.replace(config, schedule=dataclasses.replace(
-            schedule, milestones=scale_milestones(schedule.milestones, base.epochs, config.epochs)))
+            schedule, milestones=grids.scale_milestones(schedule.milestones, base.epochs, config.epochs)))
     return dataclasses.replace(config, variant=base.variant)
 
-
-def scale_milestones(milestones: Sequence[int], epochs: int, new_epochs: int) -> tuple[int, ...]:
-    """Milestones (epochs) of an ``epochs``-long run moved to the same fractions of a
-    ``new_epochs``-long one, rounded half up, at least 1 and each after the previous
-    one (so that two decays never merge into one): ``(80, 120)`` of 200 -> ``(8, 12)``
-    of 20, ``(1, 2)`` of 2."""
-    scaled: list[int] = []
-    for m in milestones:
-        scaled.append(max(int(m * new_epochs / epochs + 0.5), scaled[-1] + 1 if scaled else 1))
-    return tuple(scaled)
 
 
 def resume_config(variants: Mapping[str, Config], run_dir: str, variant: str | None, rest: list[str],

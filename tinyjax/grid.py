@@ -90,3 +90,14 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise ConfigError(f"--seeds {text!r}: give a count (--seeds 5: seeds 0-4) or distinct seeds >= 0 "
                           "(--seeds 0,3,7).")
     return seeds
+
+
+def scale_milestones(milestones: Sequence[int], epochs: int, new_epochs: int) -> tuple[int, ...]:
+    """Milestones (epochs) of an ``epochs``-long run moved to the same fractions of a
+    ``new_epochs``-long one, rounded half up, at least 1 and each after the previous
+    one (so that two decays never merge into one): ``(80, 120)`` of 200 -> ``(8, 12)``
+    of 20, ``(1, 2)`` of 2."""
+    scaled: list[int] = []
+    for m in milestones:
+        scaled.append(max(int(m * new_epochs / epochs + 0.5), scaled[-1] + 1 if scaled else 1))
+    return tuple(scaled)

@@ -116,12 +116,14 @@ def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool,
     return run_steps
 
 
-def zero_metrics(train: bool = False) -> dict[str, jax.Array]:
+def zero_metrics(train: bool = False, replicas: int | None = None) -> dict[str, jax.Array]:
     """Zero sums: ``loss_sum`` (float32), ``correct`` and ``count`` (int32), and
-    for training ``nonfinite`` (int32: steps with a non-finite loss, gradient or parameter)."""
-    totals = {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
-              "count": jnp.zeros((), jnp.int32)}
-    return {**totals, "nonfinite": jnp.zeros((), jnp.int32)} if train else totals
+    for training ``nonfinite`` (int32: steps with a non-finite loss, gradient or parameter);
+    scalars, or ``[replicas]`` (one per replica) when given."""
+    shape = () if replicas is None else (replicas,)
+    totals = {"loss_sum": jnp.zeros(shape, jnp.float32), "correct": jnp.zeros(shape, jnp.int32),
+              "count": jnp.zeros(shape, jnp.int32)}
+    return {**totals, "nonfinite": jnp.zeros(shape, jnp.int32)} if train else totals
 
 
 def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
@@ -215,8 +217,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     run_eval = epoch_driver(eval_batch, loop, False, placement)
 
     def zeros(train):
-        totals = zero_metrics(train)
-        return jax.tree.map(lambda x: jnp.zeros(smoothing.shape, x.dtype), totals) if replicated else totals
+        return zero_metrics(train, len(smoothing) if replicated else None)
 
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
                     description="train", active=None):

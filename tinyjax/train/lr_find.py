@@ -173,9 +173,7 @@ def _program(config: Config, replicated: bool):
 def _run(program, state, device_data, config: Config, steps: int, n: int | None) -> np.ndarray:
     """``program`` over ``steps`` steps of shuffled epochs (``n`` replicas, or one model: None)."""
     epoch_steps = data.num_batches(int(device_data.labels.shape[0]), config.batch_size)
-    totals = zero_metrics(train=True)
-    if n is not None:
-        totals = jax.tree.map(lambda x: jnp.zeros((n,), x.dtype), totals)
+    totals = zero_metrics(train=True, replicas=n)
     smoothing = jnp.full(() if n is None else (n,), config.label_smoothing, jnp.float32)
     carry, out, epoch = TrainCarry(state, totals, jnp.int32(0), smoothing), [], 0
     while sum(len(x) for x in out) < steps:
@@ -201,26 +199,23 @@ def final_losses(losses: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(losses).all(0), finals, np.inf)
 
 
-def suggest(lrs, losses: np.ndarray) -> float | None:
-    """The suggested one-cycle peak (see the module docstring): the geometric middle of
-    ``flat_range``, to 3 significant digits; None when every replica diverged."""
-    flat = flat_range(lrs, losses)
+def suggest(flat: tuple[float, float] | None) -> float | None:
+    """The suggested one-cycle peak (see the module docstring): the geometric middle of the plateau
+    ``flat`` (``flat_range``), to 3 significant digits; None when every replica diverged (no plateau)."""
     return None if flat is None else float(f"{math.sqrt(flat[0] * flat[1]):.3g}")
 
 
-def flat_range(lrs, losses: np.ndarray) -> tuple[float, float] | None:
-    """``(lowest, highest)`` rate whose final loss is at most ``(1 + TOLERANCE)`` times the lowest
-    final loss; None when every replica diverged."""
-    finals = final_losses(losses)
+def flat_range(lrs, finals: np.ndarray) -> tuple[float, float] | None:
+    """``(lowest, highest)`` rate whose final loss (``finals``, ``final_losses``) is at most
+    ``(1 + TOLERANCE)`` times the lowest; None when every replica diverged."""
     if not np.isfinite(finals).any():
         return None
     near = [float(lr) for lr, f in zip(lrs, finals) if f <= (1 + TOLERANCE) * finals.min()]
     return min(near), max(near)
 
 
-def table(lrs, losses: np.ndarray) -> str:
-    """Markdown: each rate, its first-step and final loss, and whether it is on the plateau."""
-    finals, flat = final_losses(losses), flat_range(lrs, losses)
+def table(lrs, losses: np.ndarray, finals: np.ndarray, flat: tuple[float, float] | None) -> str:
+    """Markdown: each rate, its first-step and final loss, and whether it is on the plateau ``flat``."""
     lines = ["| lr | loss at step 1 | final loss (mean of the last 20% of steps) | |", "|---|---|---|---|"]
     for lr, first, final in zip(lrs, losses[0], finals):
         on = flat is not None and flat[0] <= lr <= flat[1]
@@ -267,10 +262,11 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
             progress["done"][k], progress["losses"][k] = True, _json_curve(losses[:, k])
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
     losses = range_test(config, lrs, steps, print_fn, done, save, train)
-    suggestion, flat = suggest(lrs, losses), flat_range(lrs, losses)
-    text_table = table(lrs, losses)
+    finals = final_losses(losses)
+    flat = flat_range(lrs, finals)
+    suggestion, text_table = suggest(flat), table(lrs, losses, finals, flat)
     runs.write_json(os.path.join(run_dir, "lr_find.json"), {
-        **progress, "final_losses": [float(x) for x in final_losses(losses)],
+        **progress, "final_losses": [float(x) for x in finals],
         "suggested_max_lr": suggestion, "flat_range": flat, "rule": "geometric middle of flat_range, the lrs "
         f"whose final loss <= {1 + TOLERANCE:g} x the lowest; final loss = mean training loss of the last "
         f"{TAIL:.0%} of steps", "wall_time_s": time.perf_counter() - started})
@@ -278,7 +274,7 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
         f.write(text_table + "\n")
     from tinyjax.runs import plots
 
-    plots.lr_find(lrs, losses, final_losses(losses), suggestion, flat, os.path.join(run_dir, "lr_find.png"),
+    plots.lr_find(lrs, losses, finals, suggestion, flat, os.path.join(run_dir, "lr_find.png"),
                   f"{config.experiment} {config.variant} ({config.model}, seed {config.seed}): {steps} steps per rate")
     edge = flat is not None and (flat[0] == float(lrs[0]) or flat[1] == float(lrs[-1]))
     print_fn(f"{text_table}\n\nsuggested one-cycle peak lr: "

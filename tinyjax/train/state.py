@@ -46,7 +46,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
     variables = model.init(streams.key(rng, streams.INIT), jnp.zeros(input_shape, jnp.float32))
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats, rng=rng,
-                              ema=_copy({"params": params, "batch_stats": batch_stats}) if ema else None)
+                              ema=copy_buffers({"params": params, "batch_stats": batch_stats}) if ema else None)
     # flax starts `step` as a Python int, whose weak type differs from the int32
     # the first update returns: the second call would compile again.
     return state.replace(step=jnp.zeros((), jnp.int32))
@@ -105,11 +105,11 @@ def init_state(config, steps_per_epoch: int, train_images=None):
         variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))
         state = state.replace(params=variables["params"])
         if state.ema is not None:
-            state = state.replace(ema={**state.ema, "params": _copy(variables["params"])})
+            state = state.replace(ema={**state.ema, "params": copy_buffers(variables["params"])})
     return model, state, lr_fn
 
 
-def _copy(tree):
-    """New buffers for ``tree``: the moving average must not alias the live weights, whose buffers
-    each step donates."""
+def copy_buffers(tree):
+    """New buffers for every array of ``tree``: a copy that must outlive the train state's own
+    buffers, which each step donates (the moving average's start, a held replica's state)."""
     return jax.tree.map(jnp.copy, tree)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax.config import Config, best_metric
+from tinyjax.train.state import copy_buffers
 
 HELD_FIELDS = ("step", "params", "batch_stats", "opt_state", "ema")  # What a step changes (``rng`` never does).
 
@@ -106,7 +107,7 @@ class Stops:
     def start(cls, configs: Sequence[Config], histories: Sequence[Sequence[dict]], state) -> "Stops":
         """The stops of a run about to train (fresh: none; resumed: those its histories decide)."""
         stopped = [bool(c.early_stop and h and decide(c, h).stopped) for c, h in zip(configs, histories)]
-        return cls(list(configs), stopped, _copy(state) if any(stopped) and len(configs) > 1 else None)
+        return cls(list(configs), stopped, copy_buffers(state) if any(stopped) and len(configs) > 1 else None)
 
     @property
     def on(self) -> bool:
@@ -135,7 +136,7 @@ class Stops:
                 newly.append(k)
         if newly and len(self.configs) > 1:
             fresh = [k in newly for k in range(len(self.configs))]
-            self.held = _copy(state) if self.held is None else _select(fresh, state, self.held)
+            self.held = copy_buffers(state) if self.held is None else _select(fresh, state, self.held)
         self.stopped = [s or k in newly for k, s in enumerate(self.stopped)]
         return improved, newly
 
@@ -147,8 +148,3 @@ def _select(mask: Sequence[bool], a, b):
     def where(x, y):
         return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y)
     return b.replace(**{f: jax.tree.map(where, getattr(a, f), getattr(b, f)) for f in HELD_FIELDS})
-
-
-def _copy(tree):
-    """New buffers for every array of ``tree`` (the train state's own are donated to the next epoch)."""
-    return jax.tree.map(jnp.copy, tree)
