@@ -101,6 +101,29 @@ def lr_find(lrs, losses: np.ndarray, finals: np.ndarray, suggestion: float | Non
     _save(fig, path, title)
 
 
+def halving(histories: list[list[dict]], metric: str, rungs: list[int], ranking: list[int], labels: list[str],
+            path: str, title: str) -> None:
+    """``--halving``'s plot: every point's ``metric`` per epoch (``histories[k]``, as long as the point
+    trained), the rungs as dashed lines, the points that trained to the end in colour (the winner,
+    ``ranking[0]``, thickest) and the pruned ones in grey."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    survivors = [k for k in ranking if len(histories[k]) == max(len(h) for h in histories)]
+    for k, h in enumerate(histories):
+        epochs, values = [r["epoch"] for r in h], [r[metric] for r in h]
+        if k in survivors:
+            ax.plot(epochs, values, marker=".", lw=2.5 if k == ranking[0] else 1.2, zorder=3,
+                    label=f"{'winner: ' if k == ranking[0] else ''}{labels[k]}")
+        else:
+            ax.plot(epochs, values, marker=".", ms=3, lw=0.8, color="grey", alpha=0.6)
+    for r in rungs[:-1]:
+        ax.axvline(r, color="black", linestyle="--", lw=0.8)
+    ax.set(xscale="log", xlabel="epoch (log scale; dashed: rungs)", ylabel=metric,
+           title=f"{len(histories)} points; grey: pruned at a rung")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path, title)
+
+
 def _save(fig, path: str, title: str | None = None) -> None:
     """Writes ``fig`` (with ``title`` above it) to the PNG ``path`` and frees it."""
     if title is not None:

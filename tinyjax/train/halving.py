@@ -32,7 +32,8 @@ holds ``halving.json`` (the points' configs, ETA, the rungs and each rung's
 decision), ``point-<k>/`` (each a normal run directory with the epochs it
 trained; its ``results.json`` gains ``epochs_trained`` and ``halving``: its
 rank, the rung it stopped at and the value it was ranked by) and
-``halving.md``, the grid's table in rank order. Decisions are recomputed from
+``halving.md``, the grid's table in rank order, and ``halving.png``, every point's
+validation metric per epoch with the rungs. Decisions are recomputed from
 the points' records, so ``--resume SEARCH_DIR`` after an interruption makes
 the same ones and ends as the uninterrupted search.
 """
@@ -213,6 +214,12 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
     table = report.table(ranked_dirs, meta["fields"])
     if hosts.primary():
         runs.write_text(os.path.join(search_dir, "halving.md"), table + "\n")
+        from tinyjax.runs import plots
+
+        c = configs[0]
+        plots.halving([runs.read_metrics(d) for d in dirs], metric, meta["rungs"], ranking, meta["labels"],
+                      os.path.join(search_dir, "halving.png"), f"{c.experiment} {c.variant}: successive halving, "
+                      f"ETA {eta}, {meta['epochs']} epochs")
     print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {values[final.index(ranking[0])]:.4g} "
              f"after {meta['epochs']} epochs), {meta['wall_time_s'] / 60:.1f} min -> {search_dir}/halving.md")
     return ranked_dirs
