@@ -1,7 +1,8 @@
-"""Comparing two finished run directories (shared by the replica and parallel tests)."""
+"""Comparing two finished run directories (shared by the replica and parallel tests), and interrupting a run."""
 
 import json
 import os
+import signal
 
 import chex
 import numpy as np
@@ -26,3 +27,17 @@ def assert_same_run(a, b, exact=False, rtol=1e-4):
             assert abs(x[key] - y[key]) <= (0 if exact else 0.5), (key, x[key], y[key])
     chex.assert_trees_all_close(load(a, "latest").variables, load(b, "latest").variables,
                                 rtol=0 if exact else 10 * rtol, atol=0 if exact else rtol)
+
+
+def sigterm_after_epoch(monkeypatch, cut):
+    """Sends SIGTERM at the end of (1-based) epoch ``cut`` of the runs that follow, where the epoch loop
+    decides early stops; the loop sees it at its next ``interrupts.agreed()``. ``monkeypatch.undo()`` ends it."""
+    from tinyjax.train import loop
+
+    decide = loop._early_stops
+
+    def terminated(run, stops, epoch, histories, state):
+        if epoch + 1 == cut:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return decide(run, stops, epoch, histories, state)
+    monkeypatch.setattr(loop, "_early_stops", terminated)

@@ -81,6 +81,8 @@ def test_help_lists_fields_with_units():
      "error: --halving ranks on --best-metric test_acc, which is not a validation metric"),
     (["--halving", "2", "--grid", "max_lr=0.01,0.05", "epochs=4,8", "--val-split", "500"],
      "error: --halving needs one --epochs, --best-metric and --best-mode for every point"),
+    (["--halving", "2", "--grid", "max_lr=0.01,0.05", "--val-split", "500", "--best-metric", "val_loss"],
+     "error: --halving ranks on val_loss with --best-mode max, which would keep the worst points: give --best-mode min."),
     (["--halving", "2", "--grid", "max_lr=0.01,0.05", "--val-split", "500", "--early-stop", "2"],
      "error: --halving and --early-stop both stop points: give one of them."),
     (["--halving", "2", "--grid", "max_lr=0.01,0.05", "--val-split", "500", "--epochs", "1"],

@@ -11,9 +11,9 @@ import pytest
 
 from experiments import mnist_mlp
 from tinyjax.cli import main
-from tinyjax.train import halving, loop
+from tinyjax.train import halving
 
-from same_run import assert_same_run, history
+from same_run import assert_same_run, history, sigterm_after_epoch
 
 
 @pytest.mark.parametrize("epochs,points,eta,expected", [
@@ -66,7 +66,7 @@ def searches(tmp_path_factory):
 
 def test_vmapped_and_sequential_points_make_the_same_decisions(searches):
     a, b = meta(searches["vmap"]), meta(searches["sequential"])
-    assert a["rungs"] == [1, 2, 4]
+    assert a["rungs"] == [1, 2, 4] and {c["on_nan"] for c in a["configs"]} == {"skip"}  # One NaN stops no search.
     for x, y in zip(a["decisions"], b["decisions"]):
         assert (x["epoch"], x["ranked"], x["kept"], x["pruned"]) == (y["epoch"], y["ranked"], y["kept"], y["pruned"])
         assert x["values"] == pytest.approx(y["values"], rel=1e-4)
@@ -101,19 +101,15 @@ def test_a_point_paused_at_every_rung_ends_as_its_own_run(searches, tmp_path):
 def test_an_interrupted_search_resumes_to_the_same_decisions(searches, tmp_path, cut, capsys, monkeypatch):
     """SIGTERM in epoch ``cut`` (1: the first rung's, all four points paused there; 3: the winner's
     last segment), then --resume SEARCH_DIR: the same decisions, and every point's run bit for bit."""
-    decide = loop._early_stops
-
-    def terminated_in_cut(run, stops, epoch, histories, state):
-        if epoch + 1 == cut:
-            os.kill(os.getpid(), signal.SIGTERM)  # Seen by the loop's next interrupts.agreed().
-        return decide(run, stops, epoch, histories, state)
-    monkeypatch.setattr(loop, "_early_stops", terminated_in_cut)
+    sigterm_after_epoch(monkeypatch, cut)
     assert main(mnist_mlp.VARIANTS, SEARCH + ["--replicas", "vmap", "--out", str(tmp_path)]) == 128 + signal.SIGTERM
     monkeypatch.undo()
     killed = only_dir(tmp_path)
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--resume {killed}")
     assert main(mnist_mlp.VARIANTS, ["--resume", killed, "--epochs", "9"]) == 2
     assert "continues a --halving search as it began; drop --epochs 9." in capsys.readouterr().err
+    assert main(mnist_mlp.VARIANTS, ["--resume", killed, "--grid", "lr=1,2"]) == 2
+    assert "continues it as it began; drop --grid." in capsys.readouterr().err
     assert main(mnist_mlp.VARIANTS, ["--resume", killed]) == 0
     original = searches["vmap"]
     a, b = meta(original), meta(killed)

@@ -4,7 +4,6 @@ whole runs (vmapped replicas against their own runs, restore-best, resume)."""
 import dataclasses
 import json
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -13,11 +12,10 @@ from experiments import mnist_mlp
 from tinyjax.cli import main
 from tinyjax.config import Config
 from tinyjax.runs.checkpoint import load
-from tinyjax.train import loop
 from tinyjax.train.seeds import member_dirs
 from tinyjax.train.stopping import patience
 
-from same_run import assert_same_run, history
+from same_run import assert_same_run, history, sigterm_after_epoch
 
 
 def records(values, metric="val_acc"):
@@ -111,13 +109,7 @@ def test_a_stopped_run_resumes_with_its_patience(stopped_runs, tmp_path, cut, ca
     """SIGTERM after epoch ``cut`` (3: no member has stopped; 5: seed 1 has), then --resume: each
     member recomputes its patience from its records, and the run ends as the uninterrupted one, bit
     for bit."""
-    decide = loop._early_stops
-
-    def terminated_after_cut(run, stops, epoch, histories, state):
-        if epoch + 1 == cut:
-            os.kill(os.getpid(), signal.SIGTERM)  # Seen by the loop's next interrupts.agreed().
-        return decide(run, stops, epoch, histories, state)
-    monkeypatch.setattr(loop, "_early_stops", terminated_after_cut)
+    sigterm_after_epoch(monkeypatch, cut)
     assert main(mnist_mlp.VARIANTS, EARLY + ["--replicas", "vmap", "--out", str(tmp_path)]) != 0
     monkeypatch.undo()
     (killed,) = [str(p) for p in tmp_path.iterdir() if p.is_dir()]

@@ -184,8 +184,11 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
         from tinyjax.train import halving, lr_find
 
         if known.resume is not None and (lr_find.is_range_test(known.resume) or halving.is_search(known.resume)):
-            if known.halving is not None:
-                raise ConfigError(f"--resume {known.resume} continues the search as it began; drop --halving.")
+            given = [f for f, v in (("--variant", known.variant), ("--sweep", known.sweep), ("--grid", known.grid),
+                                    ("--seeds", known.seeds), ("--find-lr", known.find_lr), ("--halving", known.halving))
+                     if v not in (None, False)]
+            if given:
+                raise ConfigError(f"--resume {known.resume} continues it as it began; drop {', '.join(given)}.")
             (lr_find if lr_find.is_range_test(known.resume) else halving).resume(known.resume, rest)
             return 0
         configs = _configs(variants, known, rest, description, grid)

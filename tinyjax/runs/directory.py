@@ -77,16 +77,20 @@ def create(config: Config, layers: str, path: str | None = None) -> str:
 
 
 def _create(config: Config, layers: str, path: str | None) -> str:
-    if path is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = os.path.join(config.out, f"{config.experiment}-{config.variant}-{stamp}")
-        path, n = base, 1
-        while os.path.exists(path):
-            path, n = f"{base}-{n}", n + 1
-    try:
-        os.makedirs(path)
-    except OSError as e:
-        raise ConfigError(f"--out {config.out}: cannot create {path} ({e.strerror}); choose another --out.") from e
+    given = path is not None
+    base = path if given else os.path.join(
+        config.out, f"{config.experiment}-{config.variant}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    for n in range(10_000):  # A default name taken (another run started in the same second): -1, -2, ...
+        path = base if n == 0 else f"{base}-{n}"
+        try:
+            os.makedirs(path)
+            break
+        except OSError as e:
+            if given or not isinstance(e, FileExistsError):
+                raise ConfigError(f"--out {config.out}: cannot create {path} ({e.strerror}); "
+                                  "choose another --out.") from e
+    else:
+        raise ConfigError(f"--out {config.out}: 10,000 runs named {base}-N exist; choose another --out.")
     write_json(os.path.join(path, "config.json"), dataclasses.asdict(config))
     with open(os.path.join(path, "layers.md"), "w") as f:
         f.write(layers + "\n")

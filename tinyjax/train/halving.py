@@ -1,47 +1,37 @@
 """``--grid ... --halving ETA``: a grid that prunes itself (successive halving).
 
     python -m experiments.mnist_mlp --variant 2hl_50_v2 --epochs 27 --val-split 5000 --halving 3 \\
-        --grid lr=3e-4,1e-3,3e-3 weight_decay=0,1e-5,1e-4 label_smoothing=0,0.05,0.1
+        --grid lr=3e-4,1e-3,3e-3 weight_decay=0,1e-4,1e-3 label_smoothing=0,0.1,0.2
 
 Successive halving (Jamieson and Talwalkar 2016, arXiv:1502.07943), the inner
-loop of Hyperband (Li et al. 2018, arXiv:1603.06560): every point of the grid
-starts; at each rung the points still training are ranked by the validation
-metric (``--best-metric``, ``val_acc`` with ``--val-split``; never the test
-set) of their epoch at the rung, the best ``n // ETA`` (at least one) go on
-and the others stop there. The rungs are those of Hyperband's most aggressive
-bracket for ``n`` points and ``R = --epochs``: ``R * ETA**(i - s)`` epochs
-(rounded, i = 0..s) with ``s`` the largest number of prunings that leaves at
-least one point (``ETA**s <= n``) and a first rung of at least one epoch
-(``R / ETA**s >= 1``); 27 points, 27 epochs, ETA 3: rungs 1, 3, 9 and 27,
-with 27, 9, 3 and 1 points. Each point trains its own full-length schedule
-(a one-cycle's peak is where a 27-epoch run has it); a pruned point has
-trained its first epochs of it.
+loop of Hyperband (Li et al. 2018, arXiv:1603.06560): every point starts; at
+each rung the points still training are ranked by the validation metric of
+their epoch at the rung (``--best-metric``; never the test set), the best
+``n // ETA`` (at least one) go on, the others stop there. The rungs are
+Hyperband's most aggressive bracket (``rungs``): 27 points, 27 epochs, ETA 3:
+after epochs 1, 3 and 9, with 27, 9, 3, then 1 point training. Each point
+keeps its full-length schedule. The points train with ``--on-nan skip``: one
+diverging point must not end the whole vmapped program (again on every
+``--resume``); it is ranked by what it reaches.
 
-The search is rung-synchronous: every point still training trains to the
-rung and pauses there, saved (``train_members(until=...)``); the pruned ones
-are finished where they paused (``results.json``, plots); the kept ones
-resume as a new, smaller program (points that share a program, see
-``tinyjax.train.replicas``, train as one vmapped program, the others one
-after another, pruned the same way at the same rungs). A smaller program
-costs one compilation, and saves the pruned points' share of every later
-step: ``scripts/bench_halving.py`` measures both against holding the pruned
-points in the program (as ``--early-stop`` holds a stopped replica).
-
-The search directory ``<out>/<experiment>-<variant>-halving-<timestamp>/``
-holds ``halving.json`` (the points' configs, ETA, the rungs and each rung's
-decision), ``point-<k>/`` (each a normal run directory with the epochs it
-trained; its ``results.json`` gains ``epochs_trained`` and ``halving``: its
-rank, the rung it stopped at and the value it was ranked by) and
-``halving.md``, the grid's table in rank order, and ``halving.png``, every point's
-validation metric per epoch with the rungs. Decisions are recomputed from
-the points' records, so ``--resume SEARCH_DIR`` after an interruption makes
-the same ones and ends as the uninterrupted search.
+Rung-synchronous: every point still training trains to the rung and pauses
+there, saved (``train_members(until=...)``); the pruned ones are finished
+where they paused; the kept ones resume as a new, smaller program (vmapped
+where they share one, else one after another, pruned alike).
+``scripts/bench_halving.py`` measures that against holding the pruned points
+in the program. The search directory ``<out>/<experiment>-<variant>-halving-<timestamp>/``
+holds ``halving.json`` (configs, rungs, each rung's decision), ``point-<k>/``
+(normal run directories; ``results.json`` gains ``epochs_trained`` and
+``halving``: rank, rung, ranking value), ``halving.md`` (the grid's table in
+rank order) and ``halving.png``. Decisions are recomputed from the points'
+records (as process 0 reads them), so ``--resume SEARCH_DIR`` after SIGINT or
+SIGTERM makes the same ones and ends bit for bit as the uninterrupted search.
+See docs/seeds-and-grids.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import json
 import math
@@ -50,9 +40,10 @@ import shutil
 import time
 from typing import Callable, Sequence
 
-from tinyjax import runs
+from tinyjax import data, models, runs
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 from tinyjax.distributed import hosts
+from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
 from tinyjax.train.seeds import latest_position
@@ -63,8 +54,9 @@ PRINT = functools.partial(print, flush=True)
 
 def rungs(epochs: int, points: int, eta: int) -> list[int]:
     """The epochs (1-based) after which points are ranked and pruned, the last being ``epochs``
-    itself: Hyperband's most aggressive bracket (see the module docstring); ``[epochs]`` when no
-    pruning fits (``points < eta`` or ``epochs < eta``).
+    itself: Hyperband's most aggressive bracket for ``points`` and ``R = epochs``, ``R * eta**(i - s)``
+    (rounded, i = 0..s) with ``s`` the most prunings that leave a point (``eta**s <= points``) and a
+    first rung of one epoch or more; ``[epochs]`` when no pruning fits.
 
     Raises:
       ValueError: ``eta < 2``.
@@ -109,6 +101,9 @@ def check(configs: Sequence[Config], eta: int) -> None:
                                                      "never the test set: add --val-split N"),
         (metric.startswith("val_"), f"--halving ranks on --best-metric {metric}, which is not a validation "
                                     "metric: use val_acc or val_loss"),
+        (c.checkpoint.best_mode == ("min" if metric.endswith("_loss") else "max"),
+         f"--halving ranks on {metric} with --best-mode {c.checkpoint.best_mode}, which would keep the worst "
+         f"points: give --best-mode {'min' if metric.endswith('_loss') else 'max'}"),
         (len({(x.epochs, best_metric(x), x.checkpoint.best_mode) for x in configs}) == 1,
          "--halving needs one --epochs, --best-metric and --best-mode for every point (the rungs are "
          "epochs of one length): take them out of --grid"),
@@ -130,28 +125,23 @@ def is_search(path: str) -> bool:
 
 def start(configs: Sequence[Config], eta: int, fields: Sequence[str]) -> str:
     """Creates the search directory with its ``halving.json`` (``fields``: the grid's flags, the
-    table's columns); returns its path. Call ``check`` first.
+    table's columns; the configs saved with ``--on-nan skip``); returns its path. Call ``check`` first.
 
     Raises:
       ConfigError: the directory cannot be created under ``--out``.
     """
+    configs = [dataclasses.replace(x, on_nan="skip") for x in configs]  # See the module docstring.
     c = configs[0]
     hosts.together(lambda: runs.check_writable(c.out))
-    path = ""
-    if hosts.primary():
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = path = os.path.join(c.out, f"{c.experiment}-{c.variant}-halving-{stamp}")
-        for n in range(1, 1000):
-            if not os.path.exists(path):
-                break
-            path = f"{base}-{n}"
-        os.makedirs(path)
-        _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
-                      "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
-                      "points": [f"point-{k}" for k in range(len(configs))],
-                      "labels": replicas.differences(configs), "decisions": [], "wall_time_s": 0.0,
-                      "configs": [dataclasses.asdict(x) for x in configs]})
-    return hosts.agree(path)
+    layers = layer_table(models.create(c.model), data.IMAGE_SHAPES[c.data.name]).markdown()  # The first point's.
+    path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), layers)
+    _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
+                  "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
+                  "points": [f"point-{k}" for k in range(len(configs))],
+                  "labels": replicas.differences(configs), "decisions": [], "wall_time_s": 0.0,
+                  "configs": [dataclasses.asdict(x) for x in configs]})
+    hosts.sync("tinyjax: search created")  # The others read halving.json next.
+    return path
 
 
 def resume(search_dir: str, rest: Sequence[str], print_fn: Callable[[str], None] = PRINT) -> list[str]:
@@ -181,11 +171,11 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
     eta, metric, mode, elapsed = meta["eta"], meta["metric"], meta["mode"], meta["wall_time_s"]
     print_fn = hosts.printer(print_fn)
     print_fn(f"halving: {len(configs)} points, ETA {eta}, rungs at epochs {meta['rungs']} by {metric} "
-             f"-> {search_dir}")
+             f"(--on-nan skip: a diverging point does not stop the others) -> {search_dir}")
     alive, decisions = list(range(len(configs))), []
     for rung in meta["rungs"][:-1]:
         _advance(search_dir, configs, dirs, alive, rung, print_fn)
-        values = [runs.read_metrics(dirs[k])[rung - 1][metric] for k in alive]
+        values = _agreed(lambda: [runs.read_metrics(dirs[k])[rung - 1][metric] for k in alive])
         ranked = [alive[i] for i in order(values, mode)]
         kept, pruned = ranked[:keep(len(alive), eta)], ranked[keep(len(alive), eta):]
         _finish_paused(search_dir, configs, dirs, sorted(pruned), rung, print_fn)
@@ -201,7 +191,7 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
                  + "; ".join(f"{labels[k]} ({values[alive.index(k)]:.4g})" for k in kept))
         alive = sorted(kept)
     _advance(search_dir, configs, dirs, alive, None, print_fn)
-    values = [runs.read_metrics(dirs[k])[-1][metric] for k in alive]
+    values = _agreed(lambda: [runs.read_metrics(dirs[k])[-1][metric] for k in alive])
     final = [alive[i] for i in order(values, mode)]
     for rank, k in enumerate(final, 1):
         _mark(dirs[k], meta, rank, None, values[alive.index(k)])
@@ -220,20 +210,34 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
         plots.halving([runs.read_metrics(d) for d in dirs], metric, meta["rungs"], ranking, meta["labels"],
                       os.path.join(search_dir, "halving.png"), f"{c.experiment} {c.variant}: successive halving, "
                       f"ETA {eta}, {meta['epochs']} epochs")
-    print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {values[final.index(ranking[0])]:.4g} "
+    print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {values[alive.index(ranking[0])]:.4g} "
              f"after {meta['epochs']} epochs), {meta['wall_time_s'] / 60:.1f} min -> {search_dir}/halving.md")
     return ranked_dirs
 
 
-def _programs(indices: Sequence[int], configs: Sequence[Config], dirs: Sequence[str]) -> list[list[int]]:
-    """Batches of points that train together: those that share a program (``replicas.groups``),
-    are vmapped (``--replicas``) and stand at one checkpoint; one point each otherwise."""
+def _agreed(read: Callable[[], object]):
+    """``read()`` as process 0 sees the shared folder, on every process (JSON through ``hosts.agree``), so
+    that every process makes the same decisions even where its view of the files lags."""
+    return json.loads(hosts.agree(json.dumps(read() if hosts.primary() else None)))
+
+
+def _status(indices: Sequence[int], configs, dirs) -> dict[int, tuple[tuple[int, int] | None, bool]]:
+    """Each point's latest checkpoint ``(epoch, position)`` (None: none yet) and whether it is finished
+    (holds ``results.json``), as process 0 sees them."""
+    seen = _agreed(lambda: [[latest_position(dirs[k], configs[k]), os.path.exists(os.path.join(dirs[k], "results.json"))]
+                            for k in indices])
+    return {k: (None if p is None else tuple(p), done) for k, (p, done) in zip(indices, seen)}
+
+
+def _programs(indices: Sequence[int], configs: Sequence[Config], status: dict) -> list[list[int]]:
+    """Batches of points that train together: those that share a program (``replicas.groups``), are
+    vmapped (``--replicas``) and stand at one checkpoint (``status``); one point each otherwise."""
     batches = []
     for group in replicas.groups([configs[i] for i in indices]):
         members = [indices[j] for j in group]
         c = configs[members[0]]
         together = len(members) > 1 and replicas.resolve(c.replicas, c.model) == "vmap" and \
-            len({latest_position(dirs[k], configs[k]) for k in members}) == 1
+            len({status[k][0] for k in members}) == 1
         batches.extend([members] if together else [[k] for k in members])
     return batches
 
@@ -242,9 +246,10 @@ def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | 
     """Trains the ``alive`` points to epoch ``until`` and pauses them there (None: to their end,
     finished); points already there or beyond (a resumed search) are left as they are, points never
     saved start afresh."""
-    for batch in _programs(alive, configs, dirs):
-        position, batch_dirs = latest_position(dirs[batch[0]], configs[batch[0]]), [dirs[k] for k in batch]
-        if until is None and all(os.path.exists(os.path.join(d, "results.json")) for d in batch_dirs):
+    status = _status(alive, configs, dirs)
+    for batch in _programs(alive, configs, status):
+        position, batch_dirs = status[batch[0]][0], [dirs[k] for k in batch]
+        if until is None and all(status[k][1] for k in batch):
             continue
         if until is not None and position is not None and position >= (until, 0):
             continue
@@ -257,24 +262,27 @@ def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | 
 
 
 def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: int, print_fn) -> None:
-    """Finishes the ``pruned`` points where they paused (``results.json`` and plots; nothing trains)."""
-    for group in replicas.groups([configs[k] for k in pruned]):
-        todo = [pruned[j] for j in group if not os.path.exists(os.path.join(dirs[pruned[j]], "results.json"))]
-        if todo:
-            print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
-                     + ", ".join(os.path.basename(dirs[k]) for k in todo))
-            train_members([configs[k] for k in todo], lambda _: None, resume=[dirs[k] for k in todo],
-                          group_dir=search_dir, until=rung)
+    """Finishes the ``pruned`` points where they paused (``results.json`` and plots; nothing trains),
+    as many at once as ``_programs`` batches."""
+    status = _status(pruned, configs, dirs)
+    todo = [k for k in pruned if not status[k][1]]
+    if todo:
+        print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
+                 + ", ".join(os.path.basename(dirs[k]) for k in todo))
+    for batch in _programs(todo, configs, status):
+        train_members([configs[k] for k in batch], lambda _: None, resume=[dirs[k] for k in batch],
+                      group_dir=search_dir, until=rung)
 
 
 def _mark(run_dir: str, meta: dict, rank: int, pruned_at: int | None, value: float) -> None:
-    """Adds the search's record to a finished point's ``results.json``."""
+    """Adds the search's record to a finished point's ``results.json`` (again on a resumed search: the same)."""
     if not hosts.primary():
         return
     path = os.path.join(run_dir, "results.json")
     with open(path) as f:
         results = json.load(f)
-    results.update(epochs_trained=pruned_at or meta["epochs"], halving={
+    # Its wall time: the seconds of its epochs (a point paused and resumed has no one wall-clock span).
+    results.update(epochs_trained=pruned_at or meta["epochs"], wall_time_s=results["train_time_s"], halving={
         "eta": meta["eta"], "rungs": meta["rungs"], "rank": rank, "of": len(meta["points"]),
         "pruned_at_epoch": pruned_at, "metric": meta["metric"], "value": value})
     runs.write_json(path, results)

@@ -92,7 +92,9 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     training to ``config.epochs``; ``end=False`` leaves them unfinished (no ``results.json`` or
     plots), to be continued by another call with ``resume``; a paused run resumed with the same
     ``until`` trains nothing and, with ``end``, is finished where it paused (successive halving,
-    ``tinyjax.train.halving``, pauses every point at a rung and finishes the pruned ones there).
+    ``tinyjax.train.halving``, pauses every point at a rung and finishes the pruned ones there). A
+    signal in a pause's last epoch saves, then raises ``Interrupted``; ``--early-stop``'s best weights
+    are restored only at the end.
 
     Returns:
       ``(state, histories, run_dirs)``: the final state (stacked when N > 1), each member's
@@ -109,7 +111,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     state, histories, bests, signum = train_epochs(run, position, until)
     if end:
         finish(run, state, histories, bests, started)
-    if signum is not None and group_dir:  # Finished (or paused), but the runs after this one must not start.
+    if signum is not None and (group_dir or not end):  # Finished or paused: what comes after must not start.
         raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: {'finished' if end else 'paused'} "
                           f"{', '.join(run.run_dirs)}", signum, run.resume_command)
     return state, histories, run.run_dirs
@@ -171,7 +173,7 @@ def train_epochs(run: Run, position: Position,
                 c.wait()
                 best_id = c.best()
                 bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
-            if stops.on:  # Keras's restore_best_weights: the final weights are the best checkpoint's.
+            if stops.on and stop_at == config.epochs:  # Keras's restore_best_weights, at the end (not a pause).
                 state = _restore_best(run, state, bests)
             signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
