@@ -1,8 +1,8 @@
 """tinyjax.data.augment: each transform on known patterns, draws, determinism, jit and vmap.
 
-Rotation and colour jitter are compared with torchvision's definitions, computed once by
+Rotation, affine, elastic and colour jitter are compared with torchvision's definitions, computed once by
 ``python tests/reference/augment_values.py`` into tests/reference/augment_values.npz (torch's grid_sample
-for rotation, Pillow's ImageEnhance for jitter; its docstring and ``versions`` entry say which versions).
+for the warps, Pillow's ImageEnhance for jitter; its docstring and ``versions`` entry say which versions).
 """
 
 import os
@@ -15,12 +15,14 @@ import pytest
 from tinyjax import streams
 from tinyjax.config import AugmentConfig
 from tinyjax.data import augment as aug
+from tinyjax.data import warp
 from tinyjax.data.pipeline import standardize
 
 ROOT = jax.random.key(0)
 REFERENCE = dict(np.load(os.path.join(os.path.dirname(__file__), "reference", "augment_values.npz")))
-ALL_ON = AugmentConfig(crop_padding=4, flip="random", rotation=15.0, brightness=0.4, contrast=0.4,
-                       saturation=0.4)
+ALL_ON = AugmentConfig(crop_padding=4, flip="random", rotation=15.0, scale=0.1, shear=10.0,
+                       interpolation="bilinear", elastic_alpha=40.0, elastic_sigma=3.0, brightness=0.4,
+                       contrast=0.4, saturation=0.4)
 
 
 def images(n=8, shape=(32, 32, 3), seed=0):
@@ -130,10 +132,10 @@ def test_crop_offsets_cover_range_uniformly():
 def test_rotation_90_is_rot90_counter_clockwise_and_0_is_identity():
     for shape in [(6, 6, 1), (5, 5, 3)]:          # even and odd sizes
         x = jnp.asarray(images(1, shape, seed=3), jnp.float32)
-        np.testing.assert_array_equal(aug.rotate(x, jnp.array([0.0])), x)
-        np.testing.assert_array_equal(aug.rotate(x, jnp.array([90.0]))[0], np.rot90(np.asarray(x)[0], 1))
-        np.testing.assert_array_equal(aug.rotate(x, jnp.array([-90.0]))[0], np.rot90(np.asarray(x)[0], -1))
-        np.testing.assert_array_equal(aug.rotate(x, jnp.array([180.0]))[0], np.rot90(np.asarray(x)[0], 2))
+        np.testing.assert_array_equal(warp.rotate(x, jnp.array([0.0])), x)
+        np.testing.assert_array_equal(warp.rotate(x, jnp.array([90.0]))[0], np.rot90(np.asarray(x)[0], 1))
+        np.testing.assert_array_equal(warp.rotate(x, jnp.array([-90.0]))[0], np.rot90(np.asarray(x)[0], -1))
+        np.testing.assert_array_equal(warp.rotate(x, jnp.array([180.0]))[0], np.rot90(np.asarray(x)[0], 2))
 
 
 @pytest.mark.parametrize("case", ["ramp_7x9", "even_6x8x2", "cifar_32x32x3", "mnist_28x28x1"])
@@ -142,9 +144,76 @@ def test_rotation_matches_torchvision(case):
     # tests/reference/augment_values.py; its angles put no source pixel on a rounding tie (x.5), where
     # float32 error alone decides (30 degrees on a 7x9 image does), so every pixel must agree.
     images, angles = REFERENCE[f"rotate/{case}/images"], REFERENCE[f"rotate/{case}/angles"]
-    out = np.asarray(aug.rotate(jnp.asarray(images), jnp.asarray(angles)))
+    out = np.asarray(warp.rotate(jnp.asarray(images), jnp.asarray(angles)))
     np.testing.assert_array_equal(out, REFERENCE[f"rotate/{case}/expected"])
     assert (out == 0).all(-1).any()  # Corners fall outside: fill 0.
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("case", ["mnist_28x28x1", "ramp_7x9"])
+def test_affine_matches_torchvision(case, mode):
+    # torchvision's F.affine (RandomAffine's call: rotation, scale, x shear about the centre, zero fill)
+    # through torch's grid_sample, from tests/reference/augment_values.py; nearest sources are off ties.
+    ref = {k: jnp.asarray(REFERENCE[f"affine/{case}/{k}"]) for k in ("images", "angles", "scales", "shears")}
+    matrices = warp.inverse_affine(ref["angles"], ref["scales"], ref["shears"])
+    out = np.asarray(warp.affine(ref["images"], matrices, mode))
+    expected = REFERENCE[f"affine/{case}/{mode}"]
+    if mode == "nearest":
+        np.testing.assert_array_equal(out, expected)
+    else:
+        np.testing.assert_allclose(out, expected, rtol=0, atol=2e-5 * float(expected.max()))
+    assert (out == 0).any()  # Zoomed out or turned: some outputs read outside the image.
+
+
+def test_affine_identity_and_pure_zoom():
+    x = jnp.asarray(images(2, (9, 9, 1), seed=4), jnp.float32)
+    none = warp.inverse_affine(jnp.zeros(2), jnp.ones(2), jnp.zeros(2))
+    np.testing.assert_array_equal(warp.affine(x, none, "bilinear"), x)
+    np.testing.assert_array_equal(warp.affine(x, none, "nearest"), x)
+    # Scale 2 about the centre of a 9x9 image: output (y, x) reads input (4 + (y - 4) / 2, ...); even offsets
+    # from the centre land on pixels, so bilinear reads them exactly.
+    zoom = np.asarray(warp.affine(x, warp.inverse_affine(jnp.zeros(2), jnp.full(2, 2.0)), "bilinear"))
+    for y in (0, 2, 4, 6, 8):
+        for x_ in (0, 2, 4, 6, 8):
+            np.testing.assert_allclose(zoom[:, y, x_], np.asarray(x)[:, 4 + (y - 4) // 2, 4 + (x_ - 4) // 2],
+                                       rtol=1e-6)
+    np.testing.assert_allclose(zoom[:, 4, 1], (np.asarray(x)[:, 4, 2] + np.asarray(x)[:, 4, 3]) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["mnist_28x28x1", "simard_28x28x1", "colour_12x10x3"])
+def test_elastic_matches_torchvision(case):
+    # torchvision's ElasticTransform(alpha, sigma) with its uniform fields given: blur (reflect padding),
+    # scaling, identity grid plus displacement, bilinear grid_sample; from tests/reference/augment_values.py.
+    alpha, sigma = (float(v) for v in REFERENCE[f"elastic/{case}/alpha_sigma"])
+    field = warp.elastic_displacement(jnp.asarray(REFERENCE[f"elastic/{case}/noise"]), alpha, sigma)
+    out = np.asarray(warp.elastic(jnp.asarray(REFERENCE[f"elastic/{case}/images"]), field))
+    np.testing.assert_allclose(out, REFERENCE[f"elastic/{case}/expected"], rtol=0, atol=2e-5)
+    h, w = out.shape[1:3]  # |smoothed noise| <= 1: x moves at most alpha w / 2h pixels, y alpha h / 2w
+    assert 0.2 < np.abs(np.asarray(field)).max() <= alpha * max(h / w, w / h) / 2
+
+
+def test_elastic_zero_field_is_identity_and_blur_keeps_constants():
+    x = jnp.asarray(images(2, (12, 10, 3), seed=5), jnp.float32)
+    np.testing.assert_allclose(warp.elastic(x, jnp.zeros((2, 12, 10, 2))), x, rtol=1e-6)
+    for n, sigma in ((28, 5.0), (10, 1.0), (28, 6.8)):
+        np.testing.assert_allclose(warp.blur_matrix(n, sigma).sum(1), 1.0, rtol=1e-5)  # rows: weights sum to 1
+    with pytest.raises(ValueError, match="elastic-sigma 7.0 needs a blur kernel of 57 pixels.*below 6.875"):
+        warp.blur_matrix(28, 7.0)
+
+
+def test_affine_and_elastic_draws_in_range():
+    # A single bright pixel at the centre of a 29x29 image under RandomAffine(0, scale=(0.5, 1.5)) does not
+    # move; under a shear only its row's neighbours can light up; elastic moves it by a few pixels at most.
+    x = np.zeros((400, 29, 29, 1), np.uint8)
+    x[:, 14, 14] = 255
+    zoomed = run(AugmentConfig(scale=0.5), x)
+    assert (zoomed[:, 14, 14, 0] == 1.0).all()
+    sheared = run(AugmentConfig(shear=40.0, interpolation="bilinear"), x)
+    assert np.abs(sheared[:, 14, 14, 0] - 1.0).max() < 1e-6 and (sheared[:, :14].max() == 0)
+    moved = run(AugmentConfig(elastic_alpha=50.0, elastic_sigma=5.0), x)
+    ys, xs = np.nonzero(moved[..., 0].max(0) > 0)
+    assert ys.min() >= 14 - 4 and ys.max() <= 14 + 4 and xs.min() >= 14 - 4 and xs.max() <= 14 + 4
+    assert (moved[:, 14, 14, 0] < 0.999).mean() > 0.5
 
 
 @pytest.mark.parametrize("name", ["brightness", "contrast", "saturation"])
@@ -237,3 +306,8 @@ def test_jit_and_vmap_over_roots():
 def test_negative_amount_raises():
     with pytest.raises(ValueError, match=">= 0"):
         run(AugmentConfig(rotation=-1.0), images(1))
+    for bad in (AugmentConfig(scale=1.0), AugmentConfig(shear=90.0), AugmentConfig(elastic_sigma=0.0)):
+        with pytest.raises(ValueError, match=r"scale must be in \[0, 1\)"):
+            run(bad, images(1))
+    with pytest.raises(ValueError, match="interpolation must be nearest or bilinear"):
+        run(AugmentConfig(rotation=5.0, interpolation="cubic"), images(1))

@@ -88,6 +88,12 @@ def test_help_lists_fields_with_units():
     (["--halving", "2", "--grid", "max_lr=0.01,0.05", "--val-split", "500", "--epochs", "1"],
      "error: --halving 2 with --epochs 1 has no rung before the end: give --epochs >= 2."),
     (["--optimizer", "adam", "--bn-bias-lr-scale", "64"], "error: --bn-bias-lr-scale applies to SGD only, not adam"),
+    (["--scale", "1.2"], "error: --scale must be in [0, 1) (zoom by U(1-s, 1+s)), got 1.2."),
+    (["--shear", "90"], "error: --shear must be in [0, 90) (degrees), got 90.0."),
+    (["--interpolation", "cubic"], "error: --interpolation 'cubic' is unknown; choose one of ['nearest', 'bilinear']."),
+    (["--elastic-alpha", "34", "--elastic-sigma", "7"],
+     "error: --elastic-sigma 7.0 needs a blur kernel of 57 pixels, too wide for a 28-pixel image (reflect padding): "
+     "use a sigma below 6.875 pixels."),
 ])
 def test_bad_input_is_one_error_line_before_anything_runs(tmp_path, capsys, args, message):
     status = main(mnist_onecycle.VARIANTS, args + ["--out", str(tmp_path / "runs")])

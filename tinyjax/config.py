@@ -43,7 +43,8 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation, per example on the device inside the compiled step, in this
-    order (torchvision's usual one): crop, flip, rotation, colour jitter; then normalisation."""
+    order (torchvision's usual one): crop, flip, affine (rotation, scale, shear), elastic, colour jitter;
+    then normalisation."""
 
     crop_padding: int = 0
     """Random crop back to the image size from a copy padded by this many pixels on each side
@@ -58,6 +59,17 @@ class AugmentConfig:
     ways in any two consecutive epochs), or none."""
     rotation: float = 0.0
     """Random rotation by U(-d, d) degrees about the centre, zero fill (RandomRotation(d)); 0: off."""
+    scale: float = 0.0
+    """Random zoom by U(1-s, 1+s) about the centre, zero fill (RandomAffine(scale=(1-s, 1+s))); 0: off."""
+    shear: float = 0.0
+    """Random x shear by U(-d, d) degrees (RandomAffine(shear=d)); 0: off."""
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    """Resampling of rotation, scale and shear (one warp): nearest (torchvision's default) or bilinear."""
+    elastic_alpha: float = 0.0
+    """Elastic distortion's strength (ElasticTransform(alpha, sigma); Simard et al. 2003): each pixel moves
+    by Gaussian-smoothed noise in [-1, 1] times alpha / 2 pixels on a square image; 0: off."""
+    elastic_sigma: float = 5.0
+    """Elastic distortion's smoothness: the Gaussian's sigma in pixels (ElasticTransform's default 5)."""
     brightness: float = 0.0
     """Colour jitter: multiply by U(max(0, 1-b), 1+b) (ColorJitter(brightness=b)); 0: off."""
     contrast: float = 0.0

@@ -32,6 +32,7 @@ def validate(config: Config) -> None:
         if not ok:
             raise ConfigError(message + ".")
     _check_model(config)
+    _check_elastic(config)
 
 
 def _field_checks(config: Config) -> list[tuple[bool, str]]:
@@ -57,6 +58,10 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (0.0 <= config.ema < 1.0, f"--ema must be in [0, 1) (a decay per step), got {config.ema}"),
         (config.augment.crop_padding >= 0, f"--crop-padding must be >= 0 (pixels), got {config.augment.crop_padding}"),
         (0 <= config.augment.rotation <= 180, f"--rotation must be in [0, 180] (degrees), got {config.augment.rotation}"),
+        (0 <= config.augment.scale < 1, f"--scale must be in [0, 1) (zoom by U(1-s, 1+s)), got {config.augment.scale}"),
+        (0 <= config.augment.shear < 90, f"--shear must be in [0, 90) (degrees), got {config.augment.shear}"),
+        (config.augment.elastic_alpha >= 0, f"--elastic-alpha must be >= 0, got {config.augment.elastic_alpha}"),
+        (config.augment.elastic_sigma > 0, f"--elastic-sigma must be > 0 (pixels), got {config.augment.elastic_sigma}"),
         (min(config.augment.brightness, config.augment.contrast, config.augment.saturation) >= 0,
          "--brightness, --contrast and --saturation must be >= 0"),
         (config.data.val_split >= 0, f"--val-split must be >= 0 (images), got {config.data.val_split}"),
@@ -129,6 +134,19 @@ def _check_model(config: Config) -> None:
         if params > config.max_params:
             raise ConfigError(f"--model {config.model} has {params:,} trainable parameters, over --max-params "
                               f"{config.max_params:,}; choose a smaller model or raise the budget.")
+
+
+def _check_elastic(config: Config) -> None:
+    """``--elastic-sigma``'s blur kernel (reflect padding) fits the dataset's images."""
+    if config.augment.elastic_alpha > 0:
+        from tinyjax.data import IMAGE_SHAPES
+        from tinyjax.data.warp import blur_matrix
+
+        try:
+            for n in IMAGE_SHAPES[config.data.name][:2]:
+                blur_matrix(n, config.augment.elastic_sigma)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _flag_types(cls: type = Config, prefix: str = "") -> dict[str, tuple[type, tuple]]:

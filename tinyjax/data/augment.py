@@ -10,8 +10,12 @@ this fixed order, the transforms that ``AugmentConfig`` switches on:
              normalisation, as fb.resnet.torch crops after ``ColorNormalize``)
              or the image reflected about its edge (``"reflect"``: airbench)
 2. flip      ``RandomHorizontalFlip(0.5)``, or the ``alternate`` schedule
-3. rotation  ``RandomRotation(d)``: nearest neighbour, zero fill, about the centre
-4. jitter    ``ColorJitter(brightness, contrast, saturation)``, applied in this
+3. affine    ``RandomAffine(degrees=d, scale=(1-s, 1+s), shear=k)`` about the
+             centre, zero fill, ``interpolation`` nearest (torchvision's
+             default) or bilinear, one resampling; rotation alone is
+             ``RandomRotation(d)`` (``tinyjax.data.warp``)
+4. elastic   ``ElasticTransform(alpha, sigma)`` (Simard et al. 2003), bilinear
+5. jitter    ``ColorJitter(brightness, contrast, saturation)``, applied in this
              fixed order; torchvision's ColorJitter shuffles the order of its
              ops per call (``torch.randperm(4)``), we do not.
 
@@ -25,23 +29,24 @@ transform off leaves the draws of the others unchanged. The config is static
 Costs (per batch of ``B`` images ``H x W x C``): crop is ``2(2p+1)``
 elementwise selects over fixed shifted slices of the padded batch (rows, then
 columns), which XLA fuses into one loop -- no per-example ``dynamic_slice``,
-which under ``vmap`` would become a gather. Flip is one select. Rotation is one
-gather of ``B*H*W`` pixels (all ``C`` channels at once) through nearest
-neighbour indices; jitter is elementwise plus one mean per image.
+which under ``vmap`` would become a gather. Flip is one select. The affine warp is one
+gather of ``B*H*W`` pixels (all ``C`` channels at once) for nearest neighbour,
+four for bilinear; elastic is four gathers plus two small matrix products per
+image and axis (the Gaussian blur); jitter is elementwise plus one mean per
+image.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
 
 from tinyjax import streams
 from tinyjax.config import AugmentConfig
+from tinyjax.data.warp import affine, elastic, elastic_displacement, inverse_affine
 
 # Sub-streams of the step key, one per transform.
-_CROP, _FLIP, _ROTATION, _BRIGHTNESS, _CONTRAST, _SATURATION = range(6)
+_CROP, _FLIP, _ROTATION, _BRIGHTNESS, _CONTRAST, _SATURATION, _SCALE, _SHEAR, _ELASTIC = range(9)
 # ITU-R 601-2 luma weights, as PIL's "L" conversion (where torchvision's ColorJitter runs in the usual
 # PIL pipelines); torchvision's tensor rgb_to_grayscale uses 0.2989 for R (a difference below 1e-4).
 _LUMA = (0.299, 0.587, 0.114)
@@ -49,8 +54,13 @@ _LUMA = (0.299, 0.587, 0.114)
 
 def is_enabled(config: AugmentConfig) -> bool:
     """Whether any transform is on (``augment`` is then more than ``images / 255``)."""
-    return (config.crop_padding > 0 or config.flip != "none" or config.rotation > 0
+    return (config.crop_padding > 0 or config.flip != "none" or _warps(config) or config.elastic_alpha > 0
             or config.brightness > 0 or config.contrast > 0 or config.saturation > 0)
+
+
+def _warps(config: AugmentConfig) -> bool:
+    """Whether the affine step (rotation, scale, shear) is on."""
+    return config.rotation > 0 or config.scale > 0 or config.shear > 0
 
 
 def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.Array,
@@ -71,11 +81,16 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
       float32 ``[B, H, W, C]`` in ``[0, 1]`` pixel units (``pixel / 255``), augmented.
 
     Raises:
-      ValueError: a negative field, an unknown flip mode or crop fill.
+      ValueError: a negative field, a scale of 1 or more, a shear of 90 degrees or more, an unknown flip
+        mode, crop fill or interpolation, an elastic sigma too wide for the image.
     """
-    if (config.crop_padding < 0 or config.rotation < 0 or min(config.brightness, config.contrast,
-                                                              config.saturation) < 0):
+    if min(config.crop_padding, config.rotation, config.scale, config.shear, config.elastic_alpha,
+           config.brightness, config.contrast, config.saturation) < 0:
         raise ValueError(f"augmentation amounts must be >= 0, got {config}.")
+    if config.scale >= 1 or config.shear >= 90 or config.elastic_sigma <= 0:
+        raise ValueError(f"scale must be in [0, 1), shear in [0, 90) degrees, elastic_sigma > 0; got {config}.")
+    if config.interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"interpolation must be nearest or bilinear, got {config.interpolation!r}.")
     if config.flip not in ("none", "random", "alternate"):
         raise ValueError(f"flip must be none, random or alternate, got {config.flip!r}.")
     if config.crop_fill not in ("black", "mean", "reflect"):
@@ -89,9 +104,11 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
     def keys(transform):  # [B] keys: streams.key(step_key, transform, position)
         return jax.vmap(lambda i: streams.key(step_key, transform, i))(jnp.arange(n))
 
+    def uniform(transform, low, high):  # [B] draws ~ U(low, high)
+        return jax.vmap(lambda k: jax.random.uniform(k, (), minval=low, maxval=high))(keys(transform))
+
     def factors(transform, v):  # [B] factors ~ U(max(0, 1-v), 1+v), ColorJitter's range
-        return jax.vmap(lambda k: jax.random.uniform(k, (), minval=max(0.0, 1.0 - v),
-                                                     maxval=1.0 + v))(keys(transform))
+        return uniform(transform, max(0.0, 1.0 - v), 1.0 + v)
 
     if config.crop_padding > 0:
         p = config.crop_padding
@@ -102,9 +119,16 @@ def augment(config: AugmentConfig, root: jax.Array, step: jax.Array, epoch: jax.
         x = flip(x, jax.vmap(jax.random.bernoulli)(keys(_FLIP)))
     elif config.flip == "alternate":
         x = flip(x, alternate_flips(root, epoch, indices))
-    if config.rotation > 0:
-        d = config.rotation
-        x = rotate(x, jax.vmap(lambda k: jax.random.uniform(k, (), minval=-d, maxval=d))(keys(_ROTATION)))
+    if _warps(config):  # Each draw only where its transform is on: the others' draws stay the same.
+        d, s, k = config.rotation, config.scale, config.shear
+        angles = uniform(_ROTATION, -d, d) if d > 0 else jnp.zeros((n,), jnp.float32)
+        matrices = inverse_affine(angles, uniform(_SCALE, 1 - s, 1 + s) if s > 0 else None,
+                                  uniform(_SHEAR, -k, k) if k > 0 else None)
+        x = affine(x, matrices, config.interpolation)
+    if config.elastic_alpha > 0:
+        noise = jax.vmap(lambda k: jax.random.uniform(k, x.shape[1:3] + (2,), minval=-1.0, maxval=1.0))(
+            keys(_ELASTIC))
+        x = elastic(x, elastic_displacement(noise, config.elastic_alpha, config.elastic_sigma))
     if config.brightness > 0:
         x = adjust_brightness(x, factors(_BRIGHTNESS, config.brightness))
     if config.contrast > 0:
@@ -167,41 +191,6 @@ def alternate_flips(root: jax.Array, epoch: jax.Array, indices: jax.Array) -> ja
     """
     base = jax.vmap(lambda i: jax.random.bernoulli(streams.key(root, streams.FLIP, i)))(indices)
     return base ^ (epoch % 2 == 1)
-
-
-def rotate(images: jax.Array, angles: jax.Array) -> jax.Array:
-    """Rotation by explicit angles (torchvision ``F.rotate``, as in ``RandomRotation``).
-
-    Positive angles turn the picture counter-clockwise as displayed (row 0 at
-    the top), as in torchvision: 90 degrees equals ``np.rot90(image, 1)`` on
-    ``[H, W]`` axes. Each output pixel centre, relative to the image centre
-    ``((W - 1) / 2, (H - 1) / 2)``, is mapped back through the inverse rotation
-    ``x_in = cos(a) x - sin(a) y``, ``y_in = sin(a) x + cos(a) y`` (y down) and
-    takes the nearest input pixel (rounded half to even, as ``grid_sample``'s
-    nearest mode); outside the image it is 0 (``fill=0``). The image keeps its
-    size (``expand=False``). Checked against torchvision 0.28's tensor rotate: equal
-    but for rare pixels whose source lies within float32 error of a rounding tie.
-
-    Cost: one gather of ``B * H * W`` pixel indices, all channels at once.
-
-    Args:
-      images: ``[B, H, W, C]`` float.
-      angles: float ``[B]``, degrees.
-
-    Returns:
-      ``[B, H, W, C]``, same dtype.
-    """
-    b, h, w, c = images.shape
-    a = angles.astype(jnp.float32) * (math.pi / 180.0)
-    cos, sin = jnp.cos(a)[..., None, None], jnp.sin(a)[..., None, None]
-    y = jnp.arange(h, dtype=jnp.float32)[:, None] - (h - 1) / 2.0
-    x = jnp.arange(w, dtype=jnp.float32)[None, :] - (w - 1) / 2.0
-    xi = jnp.round(cos * x - sin * y + (w - 1) / 2.0).astype(jnp.int32)  # [B, H, W]
-    yi = jnp.round(sin * x + cos * y + (h - 1) / 2.0).astype(jnp.int32)
-    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-    flat = (jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)).reshape(b, h * w, 1)
-    out = jnp.take_along_axis(images.reshape(b, h * w, c), flat, axis=1).reshape(b, h, w, c)
-    return jnp.where(inside[..., None], out, 0).astype(images.dtype)
 
 
 def _blend(x: jax.Array, other: jax.Array, f: jax.Array) -> jax.Array:
