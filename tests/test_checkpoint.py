@@ -121,6 +121,20 @@ def test_evaluate_reproduces_the_recorded_accuracy(tiny_run, capsys):
     assert f"latest checkpoint (epoch 3): test acc {results['test_accuracy']:.2f}%" in capsys.readouterr().out
 
 
+def test_evaluate_with_another_tta_is_predict_with_it(tiny_run, capsys):
+    shifted = evaluate_checkpoint(tiny_run, "latest", tta="shift")
+    assert shifted["recorded"] is None  # The run evaluated without TTA: nothing recorded to compare.
+    model, variables, config, _ = checkpoint.load(tiny_run, "latest")
+    images, labels = data.load("mnist", "test")
+    probabilities = tinyjax.predict(model, variables, images, config.data.name, tta="shift")
+    assert shifted["test_acc"] == pytest.approx(100 * (probabilities.argmax(1) == labels).mean(), abs=1e-9)
+    assert evaluate_main([tiny_run, "--which", "latest", "--tta", "shift"]) == 0
+    assert "(not recorded by the run: another --tta)" in capsys.readouterr().out
+    assert evaluate_main([tiny_run, "--split", "val"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tiny_run} was trained without --val-split: it has no "
+                                              "validation images; use --split test.")
+
+
 def test_results_say_which_epoch_is_best_and_how_it_was_chosen(tiny_run):
     with open(os.path.join(tiny_run, "results.json")) as f:
         results = json.load(f)

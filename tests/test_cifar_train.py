@@ -104,6 +104,10 @@ def test_tta_views():
     np.testing.assert_array_equal(down_right[:, 0, 1:], v[:, 1, :-1])  # Row -1 reflects to row 1.
     np.testing.assert_array_equal(views[3][1], down_right[:, :, ::-1])
     np.testing.assert_array_equal(views[5][1], up_left[:, :, ::-1])
+    shifts = data.pipeline.tta_views(x, "shift")  # The same views without mirrors, for digits.
+    assert [w for w, _ in shifts] == [0.5, 0.25, 0.25]
+    for (_, got), (_, want) in zip(shifts, views[0::2]):
+        np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         data.pipeline.tta_views(x, "rotate")
 

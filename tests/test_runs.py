@@ -97,6 +97,9 @@ def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkey
     assert results["selected_by"] == "val_acc (max)" and results["val_split"] == 200
     assert results["best_epoch"] == best["epoch"] and results["best_epoch_val_accuracy"] == best["val_acc"]
     assert results["best_epoch_test_accuracy"] == best["test_acc"]
+    # tinyjax-evaluate --split val reproduces the recorded validation figures of the best checkpoint.
+    val = evaluate_checkpoint(str(run_dir), "best", "val")
+    assert val["epoch"] == best["epoch"] and val["val_acc"] == best["val_acc"] == val["recorded"]["val_acc"]
     events = [p for p in os.listdir(run_dir) if p.startswith("events.out.tfevents")]
     assert len(events) == (1 if tensorboard else 0)
 

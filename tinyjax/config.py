@@ -184,10 +184,11 @@ class Config:
     ema: float = 0.0
     """Decay per step of an exponential moving average of the weights (params and batch statistics), which
     evaluation, the best checkpoint and predictions then use (e.g. 0.99); 0: off."""
-    tta: Literal["none", "flip", "flip_shift"] = "none"
+    tta: Literal["none", "flip", "shift", "flip_shift"] = "none"
     """Test-time augmentation of every evaluation: average the logits over the image and its mirror (flip),
     or airbench's 6 views (flip_shift): the image and its mirror at 1/4 each, both shifted by one pixel
-    up-left and down-right (reflect padding) at 1/8 each."""
+    up-left and down-right (reflect padding) at 1/8 each; shift: those without mirrors (1/2, 1/4, 1/4),
+    for digits."""
     on_nan: Literal["stop", "skip"] = "stop"
     """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
     or skip that step (it is not applied) and go on."""

@@ -107,13 +107,13 @@ def standardize(images: jax.Array, mean, std) -> jax.Array:
     return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-TTA = ("none", "flip", "flip_shift")  # The test-time augmentations of ``tta_views``.
+TTA = ("none", "flip", "shift", "flip_shift")  # The test-time augmentations of ``tta_views``.
 
 
 def check_tta(tta: str) -> None:
     """Raises ValueError, naming the choices, for a ``tta`` that ``tta_views`` does not know."""
     if tta not in TTA:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip or flip_shift.")
+        raise ValueError(f"unknown test-time augmentation {tta!r}; use none, flip, shift or flip_shift.")
 
 
 def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
@@ -124,7 +124,8 @@ def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
     ``"flip_shift"``: airbench94's level-2 test-time augmentation (Jordan, arXiv:2404.00498, its
     ``infer_mirror_translate``): the image and its mirror at 1/4 each, and the image shifted by one
     pixel up-left and down-right, from a 1-pixel reflect padding (``jnp.pad`` ``mode="reflect"``, as
-    PyTorch's), each with its mirror, at 1/8 each: 6 views.
+    PyTorch's), each with its mirror, at 1/8 each: 6 views; ``"shift"``: the same without the mirrors
+    (the image at 1/2, the two shifts at 1/4 each: 3 views), for images a mirror changes, such as digits.
 
     Raises:
       ValueError: an unknown ``tta``.
@@ -133,10 +134,12 @@ def tta_views(images: jax.Array, tta: str) -> list[tuple[float, jax.Array]]:
     if tta == "none":
         return [(1.0, images)]
     pairs = [images]
-    if tta == "flip_shift":
+    if tta in ("shift", "flip_shift"):
         pad = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         h, w = images.shape[1:3]
         pairs += [pad[:, :h, :w], pad[:, 2:2 + h, 2:2 + w]]  # Content moves down-right, then up-left.
+    if tta == "shift":
+        return list(zip([0.5, 0.25, 0.25], pairs))
     weights = [0.5] if tta == "flip" else [0.25, 0.125, 0.125]
     return [(wt, v) for wt, x in zip(weights, pairs) for v in (x, x[:, :, ::-1])]
 

@@ -22,7 +22,7 @@ from tinyjax.data.pipeline import NORMALIZATION, check_tta, standardize, tta_vie
 def view_logits(apply_fn: Callable, variables: dict, pixels: jax.Array, mean, std, tta: str = "none") -> jax.Array:
     """Eval-mode logits ``float32 [B, K]`` (BatchNorm on its running statistics) of ``pixels``, float32
     ``[B, H, W, C]`` in [0, 1] (``pixel / 255``): each test-time augmentation view
-    (``tinyjax.data.pipeline.tta_views``: ``"none"``, ``"flip"``, ``"flip_shift"``) standardised with
+    (``tinyjax.data.pipeline.tta_views``: ``"none"``, ``"flip"``, ``"shift"``, ``"flip_shift"``) standardised with
     ``mean`` and ``std`` and passed through ``apply_fn(variables, x, train=False)``, the logits averaged
     with the views' weights.
 
@@ -55,7 +55,7 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", 
         run's ``config.data.name``.
       batch_size: images per forward pass (does not change the result).
       tta: test-time augmentation, the run's ``config.tta``: ``"none"`` (one
-        view), ``"flip"`` or ``"flip_shift"`` (airbench's 6 views).
+        view), ``"flip"``, ``"shift"`` (3 views, no mirror) or ``"flip_shift"`` (airbench's 6 views).
 
     Returns:
       ``float32 [N, K]`` softmax probabilities (of the TTA-averaged logits), each row summing to 1.
