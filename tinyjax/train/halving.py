@@ -176,25 +176,27 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
     for rung in meta["rungs"][:-1]:
         _advance(search_dir, configs, dirs, alive, rung, print_fn)
         values = _agreed(lambda: [runs.read_metrics(dirs[k])[rung - 1][metric] for k in alive])
+        value = dict(zip(alive, values))
         ranked = [alive[i] for i in order(values, mode)]
         kept, pruned = ranked[:keep(len(alive), eta)], ranked[keep(len(alive), eta):]
         _finish_paused(search_dir, configs, dirs, sorted(pruned), rung, print_fn)
         for rank, k in enumerate(ranked, 1):
             if k in pruned:
-                _mark(dirs[k], meta, rank, rung, values[alive.index(k)])
-        decisions.append({"epoch": rung, "ranked": ranked, "values": [values[alive.index(k)] for k in ranked],
+                _mark(dirs[k], meta, rank, rung, value[k])
+        decisions.append({"epoch": rung, "ranked": ranked, "values": [value[k] for k in ranked],
                           "kept": sorted(kept), "pruned": sorted(pruned)})
         meta.update(decisions=decisions, wall_time_s=elapsed + time.perf_counter() - started)
         _write(search_dir, meta)
         labels = meta["labels"]
         print_fn(f"halving: after epoch {rung}, kept {len(kept)} of {len(alive)} by {metric}: "
-                 + "; ".join(f"{labels[k]} ({values[alive.index(k)]:.4g})" for k in kept))
+                 + "; ".join(f"{labels[k]} ({value[k]:.4g})" for k in kept))
         alive = sorted(kept)
     _advance(search_dir, configs, dirs, alive, None, print_fn)
     values = _agreed(lambda: [runs.read_metrics(dirs[k])[-1][metric] for k in alive])
+    value = dict(zip(alive, values))
     final = [alive[i] for i in order(values, mode)]
     for rank, k in enumerate(final, 1):
-        _mark(dirs[k], meta, rank, None, values[alive.index(k)])
+        _mark(dirs[k], meta, rank, None, value[k])
     ranking = final + [k for d in reversed(decisions) for k in d["ranked"] if k in d["pruned"]]
     meta.update(ranking=ranking, wall_time_s=elapsed + time.perf_counter() - started)
     _write(search_dir, meta)
@@ -210,7 +212,7 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
         plots.halving([runs.read_metrics(d) for d in dirs], metric, meta["rungs"], ranking, meta["labels"],
                       os.path.join(search_dir, "halving.png"), f"{c.experiment} {c.variant}: successive halving, "
                       f"ETA {eta}, {meta['epochs']} epochs")
-    print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {values[alive.index(ranking[0])]:.4g} "
+    print_fn(f"{table}\n\nhalving: winner {meta['labels'][ranking[0]]} ({metric} {value[ranking[0]]:.4g} "
              f"after {meta['epochs']} epochs), {meta['wall_time_s'] / 60:.1f} min -> {search_dir}/halving.md")
     return ranked_dirs
 
