@@ -188,8 +188,7 @@ def test_elastic_matches_torchvision(case):
     field = warp.elastic_displacement(jnp.asarray(REFERENCE[f"elastic/{case}/noise"]), alpha, sigma)
     out = np.asarray(warp.elastic(jnp.asarray(REFERENCE[f"elastic/{case}/images"]), field))
     np.testing.assert_allclose(out, REFERENCE[f"elastic/{case}/expected"], rtol=0, atol=2e-5)
-    h, w = out.shape[1:3]  # |smoothed noise| <= 1: x moves at most alpha w / 2h pixels, y alpha h / 2w
-    assert 0.2 < np.abs(np.asarray(field)).max() <= alpha * max(h / w, w / h) / 2
+    assert 0.2 < np.abs(np.asarray(field)).max() <= alpha / 2  # |smoothed noise| <= 1: alpha / 2 pixels at most
 
 
 def test_elastic_zero_field_is_identity_and_blur_keeps_constants():
@@ -201,19 +200,45 @@ def test_elastic_zero_field_is_identity_and_blur_keeps_constants():
         warp.blur_matrix(28, 7.0)
 
 
-def test_affine_and_elastic_draws_in_range():
-    # A single bright pixel at the centre of a 29x29 image under RandomAffine(0, scale=(0.5, 1.5)) does not
-    # move; under a shear only its row's neighbours can light up; elastic moves it by a few pixels at most.
+def _lit(out):
+    """(y, x) of every lit pixel over a batch of one-pixel images, as offsets from the centre of 29x29."""
+    _, ys, xs, _ = np.nonzero(out > 0.5)
+    return ys - 14, xs - 14
+
+
+def test_scale_and_shear_draws_span_their_ranges():
+    # One pixel 8 to the right of the centre of a 29x29 image: RandomAffine(0, scale=(0.5, 1.5)) moves it to
+    # 8 s pixels right (nearest: where round(x / s) = 8), so over 400 draws from about 4 to 12, never off row.
+    x = np.zeros((400, 29, 29, 1), np.uint8)
+    x[:, 14, 22] = 255
+    ys, xs = _lit(run(AugmentConfig(scale=0.5), x))
+    assert (ys == 0).all() and xs.min() in (4, 5) and xs.max() in (11, 12)
+    # One pixel 8 below the centre under an x shear by U(-40, 40) degrees: it moves along its row by
+    # -8 tan(shear), at most 8 tan(40) = 6.7 pixels either way.
+    x = np.zeros((400, 29, 29, 1), np.uint8)
+    x[:, 22, 14] = 255
+    ys, xs = _lit(run(AugmentConfig(shear=40.0), x))
+    assert (ys == 8).all() and xs.min() in (-7, -6) and xs.max() in (6, 7)
+    # Elastic: ElasticTransform(50, 5) moves the centre pixel by a few pixels at most, most of the time a bit.
     x = np.zeros((400, 29, 29, 1), np.uint8)
     x[:, 14, 14] = 255
-    zoomed = run(AugmentConfig(scale=0.5), x)
-    assert (zoomed[:, 14, 14, 0] == 1.0).all()
-    sheared = run(AugmentConfig(shear=40.0, interpolation="bilinear"), x)
-    assert np.abs(sheared[:, 14, 14, 0] - 1.0).max() < 1e-6 and (sheared[:, :14].max() == 0)
     moved = run(AugmentConfig(elastic_alpha=50.0, elastic_sigma=5.0), x)
     ys, xs = np.nonzero(moved[..., 0].max(0) > 0)
     assert ys.min() >= 14 - 4 and ys.max() <= 14 + 4 and xs.min() >= 14 - 4 and xs.max() <= 14 + 4
     assert (moved[:, 14, 14, 0] < 0.999).mean() > 0.5
+
+
+def test_scale_and_shear_keep_the_rotation_draws():
+    # Switching scale and shear on changes the warp, not the angles: each transform draws from its own stream.
+    imgs, step = images(6, (28, 28, 1)), 3
+    keys = lambda t: jax.vmap(lambda i: streams.key(streams.key(ROOT, streams.AUGMENT, step), t, i))(jnp.arange(6))
+    draw = lambda t, lo, hi: jax.vmap(lambda k: jax.random.uniform(k, (), minval=lo, maxval=hi))(keys(t))
+    angles = draw(aug._ROTATION, -10.0, 10.0)
+    x = jnp.asarray(imgs, jnp.float32) / 255
+    np.testing.assert_array_equal(run(AugmentConfig(rotation=10.0), imgs, step=step), warp.rotate(x, angles))
+    both = warp.inverse_affine(angles, draw(aug._SCALE, 0.8, 1.2), draw(aug._SHEAR, -5.0, 5.0))
+    np.testing.assert_allclose(run(AugmentConfig(rotation=10.0, scale=0.2, shear=5.0, interpolation="bilinear"),
+                                   imgs, step=step), warp.affine(x, both, "bilinear"), atol=1e-5)  # jit vs eager
 
 
 @pytest.mark.parametrize("name", ["brightness", "contrast", "saturation"])
@@ -293,7 +318,8 @@ def test_alternate_flip_epochs():
 def test_jit_and_vmap_over_roots():
     imgs = jnp.asarray(images(4, (28, 28, 1)))
     idx = jnp.arange(4, dtype=jnp.int32)
-    cfg = AugmentConfig(crop_padding=2, flip="alternate", rotation=10.0, contrast=0.3)
+    cfg = AugmentConfig(crop_padding=2, flip="alternate", rotation=10.0, scale=0.1, shear=5.0,
+                        interpolation="bilinear", elastic_alpha=30.0, elastic_sigma=4.0, contrast=0.3)
     roots = jax.random.split(jax.random.key(7), 3)
     out = jax.jit(jax.vmap(lambda r, s: aug.augment(cfg, r, s, jnp.int32(1), idx, imgs),
                            in_axes=(0, None)))(roots, jnp.int32(3))

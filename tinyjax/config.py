@@ -67,7 +67,7 @@ class AugmentConfig:
     """Resampling of rotation, scale and shear (one warp): nearest (torchvision's default) or bilinear."""
     elastic_alpha: float = 0.0
     """Elastic distortion's strength (ElasticTransform(alpha, sigma); Simard et al. 2003): each pixel moves
-    by Gaussian-smoothed noise in [-1, 1] times alpha / 2 pixels on a square image; 0: off."""
+    by Gaussian-smoothed noise in [-1, 1] times alpha / 2 pixels; 0: off."""
     elastic_sigma: float = 5.0
     """Elastic distortion's smoothness: the Gaussian's sigma in pixels (ElasticTransform's default 5)."""
     brightness: float = 0.0

@@ -23,7 +23,8 @@ from tinyjax.data.pipeline import TTA
 
 
 def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", tta: str | None = None) -> dict:
-    """``{"epoch", "<split>_acc" (%), "<split>_loss", "recorded": the run's record of that epoch or None}``.
+    """``{"epoch", "<split>_acc" (%), "<split>_loss", "recorded": the run's record of that epoch or None,
+    "other_tta": whether ``tta`` differs from the run's}``.
 
     Args:
       split: ``"test"``, or ``"val"``: the run's ``--val-split`` images.
@@ -34,7 +35,8 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
       ConfigError: not a run directory, or no such checkpoint, ``split`` val of a run without
         ``--val-split``, an unknown split or ``tta``.
       CheckpointError: the checkpoint cannot be read.
-      DatasetNotFoundError, DataError: the test split cannot be loaded.
+      DatasetNotFoundError, DataError: the test split (and, for ``split`` val, the train split) cannot be
+        loaded.
     """
     import dataclasses
 
@@ -62,7 +64,8 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
     _, evaluate = make_epoch_fns(config, config.loop)
     accuracy, loss = summarize(evaluate(state, data.to_device(images, labels)))
     recorded = next((h for h in runs.read_metrics(run_dir) if h["epoch"] == epoch), None) if measured else None
-    return {"epoch": epoch, f"{split}_acc": accuracy, f"{split}_loss": loss, "recorded": recorded}
+    return {"epoch": epoch, f"{split}_acc": accuracy, f"{split}_loss": loss, "recorded": recorded,
+            "other_tta": not measured}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f", --tta {args.tta}" if args.tta else "") + f"): "
           f"{split} acc {result[f'{split}_acc']:.2f}%, {split} loss {result[f'{split}_loss']:.4f}"
           + (f" (recorded: {recorded[f'{split}_acc']:.2f}%, {recorded[f'{split}_loss']:.4f})" if recorded else
-             " (not recorded by the run: another --tta)" if args.tta else " (a mid-epoch checkpoint: no record)"))
+             " (not recorded by the run: another --tta)" if result["other_tta"] else " (a mid-epoch checkpoint: no record)"))
     return 0
 
 

@@ -59,6 +59,8 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (config.augment.crop_padding >= 0, f"--crop-padding must be >= 0 (pixels), got {config.augment.crop_padding}"),
         (0 <= config.augment.rotation <= 180, f"--rotation must be in [0, 180] (degrees), got {config.augment.rotation}"),
         (0 <= config.augment.scale < 1, f"--scale must be in [0, 1) (zoom by U(1-s, 1+s)), got {config.augment.scale}"),
+        (config.augment.interpolation in ("nearest", "bilinear"),
+         f"--interpolation must be nearest or bilinear, got {config.augment.interpolation!r}"),
         (0 <= config.augment.shear < 90, f"--shear must be in [0, 90) (degrees), got {config.augment.shear}"),
         (config.augment.elastic_alpha >= 0, f"--elastic-alpha must be >= 0, got {config.augment.elastic_alpha}"),
         (config.augment.elastic_sigma > 0, f"--elastic-sigma must be > 0 (pixels), got {config.augment.elastic_sigma}"),

@@ -16,11 +16,12 @@ install here without pulling gigabytes, so each transform is computed the way to
   "nearest", padding_mode="zeros", align_corners=False)``, all in float32. We do the same steps here with
   torch; the pixel lookup, rounding and zero fill are torch's own ``grid_sample``.
 - affine (``affine/<case>/...``): torchvision's ``F.affine`` on a float tensor, as ``RandomAffine(degrees,
-  scale=..., shear=d)`` calls it (centre None, translate 0, x shear only), through the same grid and
-  ``grid_sample``, nearest (its default) and bilinear.
+  scale=..., shear=d)`` calls it (centre None, translate 0, x shear only) but with the angle negated
+  (counter-clockwise, as ``F.rotate``), through the same grid and ``grid_sample``, nearest (its default)
+  and bilinear.
 - elastic (``elastic/<case>/...``): torchvision's ``ElasticTransform(alpha, sigma)`` with its two
   ``torch.rand`` fields given (``noise``): the Gaussian blur (kernel ``int(8 sigma + 1)`` made odd, reflect
-  padding), the scaling by ``alpha / size``, the identity grid and bilinear ``grid_sample``, all in torch.
+  padding), the scaling by ``alpha / W`` (x) and ``alpha / H`` (y) as since torchvision's PR #9300, the identity grid and bilinear ``grid_sample``, all in torch.
 - colour jitter (``jitter/<op>/...``): torchvision on PIL images (the usual ``ToTensor`` after
   ``ColorJitter`` pipeline) calls Pillow's ``ImageEnhance.Brightness`` / ``Contrast`` / ``Color``
   (saturation) with the factor; here are their ``uint8`` outputs for ``uint8`` inputs. Pillow computes in
@@ -41,7 +42,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def inverse_affine_matrix(angle: float, scale: float, shear_x: float) -> list:
     """torchvision's ``_get_inverse_affine_matrix(center=[0, 0], -angle, translate=[0, 0], scale, [shear_x, 0])``,
-    as ``F.affine`` calls it on a tensor (``F.rotate`` the same with scale 1, shear 0), transcribed."""
+    transcribed: ``F.rotate``'s call (scale 1, shear 0), and ``F.affine(img, -angle, ...)``'s (``F.affine``
+    turns clockwise, ``F.rotate`` counter-clockwise; ``RandomAffine`` draws from U(-d, d) either way)."""
     rot, sx, sy = math.radians(-angle), math.radians(shear_x), 0.0
     a = math.cos(rot - sy) / math.cos(sy)
     b = -(a * math.tan(sx) + math.sin(rot))
@@ -51,8 +53,9 @@ def inverse_affine_matrix(angle: float, scale: float, shear_x: float) -> list:
 
 
 def torchvision_affine(images: np.ndarray, angles, scales, shears, mode: str) -> np.ndarray:
-    """float32 ``[B, H, W, C]`` through torchvision's tensor ``F.affine`` (``RandomAffine``'s call; ``F.rotate``
-    when scale 1 and shear 0): ``_gen_affine_grid`` then ``grid_sample(mode, zeros, align_corners=False)``."""
+    """float32 ``[B, H, W, C]`` through torchvision's tensor ``F.affine(img, -angle, ...)`` (``RandomAffine``'s
+    call with the angle negated; ``F.rotate`` when scale 1 and shear 0): ``_gen_affine_grid`` then
+    ``grid_sample(mode, zeros, align_corners=False)``."""
     out = []
     for image, angle, scale, shear in zip(images, angles, scales, shears):
         h, w = image.shape[:2]
@@ -95,7 +98,8 @@ def torchvision_elastic(images: np.ndarray, noise: np.ndarray, alpha: float, sig
         k1 = pdf / pdf.sum()
         kernel = (k1[:, None] * k1[None, :])[None, None]  # _get_gaussian_kernel2d: outer product
         parts = []
-        for axis, scale in ((0, alpha / h), (1, alpha / w)):  # dx * alpha / size[0], dy * alpha / size[1]
+        # dx * alpha / W, dy * alpha / H: torchvision since PR #9300 (pytorch/vision#9299; before it, H and W swapped).
+        for axis, scale in ((0, alpha / w), (1, alpha / h)):
             d = torch.from_numpy(np.ascontiguousarray(field[..., axis]))[None, None]
             d = torch.nn.functional.pad(d, [size // 2] * 4, mode="reflect")
             parts.append(torch.nn.functional.conv2d(d, kernel) * scale)

@@ -6,11 +6,15 @@ Each warp maps every output pixel back to a source point in the input and reads 
 measured from the image centre ``((W - 1) / 2, (H - 1) / 2)``, x to the right, y down.
 
 - ``affine`` / ``inverse_affine``: torchvision ``F.affine`` (``RandomAffine(degrees, scale, shear)``,
-  ``RandomRotation``), about the centre, no translation (``augment``'s crop shifts).
-- ``elastic`` / ``elastic_displacement``: torchvision ``ElasticTransform(alpha, sigma)`` (torchvision
-  0.15+), itself Simard, Steinkraus & Platt, "Best practices for convolutional neural networks applied to
-  visual document analysis", ICDAR 2003: uniform noise in [-1, 1] per pixel and axis, smoothed by a
-  Gaussian of ``sigma`` pixels, scaled by ``alpha``.
+  ``RandomRotation``), about the centre, no translation (``augment``'s crop shifts). Angles are
+  counter-clockwise, as ``F.rotate``'s; ``F.affine``'s run the other way (torchvision says so: "incoherence
+  of rotation angle direction between affine and rotate"), so ours is ``F.affine(img, -angle, ...)``; drawn
+  from U(-d, d), the two are the same distribution.
+- ``elastic`` / ``elastic_displacement``: torchvision ``ElasticTransform(alpha, sigma)``, itself Simard,
+  Steinkraus & Platt, "Best practices for convolutional neural networks applied to visual document
+  analysis", ICDAR 2003: uniform noise in [-1, 1] per pixel and axis, smoothed by a Gaussian of ``sigma``
+  pixels, scaled by ``alpha``; x scaled by the width and y by the height, as torchvision since its fix
+  for non-square images (pytorch/vision#9299, PR #9300, 2026; before it the two were swapped).
 
 Costs per batch of ``B`` images ``H x W x C``: nearest is one gather of ``B*H*W`` pixel indices (all
 channels at once), bilinear four; the elastic field's Gaussian blur is two ``[H, H]`` / ``[W, W]``
@@ -28,11 +32,11 @@ import numpy as np
 
 def inverse_affine(angles: jax.Array, scales: jax.Array | None = None,
                    shears: jax.Array | None = None) -> jax.Array:
-    """The inverse map (output pixel -> input point) of torchvision's ``F.affine(img, angle, (0, 0),
+    """The inverse map (output pixel -> input point) of torchvision's ``F.affine(img, -angle, (0, 0),
     scale, (shear, 0))`` on a tensor, about the image centre: float32 ``[B, 2, 2]``, rows (x, y).
 
-    torchvision builds the forward map ``R(angle) S(scale) ShX(shear)`` and inverts it
-    (``_get_inverse_affine_matrix(center=(0, 0), -angle, ...)``); with ``t = tan(shear)`` the inverse is
+    torchvision builds the forward map ``R S ShX`` and inverts it (``_get_inverse_affine_matrix(center=(0,
+    0), -angle, ...)``, as ``F.rotate`` calls it); with ``t = tan(shear)`` the inverse is
     ``[[cos a + t sin a, t cos a - sin a], [sin a, cos a]] / scale``. Positive angles turn the picture
     counter-clockwise as displayed; a positive shear slants vertical strokes (x shear only, as
     ``RandomAffine(shear=d)``).
@@ -144,15 +148,15 @@ def elastic_displacement(noise: jax.Array, alpha: float, sigma: float) -> jax.Ar
     """torchvision ``ElasticTransform.get_params``' field, in input pixels: float32 ``[B, H, W, 2]`` (x, y).
 
     Each axis of ``noise`` (uniform in [-1, 1], ``[B, H, W, 2]``) is blurred by ``blur_matrix`` and
-    scaled as torchvision scales it in ``grid_sample``'s units (x by ``alpha / H``, y by ``alpha / W``),
-    then converted to pixels (x ``* W / 2``, y ``* H / 2``): on a square image a displacement of
-    ``alpha / 2`` pixels per unit of smoothed noise. (Simard et al.'s ``alpha`` is in pixels: their
-    alpha 34, sigma 4 is torchvision's alpha 68, sigma 4 on a square image.)
+    scaled as torchvision scales it in ``grid_sample``'s units (x by ``alpha / W``, y by ``alpha / H``,
+    since PR #9300), then converted to pixels (x ``* W / 2``, y ``* H / 2``): ``alpha / 2`` pixels per
+    unit of smoothed noise on both axes. (Simard et al.'s ``alpha`` is in pixels: their alpha 34, sigma 4
+    is torchvision's alpha 68, sigma 4.)
     """
     _, h, w, _ = noise.shape
     kh, kw = jnp.asarray(blur_matrix(h, sigma)), jnp.asarray(blur_matrix(w, sigma))
     smooth = jnp.einsum("ij,bjkc,lk->bilc", kh, noise.astype(jnp.float32), kw)
-    return smooth * jnp.array([alpha * w / (2 * h), alpha * h / (2 * w)], jnp.float32)
+    return smooth * (alpha / 2.0)
 
 
 def elastic(images: jax.Array, displacement: jax.Array) -> jax.Array:
