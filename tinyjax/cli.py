@@ -39,7 +39,8 @@ from typing import Mapping, Sequence
 import tyro
 
 from tinyjax import grid as grids
-from tinyjax.config import Config, ConfigError, flag, flat
+from tinyjax.config import Config, ConfigError
+from tinyjax.flags import flag, flat
 from tinyjax.validation import check_flags, closest
 from tinyjax.data import DataError, DatasetNotFoundError
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 from typing import Mapping, Sequence
 
-from tinyjax.config import ConfigError, field, flag
+from tinyjax.config import ConfigError
+from tinyjax.flags import field, flag
 
 
 def split_values(text: str) -> list[str]:

@@ -8,7 +8,8 @@ import dataclasses
 import typing
 from typing import Sequence
 
-from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric, flag
+from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric
+from tinyjax.flags import flag
 
 
 def closest(name: str, choices) -> str:

@@ -23,7 +23,7 @@ import os
 import sys
 from typing import Sequence
 
-from tinyjax.config import field, flat
+from tinyjax.flags import field, flat
 from tinyjax.runs.compare import confidence_interval
 
 COLUMNS = ("run", "variant", "seed", "model", "params", "optimizer", "epochs", "batch", "best test %",

@@ -28,7 +28,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from tinyjax.config import Config, flag, flat
+from tinyjax.config import Config
+from tinyjax.flags import flag, flat
 
 REPLICA_FIELDS = ("seed", "label_smoothing", "optim.weight_decay", "optim.lr", "schedule.max_lr")
 
