@@ -169,6 +169,9 @@ class Config:
     """Training length (epochs over the train split)."""
     batch_size: int = 128
     """Training batch (images per step); a last partial batch is kept."""
+    accumulate: int = 1
+    """Gradient accumulation: each step's --batch-size is cut into this many micro-batches, run one after
+    another and summed into one optimizer update (memory of one micro-batch; BatchNorm per micro-batch)."""
     eval_batch_size: int = 1000
     """Evaluation batch (images per step); does not change results."""
     label_smoothing: float = 0.0

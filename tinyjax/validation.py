@@ -47,6 +47,9 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (min(config.seeds, default=0) >= 0 and len(set(config.seeds)) == len(config.seeds),
          f"--seeds must be distinct seeds >= 0, got {list(config.seeds)}"),
         (config.batch_size >= 1, f"--batch-size must be >= 1, got {config.batch_size}"),
+        (config.accumulate >= 1 and config.batch_size % config.accumulate == 0,
+         f"--accumulate {config.accumulate} must be >= 1 and divide --batch-size {config.batch_size} "
+         "(each update's micro-batches are equal)"),
         (config.max_params is None or config.max_params >= 1,
          f"--max-params must be >= 1, got {config.max_params}"),
         (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),

@@ -207,7 +207,9 @@ class Placement:
 
 
 def check_batch(config: Config, devices: int) -> None:
-    """Refuses a global batch smaller than the device count (some device would hold only padding).
+    """Refuses a global batch smaller than the device count (some device would hold only padding), and,
+    with ``--accumulate K``, one that is not a multiple of ``devices * K`` (each device's share must cut
+    into K equal micro-batches).
 
     Raises:
       ConfigError: one line naming the batch size and the device count.
@@ -216,3 +218,6 @@ def check_batch(config: Config, devices: int) -> None:
         if size < devices:
             raise ConfigError(f"{flag} {size} is smaller than the {devices} devices it is split over; "
                               f"raise it to at least {devices} (a multiple is best) or pass --parallel none.")
+    if config.accumulate > 1 and devices > 1 and config.batch_size % (devices * config.accumulate):
+        raise ConfigError(f"--batch-size {config.batch_size} does not split into {devices} devices x --accumulate "
+                          f"{config.accumulate} equal micro-batches; use a multiple of {devices * config.accumulate}.")

@@ -151,7 +151,7 @@ def batch_fns(config: Config, axis_name: str | None = None) -> tuple[BatchFn, Ba
         state, totals = carry.state, carry.totals
         batch = data.make_batch(device_data, indices, mask, mean, std, lambda images: augment.augment(
             config.augment, state.rng, state.step, carry.epoch, indices, images, mean))
-        new, metrics = train_step(state, batch, carry.smoothing, config.ema, axis_name)
+        new, metrics = train_step(state, batch, carry.smoothing, config.ema, axis_name, config.accumulate)
         bad = metrics.pop("nonfinite")
         apply = (bad == 0) & ~(stop_on_nan & (totals["nonfinite"] > 0))
         state = new.replace(**{field: jax.tree.map(lambda n, o: jnp.where(apply, n, o), getattr(new, field),
