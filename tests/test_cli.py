@@ -170,6 +170,15 @@ def test_sweep_checks_every_budget_before_the_first_variant_trains(tmp_path, cap
     assert not (tmp_path / "runs").exists()  # 2hl_50 (42,310 params) did not train first.
 
 
+def test_our_variants_keep_their_references_budgets():
+    """Issue 20's rules: the reference's network (or, for 003, any MLP) and no more epochs."""
+    for name, epochs in (("ours", 20), ("ours_fast", 8)):
+        config = mnist_onecycle.VARIANTS[name]
+        assert config.model == "mnist_cnn_7k" and config.epochs == epochs, name
+    config = mnist_mlp.VARIANTS["ours"]
+    assert isinstance(models.create(config.model), models.MLP) and config.epochs <= 50
+
+
 def test_tiny_experiment_keeps_the_budget_and_fixed_training():
     for config in mnist_tiny.VARIANTS.values():
         assert config.max_params == 2048 and config.epochs == 10 and config.batch_size == 128
