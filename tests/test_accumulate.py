@@ -117,6 +117,7 @@ def test_accumulated_mlp_run_matches_the_plain_run_and_resumes_bit_identically(t
 @pytest.mark.parametrize("args, message", [
     (["--accumulate", "3"], "--accumulate 3 must be >= 1 and divide --batch-size 128"),
     (["--accumulate", "0"], "--accumulate 0 must be >= 1"),
+    (["--accumulate", "2", "--parallel", "pmap"], "--accumulate does not run under --parallel pmap"),
 ])
 def test_bad_accumulate_is_one_error_line(args, message, tmp_path, capsys):
     assert main(mnist_onecycle.VARIANTS, args + ["--out", str(tmp_path)]) == 2

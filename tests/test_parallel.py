@@ -62,8 +62,9 @@ MODES = {  # name -> flags; each trained in one 4-device process.
     "seeds, sharding": ["--parallel", "sharding", "--seeds", "0,1", "--replicas", "vmap"],
     "seeds, pmap": ["--parallel", "pmap", "--seeds", "0,1", "--replicas", "vmap"],
     "sharding, 4 epochs": ["--parallel", "sharding", "--epochs", "4"],
-    "one device, accumulate 2": ["--parallel", "none", "--accumulate", "2"],
-    "sharding, accumulate 2": ["--parallel", "sharding", "--accumulate", "2"],
+    # 250 images: the last batch holds 58 real and 6 padding rows, strided over both micro-batches.
+    "one device, accumulate 2": ["--parallel", "none", "--accumulate", "2", "--train-limit", "250"],
+    "sharding, accumulate 2": ["--parallel", "sharding", "--accumulate", "2", "--train-limit", "250"],
 }
 
 
@@ -99,9 +100,8 @@ def test_vmapped_seeds_compose_with_sharding_and_pmap(runs):
 
 @pytest.mark.slow  # Subprocesses of 4 devices, or several processes.
 def test_accumulation_composes_with_sharding(runs):
+    """(That accumulation changes BatchNorm runs at all is tests/test_accumulate.py's.)"""
     assert_same_run(runs["sharding, accumulate 2"], runs["one device, accumulate 2"])
-    # BatchNorm statistics per micro-batch of 32: not the run of whole batches of 64.
-    assert history(runs["one device, accumulate 2"])[-1]["train_loss"] != history(runs["one device"])[-1]["train_loss"]
 
 
 @pytest.mark.slow  # Subprocesses of 4 devices, or several processes.

@@ -50,6 +50,9 @@ def _field_checks(config: Config) -> list[tuple[bool, str]]:
         (config.accumulate >= 1 and config.batch_size % config.accumulate == 0,
          f"--accumulate {config.accumulate} must be >= 1 and divide --batch-size {config.batch_size} "
          "(each update's micro-batches are equal)"),
+        (config.accumulate == 1 or config.parallel != "pmap",
+         "--accumulate does not run under --parallel pmap (a device whose share of a micro-batch is all "
+         "padding would make the synced BatchNorm statistics NaN); use --parallel sharding"),
         (config.max_params is None or config.max_params >= 1,
          f"--max-params must be >= 1, got {config.max_params}"),
         (config.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {config.eval_batch_size}"),

@@ -84,7 +84,8 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
     tolerance. BatchNorm normalises each micro-batch by its own statistics and updates the running
     statistics once per micro-batch, as K train-mode forward passes do in PyTorch; a micro-batch
     with no unmasked row (the padding of a last partial batch) changes nothing. Dropout draws a
-    mask per micro-batch.
+    mask per micro-batch. ``B`` is the batch this call sees: the global batch under ``jit`` with
+    shardings; ``--accumulate`` is refused under ``pmap`` (``tinyjax.validation``).
 
     Raises:
       ValueError: ``B`` is not a multiple of ``accumulate``.
@@ -116,9 +117,15 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
 
 def _accumulated_grads(state: TrainState, batch: Batch, label_smoothing: float, dropout_rng: jax.Array,
                        accumulate: int):
-    """``(loss, batch_stats, logits [B, classes], grads)`` of ``batch`` cut into ``accumulate`` micro-batches
-    (``train_step``): each micro-batch's summed loss is divided by the whole batch's unmasked count,
-    so the summed gradients are those of the batch's mean loss."""
+    """``(loss, batch_stats, logits, grads)`` of ``batch`` cut into ``accumulate`` micro-batches
+    (``train_step``): ``loss`` float32 ``[]``, the batch's mean loss over its unmasked rows;
+    ``batch_stats`` after the last micro-batch; ``logits [B, classes]`` in the batch's row order;
+    ``grads`` float32, shaped like the params. Each micro-batch's summed loss is divided by the whole
+    batch's unmasked count, so the summed gradients are those of the batch's mean loss.
+
+    Raises:
+      ValueError: ``B`` is not a multiple of ``accumulate``.
+    """
     size = batch.image.shape[0]
     if size % accumulate:
         raise ValueError(f"a batch of {size} does not split into {accumulate} equal micro-batches; "
