@@ -20,6 +20,13 @@ over seeds 0, 1, 2 (97.02, 97.25, 97.17), ~10 s wall each (seed: 97.24%).
 ``3hl_1000`` (2,797,010 params) 98.23% after its 50 epochs, seed 0 (99.87%
 train; best epoch 98.51%; seed: 98.32%), 14.6 min wall (~17 s per epoch)
 beside one other job. The other variants are not yet measured here.
+
+``ours`` (issue 20, docs/mnist-recipes.md): the 784-1000-1000-1000-10 network
+trained by one-cycle Adam (max lr 1e-3), batch 128, label smoothing 0.1, on
+images shifted by up to 2 pixels and turned by up to 10 degrees on the
+device, 20 epochs, evaluated with the 3-view shift TTA; chosen on a
+5,000-image validation split. Measured over seeds 0-4 (``--seeds 5``, one
+vmapped program, 32 min): 99.34 +- 0.04% (99.37, 99.32, 99.37, 99.38, 99.28).
 """
 
 import dataclasses
