@@ -131,7 +131,7 @@ def test_unknown_variant_is_one_error_line(capsys, tmp_path):
     assert main(mnist_optimizers.VARIANTS, ["--variant", "sgd_onecylce", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --variant 'sgd_onecylce' is unknown (did you mean 'sgd_onecycle'?); choose one of "
-        "['adam_onecycle', 'sgd_onecycle', 'sgd_fixed', 'adamw_onecycle'].")
+        "['adam_onecycle', 'sgd_onecycle', 'sgd_fixed', 'adamw_onecycle', 'ours'].")
 
 
 @pytest.mark.parametrize("module", [mnist_onecycle, mnist_optimizers, mnist_mlp, mnist_tiny])
@@ -146,7 +146,7 @@ def test_help_lists_the_variants():
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "COLUMNS": "250"})
     assert out.returncode == 0, out.stderr
-    assert "--variant {adam_onecycle,sgd_onecycle,sgd_fixed,adamw_onecycle}" in out.stdout
+    assert "--variant {adam_onecycle,sgd_onecycle,sgd_fixed,adamw_onecycle,ours}" in out.stdout
 
 
 @pytest.mark.slow
@@ -177,6 +177,8 @@ def test_our_variants_keep_their_references_budgets():
         assert config.model == "mnist_cnn_7k" and config.epochs == epochs, name
     config = mnist_mlp.VARIANTS["ours"]
     assert isinstance(models.create(config.model), models.MLP) and config.epochs <= 50
+    config = mnist_optimizers.VARIANTS["ours"]
+    assert config.model == "mnist_cnn_18k" and config.epochs == 20
 
 
 def test_tiny_experiment_keeps_the_budget_and_fixed_training():
