@@ -12,6 +12,10 @@ checked equal. Each runs ``--steps`` steps on random data of the dataset's
 shape after a warm-up call that compiles; the rows take turns and the
 median of ``--repeats`` is reported. Epoch time is the train split (60,000
 MNIST or 50,000 CIFAR-10 images) at that rate, evaluation not included.
+The FLOP columns are what a run's header and ``results.json`` record: FLOPs
+per image from XLA's cost analysis of the train step
+(``tinyjax.train.flops``), the achieved GFLOP/s at the measured rate, and MFU
+where the device's peak is known (not on a CPU).
 
 The second table trains N replicas of reference 000's CNN and of the MLP as one
 vmapped program (``tinyjax.train.replicas``), in seeds x images/s; one after
@@ -33,7 +37,7 @@ from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle, mnist_optimiz
 from tinyjax import data, models, runs
 from tinyjax.distributed import parallel
 from tinyjax.models.summary import layer_table
-from tinyjax.train import make_epoch_fns, replicas
+from tinyjax.train import flops, make_epoch_fns, replicas
 from tinyjax.train.state import init_state
 
 from timing import interleaved_medians  # scripts/timing.py, beside this file
@@ -54,8 +58,9 @@ def random_split(config, n: int):
 
 
 def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.Placement = parallel.Placement()):
-    """A warmed-up ``run()`` of ``steps`` train steps through ``train_epoch``; ``n_replicas``
-    > 0: that many seeds as one vmapped program; ``placement``: over which devices."""
+    """A warmed-up ``run()`` of ``steps`` train steps through ``train_epoch``, and FLOPs per step
+    (``tinyjax.train.flops.step_flops``, as a run's header prints them); ``n_replicas`` > 0: that many
+    seeds as one vmapped program; ``placement``: over which devices."""
     n = steps * config.batch_size
     images, labels = random_split(config, n)
     device_data = placement.replicated(data.to_device(images, labels))  # On the devices once, as a run places it.
@@ -70,7 +75,7 @@ def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.
         state[0], totals, _ = train_epoch(state[0], device_data, keys)
         jax.block_until_ready(totals)
     run()
-    return run
+    return run, flops.step_flops(config, states[0], images, max(n_replicas, 1))
 
 
 def torch_runner(config, steps: int):
@@ -99,11 +104,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,4,8", help="replica counts of the N-seed table ('' to skip)")
     args = parser.parse_args()
     models = args.models.split(",")
-    runners, configs = {}, {}
+    runners, configs, step_flops = {}, {}, {}
     for model in models:
         config = RECIPES[model][0]
         configs[model] = config
-        runners[(model, "tinyjax")] = tinyjax_runner(config, args.steps)
+        runners[(model, "tinyjax")], step_flops[model] = tinyjax_runner(config, args.steps)
         reference = torch_runner(config, args.steps)
         if reference is not None:
             runners[(model, "PyTorch")] = reference
@@ -111,7 +116,7 @@ def main() -> None:
     for model in [m for m in ("mnist_cnn_7k", "mlp_2hl_50") if m in models]:
         for n in counts:
             if n > 1:
-                runners[(model, f"vmap {n}")] = tinyjax_runner(configs[model], args.steps, n)
+                runners[(model, f"vmap {n}")] = tinyjax_runner(configs[model], args.steps, n)[0]
     medians = interleaved_medians(runners, args.repeats)
     rate = {k: args.steps * configs[k[0]].batch_size / s * (int(k[1].split()[1]) if k[1].startswith("vmap") else 1)
             for k, s in medians.items()}
@@ -119,15 +124,21 @@ def main() -> None:
     print(f"# {runs.describe()}")
     print(f"# {args.steps} steps x {args.repeats} repeats, rows interleaved, median; jax backend "
           f"{jax.default_backend()}\n")
-    print("| model | recipe | batch | tinyjax img/s | PyTorch img/s | tinyjax / PyTorch | tinyjax epoch | PyTorch epoch |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    peak, source = flops.peak_flops(jax.devices()[0].device_kind, "float32")
+    print(f"# FLOPs: XLA's cost analysis of the train step (tinyjax.train.flops); MFU against: {source}\n")
+    print("| model | recipe | batch | tinyjax img/s | PyTorch img/s | tinyjax / PyTorch | tinyjax epoch | PyTorch epoch |"
+          " MFLOP/image | tinyjax GFLOP/s | MFU |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model in models:
         config, what = RECIPES[model]
         ours, theirs = rate[(model, "tinyjax")], rate.get((model, "PyTorch"))
-        size = TRAIN_SIZE[config.data.name]
+        size, per_image = TRAIN_SIZE[config.data.name], (step_flops[model] or 0) / config.batch_size
+        achieved = per_image * ours
         print(f"| {model} | {what} | {config.batch_size} | {ours:,.0f} | "
               + (f"{theirs:,.0f} | {ours / theirs:.2f} | " if theirs else "- | - | ")
-              + f"{size / ours:.1f} s | " + (f"{size / theirs:.1f} s |" if theirs else "- |"))
+              + f"{size / ours:.1f} s | " + (f"{size / theirs:.1f} s |" if theirs else "- |")
+              + (f" {per_image / 1e6:.2f} | {achieved / 1e9:.1f} | " if per_image else " - | - | ")
+              + (f"{100 * achieved / peak:.1f}% |" if peak and per_image else "- |"))
     if counts:
         print("\n| model | seeds N | vmapped: seeds x img/s | sequential: seeds x img/s | vmapped / sequential |"
               " PyTorch sequential |")

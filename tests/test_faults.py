@@ -19,6 +19,7 @@ from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import data
 from tinyjax.runs import checkpoint
 from tinyjax.cli import main
+from tinyjax.train.records import TIMING
 
 from faults_helpers import fail_checkpoint_writes
 
@@ -79,10 +80,10 @@ def run_dir(out) -> str:
 
 
 def assert_same_run(resumed: str, baseline: str) -> None:
-    """Per-epoch metrics but `seconds`, and the final parameters, bit for bit."""
+    """Per-epoch metrics but the timings (`seconds`, FLOP/s), and the final parameters, bit for bit."""
     def records(d):
         with open(os.path.join(d, "metrics.jsonl")) as f:
-            return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
+            return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f]
     assert records(resumed) == records(baseline)
     a, b = checkpoint.load(resumed, "latest"), checkpoint.load(baseline, "latest")
     chex.assert_trees_all_equal(a.variables, b.variables)

@@ -91,7 +91,7 @@ def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkey
     (run_dir,) = tmp_path.iterdir()
     history = runs.read_metrics(str(run_dir))
     assert list(history[0]) == ["epoch", "train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss",
-                                "lr", "seconds"]
+                                "lr", "seconds", "train_seconds", "train_flop_per_s", "train_mfu"]
     results = json.loads((run_dir / "results.json").read_text())
     best = max(history, key=lambda h: (h["val_acc"], h["epoch"]))  # The last of equals, as orbax keeps it.
     assert results["selected_by"] == "val_acc (max)" and results["val_split"] == 200

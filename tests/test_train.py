@@ -117,13 +117,16 @@ def test_one_epoch_on_10k_real_images_reaches_95_percent(tmp_path):
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics == history
-    assert set(metrics[0]) == {"epoch", "train_acc", "test_acc", "train_loss", "test_loss", "lr", "seconds"}
+    assert set(metrics[0]) == {"epoch", "train_acc", "test_acc", "train_loss", "test_loss", "lr", "seconds",
+                               "train_seconds", "train_flop_per_s", "train_mfu"}
+    assert 0 < metrics[0]["train_seconds"] <= metrics[0]["seconds"] and metrics[0]["train_flop_per_s"] > 0
     np.testing.assert_allclose(metrics[0]["lr"], 5e-5, rtol=1e-4)  # One-cycle ends at max_lr/10/100.
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
     assert results["params"] == 7784 and results["test_accuracy"] == history[0]["test_acc"]
     assert results["model_type"] == "mnist_cnn_7k" and results["optimizer"] == "sgd"
     assert results["learning_rate"] == 0.05 and results["batch_size"] == 32
+    assert results["flops_per_step"] == 32 * results["flops_per_image"] > 0 and results["train_flop_per_s"] > 0
     assert results["versions"]["jax"] == jax.__version__ and results["hardware"]["backend"] == jax.default_backend()
     for png in ("curves.png", "confusion.png", "misclassified.png"):
         with open(os.path.join(run_dir, png), "rb") as f:

@@ -45,10 +45,10 @@ from tinyjax.validation import check_flags, closest
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
-# checkpoints are kept, how replicas train, on how many devices. Every other field
-# would change the result (beyond float rounding).
+# checkpoints are kept, how replicas train, on how many devices, what is traced.
+# Every other field would change the result (beyond float rounding).
 RESUMABLE_CHANGES = ("out", "data.data_dir", "checkpoint.save_every", "checkpoint.keep",
-                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel")
+                     "checkpoint.best_metric", "checkpoint.best_mode", "replicas", "parallel", "profile")
 
 
 def parse(variants: Mapping[str, Config], args: Sequence[str] | None = None,

@@ -194,6 +194,9 @@ class Config:
     on_nan: Literal["stop", "skip"] = "stop"
     """A step with a non-finite loss, gradient or parameter: stop the run (nothing non-finite is saved),
     or skip that step (it is not applied) and go on."""
+    profile: str = ""
+    """START:STOP: a jax.profiler trace of training steps START..STOP-1 (from 0, counted over the run) into
+    RUN_DIR/profile, for TensorBoard's profile plugin or Perfetto; "": none. Changes no result."""
     early_stop: int = 0
     """Stop a run, or one replica of --seeds, after this many epochs without an improvement of
     --best-metric (epochs; Keras EarlyStopping's patience), and end with its best checkpoint's

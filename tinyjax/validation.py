@@ -34,6 +34,10 @@ def validate(config: Config) -> None:
             raise ConfigError(message + ".")
     _check_model(config)
     _check_elastic(config)
+    if config.profile:
+        from tinyjax.train.profile import parse  # Its format; its end is checked against the run's steps.
+
+        parse(config.profile)
 
 
 def _field_checks(config: Config) -> list[tuple[bool, str]]:

@@ -172,7 +172,7 @@ class EventWriter:
     def epoch(self, row: dict) -> None:
         if self.writer is not None:
             for key, value in row.items():
-                if key != "epoch":
+                if key != "epoch" and value is not None:  # None: unknown (an MFU without a known peak).
                     split, _, name = key.partition("_")
                     self.writer.add_scalar(f"{name or split}/{split}" if name else key, value, row["epoch"])
             self.writer.flush()
@@ -247,7 +247,7 @@ def best_epoch(config: Config, history: list[dict]) -> dict:
 
 
 def write_results(run_dir: str, config: Config, params: int, history: list[dict], best: dict,
-                  wall_time: float) -> dict:
+                  wall_time: float, compute: dict | None = None) -> dict:
     """``results.json``: the run in one record, in the spirit of reference 003's.
 
     ``test_accuracy`` is the last epoch's; ``best_epoch`` and
@@ -261,7 +261,8 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     and ``final_test_loss`` are ``best``'s, and ``early_stop`` records the
     patience, min_delta, the monitored metric, ``epochs_trained`` and
     ``stopped_epoch`` (1-based, Keras's decision replayed from ``history``; None when it never
-    stopped).
+    stopped). ``compute`` (``tinyjax.train.flops.results``: FLOPs per step and per image,
+    achieved FLOP/s, MFU) is added as it is.
     """
     last = history[-1]
     lr = config.schedule.max_lr if config.schedule.name == "onecycle" else config.optim.lr
@@ -277,7 +278,7 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
                "weight_decay": config.optim.weight_decay, "label_smoothing": config.label_smoothing,
                "seed": config.seed, "parallel": parallel.resolve(config.parallel),
                "wall_time_s": wall_time,
-               "train_time_s": sum(h["seconds"] for h in history), **environment()}
+               "train_time_s": sum(h["seconds"] for h in history), **(compute or {}), **environment()}
     if config.data.val_split:
         results["best_epoch_val_accuracy"] = best["val_acc"]
     if config.early_stop:

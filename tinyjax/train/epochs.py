@@ -196,7 +196,10 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     stops early after a step where ``should_stop()`` is true (asked after every step of the
     ``step`` loop, with several processes at host syncs only; at the end of a ``scan``) or, with
     ``--on-nan stop``, at a host sync (every ``SYNC_EVERY`` steps, and at the end) that finds a
-    non-finite step of a replica that ``active`` (bool ``[N]``, default all) says still trains. A tqdm progress bar (live loss and accuracy) shows when stderr is a terminal.
+    non-finite step of a replica that ``active`` (bool ``[N]``, default all) says still trains.
+    ``hook(done, carry)`` is called before the first step (``done = start``) and wherever the
+    driver calls ``on_step`` (``epoch_driver``); ``--profile`` starts and stops its trace there.
+    A tqdm progress bar (live loss and accuracy) shows when stderr is a terminal.
     ``evaluate(state, device_data) -> totals`` runs the split in order (``eval_batch``).
     """
     replicated = label_smoothing is not None
@@ -220,14 +223,16 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         return zero_metrics(train, len(smoothing) if replicated else None)
 
     def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
-                    description="train", active=None):
+                    description="train", active=None, hook=None):
         examples = device_data.labels.shape[-1]  # Under pmap the placed data is [L, N].
         indices, mask = placement.batches(*train_plan(key, examples, config.batch_size))
         steps = indices.shape[1 if placement.mode == "pmap" else 0]  # pmap's plan is [D, S, B / D].
         carry = TrainCarry(state.replace(apply_fn=synced_apply), zeros(True) if totals is None else totals,
                            jnp.asarray(epoch, jnp.int32), jnp.asarray(smoothing))
+        if hook is not None:
+            hook(start, carry)
         with _Progress(steps, start, description, should_stop, config.on_nan == "stop", placement,
-                       active) as on_step:
+                       active, hook) as on_step:
             carry, done = run_train(placement.carry(carry), device_data, indices, mask, start, on_step)
         state = placement.unreplicated(carry.state).replace(apply_fn=state.apply_fn)
         return state, placement.summed(carry.totals), done
@@ -245,8 +250,9 @@ class _Progress:
     non-finite step with ``--on-nan stop`` (at host syncs), and the tqdm bar."""
 
     def __init__(self, steps: int, start: int, description: str, should_stop, stop_on_nan: bool,
-                 placement: parallel.Placement, active: Sequence[bool] | None = None):
+                 placement: parallel.Placement, active: Sequence[bool] | None = None, hook=None):
         self.steps, self.should_stop, self.stop_on_nan, self.placement = steps, should_stop, stop_on_nan, placement
+        self.hook = hook
         # Replicas stopped early (--early-stop) train on, their updates thrown away: their steps never stop the epoch.
         self.active = None if active is None else jnp.asarray(np.asarray(active, np.int32))
         self.bar = tqdm.tqdm(total=steps, initial=start, desc=description, leave=False, unit="step",
@@ -259,6 +265,8 @@ class _Progress:
         self.bar.close()
 
     def on_step(self, done: int, carry: TrainCarry) -> bool:
+        if self.hook is not None:
+            self.hook(done, carry)
         sync = done % SYNC_EVERY == 0 or done == self.steps
         # With several processes should_stop is a collective: at host syncs only.
         if self.should_stop is not None and (sync or self.placement.processes == 1) and self.should_stop():

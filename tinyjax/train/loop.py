@@ -31,8 +31,10 @@ from tinyjax.distributed import hosts
 from tinyjax.runs.inference import predict
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
 from tinyjax.train.prepare import Position, Run, announce, prepare, restore
+from tinyjax.train.profile import StepTrace
 from tinyjax.train import replicas, stopping
-from tinyjax.train.records import epoch_line, epoch_record
+from tinyjax.train import flops
+from tinyjax.train.records import TIMING, epoch_line, epoch_record
 from tinyjax.train.state import TrainState
 from tinyjax.validation import validate
 
@@ -126,6 +128,7 @@ def train_epochs(run: Run, position: Position,
     config, checkpoints = run.config, run.checkpoints
     state, totals, histories = position.state, position.totals, position.histories
     events = [runs.EventWriter(d, purge_step=position.epoch + 1 if run.resumed else None) for d in run.run_dirs]
+    trace = StepTrace.create(config, run.run_dirs[0], config.epochs * run.steps_per_epoch, run.print_fn)
     try:
         with Interrupts() as interrupts:
             def interrupted(where: str) -> Interrupted:
@@ -142,10 +145,12 @@ def train_epochs(run: Run, position: Position,
                 state, totals, done = run.train_epoch(state, run.device["train"], run.order_key(state.rng, epoch),
                                                       epoch, start_step, totals, interrupts.agreed,
                                                       f"epoch {epoch + 1}/{config.epochs}",
-                                                      stops.active if run.n > 1 else None)
-                state, start_step = stops.hold(state), 0  # Members stopped early keep their weights.
+                                                      stops.active if run.n > 1 else None,
+                                                      trace and _traced(trace, epoch, run.steps_per_epoch, config.loop))
+                state, trained, start_step = stops.hold(state), done - start_step, 0  # Stopped members keep their weights.
                 nonfinite = [int(x) * active for x, active in
                              zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]
+                train_seconds = time.perf_counter() - started  # The sums are in: the steps are done.
                 steps = np.atleast_1d(jax.device_get(state.step))  # Per member: skipped steps differ.
                 if max(nonfinite) and config.on_nan == "stop":
                     raise _nonfinite(run, epoch, steps, nonfinite)
@@ -154,8 +159,10 @@ def train_epochs(run: Run, position: Position,
                         run.save(state, epoch, done, totals)
                     raise interrupted(f"at epoch {epoch + 1}, step {done}/{run.steps_per_epoch}")
                 evals = {name: run.evaluate(state, run.device[name]) for name in ("val", "test") if name in run.device}
+                compute = {"train_seconds": train_seconds,
+                           **flops.rates(run.flops, trained, train_seconds, run.peak[0], run.placement.devices)}
                 rows = _record(run, epoch, state, totals, evals, steps, nonfinite, histories, events,
-                               time.perf_counter() - started, stops.active)
+                               time.perf_counter() - started, stops.active, compute)
                 improved = _early_stops(run, stops, epoch, histories, state)
                 last_epoch, stop = epoch + 1 == stop_at or all(stops.stopped), interrupts.agreed()
                 if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0
@@ -167,6 +174,8 @@ def train_epochs(run: Run, position: Position,
                     raise interrupted(f"after epoch {epoch + 1}")
                 if last_epoch:
                     break
+            if trace:
+                trace.close()
             # A signal from here on: finish anyway.
             bests = [runs.best_epoch(c, h) for c, h in zip(run.configs, histories)]
             for k, c in enumerate(checkpoints or []):
@@ -177,6 +186,8 @@ def train_epochs(run: Run, position: Position,
                 state = _restore_best(run, state, bests)
             signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
+        if trace:
+            trace.close()
         for e in events:
             e.close()
         if checkpoints and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # An abort does not wait.
@@ -185,17 +196,27 @@ def train_epochs(run: Run, position: Position,
     return state, histories, bests, signum
 
 
+def _traced(trace: StepTrace, epoch: int, steps: int, loop: str) -> Callable:
+    """``train_epoch``'s hook for ``--profile``: ``done`` steps of (0-based) ``epoch`` as the run's step
+    count, and where the next call will be (the next step; the epoch's end under ``scan``)."""
+    def hook(done: int, carry) -> None:
+        trace.at(epoch * steps + done, epoch * steps + (steps if loop == "scan" else done + 1), carry)
+    return hook
+
+
 def _record(run: Run, epoch: int, state, totals, evals: dict, steps, nonfinite: list[int],
-            histories: list[list[dict]], events: list, seconds: float, active: list[bool]) -> list[dict | None]:
+            histories: list[list[dict]], events: list, seconds: float, active: list[bool],
+            compute: dict) -> list[dict | None]:
     """Each active member's epoch record: appended to its history, ``metrics.jsonl`` and
-    TensorBoard, printed; None for a member that stopped early."""
+    TensorBoard, printed; None for a member that stopped early. ``compute``: the epoch's training
+    seconds and FLOP/s, the program's (all members together)."""
     rows = []
     for k in range(run.n):
         if not active[k]:
             rows.append(None)
             continue
         row = epoch_record(epoch, run.member(totals, k), {s: run.member(t, k) for s, t in evals.items()},
-                           run.lr_fns[k](int(steps[k]) - 1), seconds)
+                           run.lr_fns[k](int(steps[k]) - 1), seconds, compute)
         if run.config.on_nan == "skip":
             row["skipped"] = nonfinite[k]
         rows.append(row)
@@ -222,10 +243,10 @@ def _early_stops(run: Run, stops: stopping.Stops, epoch: int, histories: list[li
 
 
 def _ranked(row: dict | None, improved: bool, metric: str) -> dict | None:
-    """What ranks a member's checkpoint for the best one: its epoch record without the seconds, and
+    """What ranks a member's checkpoint for the best one: its epoch record without the timings, and
     without the metric when the epoch did not improve (``--early-stop``: the best checkpoint is then
     Keras's best epoch, the first to reach the best value by more than min_delta)."""
-    return None if row is None else {k: v for k, v in row.items() if k != "seconds" and (improved or k != metric)}
+    return None if row is None else {k: v for k, v in row.items() if k not in TIMING and (improved or k != metric)}
 
 
 def _restore_best(run: Run, state, bests: list[dict]):
@@ -263,5 +284,6 @@ def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], star
         runs.write_plots(run.run_dirs[k], c, histories[k], test_images, test_labels,
                          probabilities.argmax(-1).astype(np.int32))
         runs.write_results(run.run_dirs[k], c, run.table.trainable_params, histories[k], bests[k],
-                           time.perf_counter() - started)
+                           time.perf_counter() - started,
+                           flops.results(run.flops, run.n * c.batch_size, histories[k], run.peak, run.placement.devices))
     hosts.sync("tinyjax: run written")  # Others may read what process 0 wrote (a --seeds summary, a table).

@@ -17,7 +17,7 @@ from tinyjax.data.splits import load_splits
 from tinyjax.distributed import hosts, parallel
 from tinyjax.models.summary import LayerTable, layer_table
 from tinyjax.runs.checkpoint import Checkpoints
-from tinyjax.train import replicas
+from tinyjax.train import flops, profile, replicas
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
 from tinyjax.train.state import TrainState, init_state
 
@@ -28,7 +28,7 @@ class Run:
     model and its layer ``table``, the ``placement`` on devices, the host ``splits`` and their
     copies on the devices (``device``), the compiled ``train_epoch`` and ``evaluate``, each
     member's learning-rate function, label, run directory and checkpoints (None with
-    ``--save-every 0``), and how to print and resume."""
+    ``--save-every 0``), how to print and resume, and the cost of a step (``tinyjax.train.flops``)."""
 
     configs: list[Config]
     model: Any
@@ -47,6 +47,8 @@ class Run:
     print_fn: Callable[[str], None]
     resumed: bool
     resume_command: str | None
+    flops: float | None = None  # Of one optimizer step, all members (tinyjax.train.flops.step_flops).
+    peak: tuple[float | None, str] = (None, "")  # One device's peak FLOP/s and its source, or why none.
 
     @property
     def config(self) -> Config:
@@ -110,8 +112,9 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
 
     Raises:
       ConfigError: configs that cannot share a program, a batch smaller than the device count, an
-        output folder that cannot be written, data that differs between processes, or a schedule
-        that cannot be built (all before anything is compiled).
+        output folder that cannot be written, data that differs between processes, a schedule
+        that cannot be built, or a ``--profile`` range past the run's end (all before anything
+        is compiled).
       DatasetNotFoundError, DataError: data that cannot be loaded.
     """
     if len(replicas.groups(configs)) > 1:
@@ -130,6 +133,8 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
     splits = hosts.together(load)  # One process failing here (its data missing) stops all.
     steps_per_epoch = data.num_batches(len(splits["train"][1]), config.batch_size)
     fingerprint = _fingerprint(*splits["train"])
+    if config.profile:  # Its range against the run's steps, before anything is created or compiled.
+        profile.check(config, config.epochs * steps_per_epoch)
     try:  # One-cycle limits depend on the number of steps, known once the data is.
         inits = [init_state(c, steps_per_epoch, None if resume else splits["train"][0]) for c in configs]
     except ValueError as e:
@@ -144,7 +149,9 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
               steps_per_epoch, fingerprint, train_epoch, evaluate, [f for _, _, f in inits],
               [f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs, checkpoints,
               hosts.printer(print_fn), resume is not None,  # Process 0 prints for all.
-              runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None)
+              runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
+              flops.step_flops(config, inits[0][1], splits["train"][0], n),
+              flops.peak_flops(jax.devices()[0].device_kind, config.dtype))
     return run, [s for _, s, _ in inits]
 
 
@@ -204,5 +211,6 @@ def announce(run: Run, position: Position) -> None:
                  f"{run.placement.describe()}, '{config.loop}' loop"
                  + (f", {run.n} replicas vmapped as one program" if run.n > 1 else "")
                  + f" -> {', '.join(run.run_dirs)}"
+                 + "\n" + flops.describe(run.flops, run.n * config.batch_size, run.peak, run.placement.devices)
                  + (f"\nresumed at epoch {position.epoch + 1}, step {position.step}" if run.resumed else "")
                  + (f"\nresume with: {run.resume_command}" if run.resume_command else ""))

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 from tinyjax.train.epochs import summarize
+from tinyjax.train.flops import si
 
 
-def epoch_record(epoch: int, totals: dict, evals: dict, lr, seconds: float) -> dict:
+# What a record measures of the machine, not of the model: left out where runs are compared bit for bit.
+TIMING = ("seconds", "train_seconds", "train_flop_per_s", "train_mfu")
+
+
+def epoch_record(epoch: int, totals: dict, evals: dict, lr, seconds: float, compute: dict | None = None) -> dict:
     """The record of (0-based) ``epoch`` from its metric sums: ``{"epoch" (1-based), "train_acc",
     ["val_acc",] "test_acc" (%), "train_loss", ["val_loss",] "test_loss", "lr" (of the epoch's last
-    step), "seconds" (wall time of its training and evaluation)}``; ``evals`` maps a split name to
-    its sums."""
+    step), "seconds" (wall time of its training and evaluation)}``, then ``compute``'s fields
+    (``train_seconds``: the training's part of that; ``train_flop_per_s``, ``train_mfu``:
+    ``tinyjax.train.flops.rates``); ``evals`` maps a split name to its sums."""
     train_acc, train_loss = summarize(totals)
     summaries = {name: summarize(t) for name, t in evals.items()}
     row = {"epoch": epoch + 1, "train_acc": train_acc}
     row.update({f"{name}_acc": acc for name, (acc, _) in summaries.items()})
     row["train_loss"] = train_loss
     row.update({f"{name}_loss": loss for name, (_, loss) in summaries.items()})
-    return {**row, "lr": float(lr), "seconds": seconds}
+    return {**row, "lr": float(lr), "seconds": seconds, **(compute or {})}
 
 
 def epoch_line(row: dict, epochs: int) -> str:
     """The printed line of an epoch's record, e.g. ``epoch   3/20  train acc  98.10%  test acc
-    98.90%  train loss 0.0612  test loss 0.0345  lr 4.200e-02   12.9s``."""
+    98.90%  train loss 0.0612  test loss 0.0345  lr 4.200e-02   12.9s  52.1 GFLOP/s``
+    (the training's achieved FLOP/s, and its MFU where the device's peak is known)."""
     return (f"epoch {row['epoch']:3d}/{epochs}  "
             + "  ".join(f"{k.replace('_', ' ')} {v:6.2f}%" for k, v in row.items() if k.endswith("_acc"))
             + "  " + "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in row.items() if k.endswith("_loss"))
-            + f"  lr {row['lr']:.3e}  {row['seconds']:5.1f}s")
+            + f"  lr {row['lr']:.3e}  {row['seconds']:5.1f}s"
+            + (f"  {si(row['train_flop_per_s'], 'FLOP/s')}" if row.get("train_flop_per_s") else "")
+            + (f" (MFU {100 * row['train_mfu']:.1f}%)" if row.get("train_mfu") is not None else ""))

@@ -37,6 +37,8 @@ from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
 from tinyjax.validation import validate
 
+# Per member, summarised as their mean (None when unknown): what the device achieved (tinyjax.train.flops).
+RATES = ("train_flop_per_s", "train_mfu")
 SUMMARIZED = ("test_accuracy", "best_test_accuracy", "best_epoch_test_accuracy", "train_accuracy",
               "final_train_loss", "final_test_loss")
 
@@ -118,7 +120,8 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
         with open(os.path.join(d, "results.json")) as f:
             members.append(json.load(f))
     results = {k: v for k, v in members[0].items()
-               if k not in ("seed", "best_epoch", "best_epoch_val_accuracy", "early_stop") + SUMMARIZED}
+               if k not in ("seed", "best_epoch", "best_epoch_val_accuracy", "early_stop") + SUMMARIZED + RATES}
+    results.update({key: _mean([r.get(key) for r in members]) for key in RATES})
     if "early_stop" in members[0]:  # What is common; when each stopped is per member (epochs_trained_values).
         results["early_stop"] = {k: members[0]["early_stop"][k] for k in ("patience", "min_delta", "monitor")}
     results.update(seed=list(config.seeds), n=len(members), replicas=mode, wall_time_s=wall_time,
@@ -134,7 +137,7 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
     runs.write_json(os.path.join(run_dir, "results.json"), results)
     # Per epoch, the mean of the members that trained it (with --early-stop some stop sooner).
     longest = max(histories, key=len)
-    mean_history = [{k: replicas.spread([h[e][k] for h in histories if len(h) > e])[0] for k in longest[e]}
+    mean_history = [{k: _mean([h[e].get(k) for h in histories if len(h) > e]) for k in longest[e]}
                     for e in range(len(longest))]
     runs.write_json(os.path.join(run_dir, "metrics.json"), mean_history)
     from tinyjax.runs import plots
@@ -144,6 +147,12 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
                      f"{config.experiment} {config.variant} ({config.model}, mean of seeds {_seeds(config.seeds)})",
                      replicas=histories)
     return results
+
+
+def _mean(values: list) -> float | None:
+    """The mean of the values that are known (not None: e.g. an MFU without a known peak); None if none is."""
+    known = [v for v in values if v is not None]
+    return replicas.spread(known)[0] if known else None
 
 
 def check_resumable(run_dir: str, config: Config) -> None:

@@ -1,0 +1,104 @@
+"""``--profile START:STOP``: a ``jax.profiler`` trace of training steps START..STOP-1.
+
+    trace = StepTrace.create(config, run_dir, total_steps, print_fn)   # None without --profile
+    trace.at(step, next_step, carry)   # before the steps from ``step`` (counted over the run) run
+    trace.close()                      # the run ended or stopped inside the range
+
+Steps count optimizer updates over the whole run, from 0 (epoch e's step i is
+``e * steps_per_epoch + i``), as the schedule does. The trace starts before the
+first step in the range and stops after the last, each time after waiting for
+the device (``jax.block_until_ready``), so that it holds those steps and no
+others; with ``--loop scan`` an epoch is one call, so the trace holds the
+whole epochs the range touches. Tracing only observes: the run's numbers are
+the same with or without it (tested).
+
+The trace is written by ``jax.profiler.start_trace`` (jax 0.10:
+``log_dir/plugins/profile/<timestamp>/<host>.xplane.pb``, and with
+``create_perfetto_trace=True`` a ``perfetto_trace.json.gz`` beside it), into
+``RUN_DIR/profile``: open it with ``tensorboard --logdir RUN_DIR/profile``
+(the ``tensorboard-plugin-profile`` package's Profile tab) or drop the
+``.json.gz`` on https://ui.perfetto.dev.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable
+
+import jax
+
+from tinyjax.config import Config, ConfigError
+
+SPEC = re.compile(r"^(\d+):(\d+)$")
+
+
+def parse(spec: str) -> tuple[int, int]:
+    """``"START:STOP"`` -> ``(START, STOP)``, 0-based steps, STOP excluded.
+
+    Raises:
+      ConfigError: not two integers ``0 <= START < STOP`` joined by a colon.
+    """
+    match = SPEC.match(spec)
+    if match is None or int(match[1]) >= int(match[2]):
+        raise ConfigError(f"--profile {spec!r} is not START:STOP with 0 <= START < STOP (training steps, from 0, "
+                          "STOP excluded); e.g. --profile 10:30 traces 20 steps.")
+    return int(match[1]), int(match[2])
+
+
+def check(config: Config, total_steps: int) -> tuple[int, int]:
+    """``config.profile``'s range, checked against the run's ``total_steps`` (epochs x steps per epoch).
+
+    Raises:
+      ConfigError: a malformed range, or one that ends after the run's last step.
+    """
+    start, stop = parse(config.profile)
+    if stop > total_steps:
+        raise ConfigError(f"--profile {config.profile} ends after the run's {total_steps} training steps; "
+                          f"give a STOP of at most {total_steps}.")
+    return start, stop
+
+
+class StepTrace:
+    """The trace of one run's steps ``start .. stop - 1`` into ``directory`` (see the module docstring)."""
+
+    def __init__(self, start: int, stop: int, directory: str, print_fn: Callable[[str], None]):
+        self.start, self.stop, self.directory, self.print_fn = start, stop, directory, print_fn
+        self.active = self.done = False
+        self.first = start
+
+    @classmethod
+    def create(cls, config: Config, run_dir: str, total_steps: int,
+               print_fn: Callable[[str], None]) -> "StepTrace | None":
+        """The trace ``config.profile`` asks for, into ``run_dir/profile``; None without one.
+
+        Raises:
+          ConfigError: a malformed range, or one that ends after the run's ``total_steps``.
+        """
+        if not config.profile:
+            return None
+        return cls(*check(config, total_steps), os.path.join(run_dir, "profile"), print_fn)
+
+    def at(self, step: int, next_step: int, carry: Any) -> None:
+        """Called before the steps ``step .. next_step - 1`` run (``carry``: what the steps so far
+        computed, waited for): starts the trace when they reach into the range, stops it once
+        ``step`` is past it."""
+        if self.active and step >= self.stop:
+            jax.block_until_ready(carry)
+            self.close(step)
+        elif not self.active and not self.done and step < self.stop and next_step > self.start:
+            jax.block_until_ready(carry)
+            jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
+            self.active = True
+            self.first = step
+
+    def close(self, step: int | None = None) -> None:
+        """Stops the trace if it runs, after ``step`` steps (None: where the run ended or stopped), and
+        says where it is."""
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active, self.done = False, True
+            steps = f"{self.first}:{step}" if step is not None else f"{self.first} to where the run stopped"
+            self.print_fn(f"profile: training steps {steps} traced into {self.directory} (asked: "
+                          f"{self.start}:{self.stop}); open it with tensorboard --logdir {self.directory}, "
+                          "or its perfetto_trace.json.gz on https://ui.perfetto.dev")
