@@ -59,8 +59,8 @@ def random_split(config, n: int):
 
 def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.Placement = parallel.Placement()):
     """A warmed-up ``run()`` of ``steps`` train steps through ``train_epoch``, and FLOPs per step
-    (``tinyjax.train.flops.step_flops``, as a run's header prints them); ``n_replicas`` > 0: that many
-    seeds as one vmapped program; ``placement``: over which devices."""
+    (``tinyjax.train.flops.step_flops``, as a run's header prints them; None for replicas);
+    ``n_replicas`` > 0: that many seeds as one vmapped program; ``placement``: over which devices."""
     n = steps * config.batch_size
     images, labels = random_split(config, n)
     device_data = placement.replicated(data.to_device(images, labels))  # On the devices once, as a run places it.
@@ -75,7 +75,7 @@ def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.
         state[0], totals, _ = train_epoch(state[0], device_data, keys)
         jax.block_until_ready(totals)
     run()
-    return run, flops.step_flops(config, states[0], images, max(n_replicas, 1))
+    return run, None if n_replicas else flops.step_flops(config, states[0], images)
 
 
 def torch_runner(config, steps: int):

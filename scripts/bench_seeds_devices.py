@@ -77,7 +77,7 @@ def main() -> None:
     for model in args.models.split(","):
         for n in (int(s) for s in args.seeds.split(",")):
             for name, layout in layouts.items():
-                runners[(model, n, name)] = tinyjax_runner(RECIPES[model][0], args.steps, n, layout(n))
+                runners[(model, n, name)] = tinyjax_runner(RECIPES[model][0], args.steps, n, layout(n))[0]
     medians = interleaved_medians(runners, args.repeats)
     print(f"# {runs.describe()}")
     print(f"# {d} {jax.default_backend()} devices; {args.steps} steps x {args.repeats} repeats, rows interleaved, "

@@ -47,7 +47,7 @@ def test_the_artifact_loads_without_tinyjax_and_reproduces_the_test_accuracy(tin
     np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits)), probabilities, atol=1e-5)
     assert np.array_equal(logits.argmax(-1), probabilities.argmax(-1))  # To the image.
     recorded = next(h for h in map(json.loads, open(f"{tiny_run}/metrics.jsonl")) if h["epoch"] == run.epoch)
-    assert 100.0 * np.mean(logits.argmax(-1) == labels) == recorded["test_acc"]
+    assert np.sum(logits.argmax(-1) == labels) == round(recorded["test_acc"] * len(labels) / 100)
 
 
 def test_a_fixed_batch_and_the_error_lines(tiny_run, tmp_path, capsys):
@@ -61,6 +61,10 @@ def test_a_fixed_batch_and_the_error_lines(tiny_run, tmp_path, capsys):
     assert export.main([str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path} is not a tinyjax run directory")
     assert not (tmp_path / "x").exists()
+    assert export.main([tiny_run, "--platforms", "cpu,gpu", "--out", str(tmp_path / "y")]) == 2
+    assert capsys.readouterr().err == ("error: --platforms cpu,gpu: gpu is not a jax.export platform; "
+                                       "choose among cpu,cuda,rocm,tpu.\n")
+    assert not (tmp_path / "y").exists()
     with pytest.raises(SystemExit):
         export.main([tiny_run, "--batch", "many"])
     assert "--batch must be a number or 'dynamic'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from tinyjax.cli import main
 from tinyjax.config import ConfigError
 from tinyjax.runs import checkpoint
 from tinyjax.train import flops, profile
+from tinyjax.train.loop import _traced
 from tinyjax.train.records import TIMING, epoch_line
 from tinyjax.train.state import init_state
 
@@ -35,24 +36,36 @@ def test_step_flops_of_the_mlp_are_its_matmuls_and_a_little_more():
     assert flops.step_flops(dataclasses.replace(MLP, accumulate=5), state, IMAGES) == counted
 
 
+def test_step_flops_compile_where_the_lowered_program_has_no_cost_analysis(monkeypatch):
+    state = init_state(MLP, 10, IMAGES)[1]
+    lowered = flops.step_flops(MLP, state, IMAGES)
+    monkeypatch.setattr(jax.stages.Lowered, "cost_analysis", lambda self: None)  # As on GPU and TPU (jax 0.10).
+    np.testing.assert_allclose(flops.step_flops(MLP, state, IMAGES), lowered, rtol=0.05)  # The compiled count.
+
+
 def test_peak_flops_of_known_devices_and_none_for_the_cpu():
     assert flops.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
     assert flops.peak_flops("NVIDIA H100 80GB HBM3", "float32")[0] == 494.5e12  # TF32: XLA's default precision.
     assert flops.peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12  # Not the SXM module's.
     assert flops.peak_flops("TPU v4", "float32")[0] == 275e12  # The MXU's bfloat16 passes.
+    assert flops.peak_flops("NVIDIA L40S", "bfloat16")[0] == 362e12  # Not an "NVIDIA L4".
+    assert flops.peak_flops("NVIDIA L4", "bfloat16")[0] == 121e12
+    assert flops.peak_flops("TPU v4 lite", "bfloat16")[0] == 137.5e12  # Not a "TPU v4".
+    assert flops.peak_flops("NVIDIA A100-SXM4-40GB", "bfloat16")[0] == 312e12
     peak, why = flops.peak_flops("cpu", "float32")
     assert peak is None and "'cpu' unknown: no MFU" in why
 
 
-def test_rates_and_results_count_the_epochs_after_the_first():
+def test_rates_and_results_take_the_median_of_the_epochs_after_the_first():
     peak = (1e12, "a device")
     assert flops.rates(2e9, 10, 4.0, 1e12, 2) == {"train_flop_per_s": 5e9, "train_mfu": 5e9 / 2e12}
     assert flops.rates(None, 10, 4.0, 1e12, 1) == {"train_flop_per_s": None, "train_mfu": None}
-    history = [{"train_seconds": 9.0, "train_flop_per_s": 1e9},  # Compiles: left out.
-               {"train_seconds": 1.0, "train_flop_per_s": 4e9}, {"train_seconds": 3.0, "train_flop_per_s": 2e9}]
+    history = [{"train_flop_per_s": 1e9},  # Compiles: left out.
+               {"train_flop_per_s": 4e9}, {"train_flop_per_s": 0.5e9},  # Compiles again after a --resume.
+               {"train_flop_per_s": 3e9}]
     out = flops.results(8e9, 64, history, peak, 1)
-    assert out["flops_per_image"] == 8e9 / 64 and out["train_flop_per_s"] == (4e9 + 6e9) / 4.0
-    assert out["train_mfu"] == out["train_flop_per_s"] / 1e12 and out["peak_source"] == "a device"
+    assert out["flops_per_image"] == 8e9 / 64 and out["train_flop_per_s"] == 3e9
+    assert out["train_mfu"] == 3e9 / 1e12 and out["peak_source"] == "a device"
     assert flops.results(8e9, 64, history[:1], (None, "why"), 1)["train_flop_per_s"] == 1e9  # One epoch: it.
     row = {"epoch": 2, "train_acc": 90.0, "train_loss": 0.3, "lr": 0.1, "seconds": 2.0,
            "train_flop_per_s": 5.24e9, "train_mfu": 0.0123}
@@ -66,34 +79,50 @@ def test_profile_ranges_are_checked_with_one_line():
             profile.parse(bad)
     with pytest.raises(ConfigError, match=r"--profile 10:41 ends after the run's 40 training steps; give a STOP"):
         profile.check(dataclasses.replace(MLP, profile="10:41"), 40)
+    from tinyjax.train import lr_find
+
+    with pytest.raises(ConfigError, match="a --find-lr range test has none: drop --profile"):
+        lr_find.main(dataclasses.replace(MLP, profile="1:3"), None, None)
 
 
-@pytest.mark.parametrize("loop, calls, traced", [
-    # The step loop calls before every step: the trace holds steps 3..6 exactly.
-    ("step", [(s, s + 1) for s in range(10)], (3, 7)),
-    # The scan loop calls at epoch ends (5 steps each): the trace holds epoch 0 and 1, steps 0..9.
-    ("scan", [(0, 5), (5, 10), (10, 15)], (0, 10)),
+@pytest.mark.parametrize("loop, start, stop, traced", [
+    ("step", 3, 7, (3, 7)),      # Before step 3, after step 6.
+    ("step", 5, 7, (5, 7)),      # From epoch 1's first step: not from epoch 0's end (its evaluation, save).
+    ("step", 2, 5, (2, 5)),      # Up to epoch 0's last step: stopped before its evaluation.
+    ("scan", 3, 7, (0, 10)),     # An epoch is one call: the whole epochs the range touches.
+    ("scan", 5, 7, (5, 10)),
 ])
-def test_the_trace_starts_before_the_first_step_and_stops_after_the_last(monkeypatch, loop, calls, traced):
-    events = []
-    monkeypatch.setattr(jax.profiler, "start_trace", lambda d, **kw: events.append(("start", d, kw)))
+def test_the_trace_holds_the_steps_asked_for(monkeypatch, loop, start, stop, traced):
+    events, lines = [], []
+    monkeypatch.setattr(jax.profiler, "start_trace", lambda d, **kw: events.append(("start", kw)))
     monkeypatch.setattr(jax.profiler, "stop_trace", lambda: events.append(("stop",)))
-    lines = []
-    trace = profile.StepTrace(3, 7, "/runs/x/profile", lines.append)
-    started = None
-    for step, next_step in calls:
-        before = len(events)
-        trace.at(step, next_step, jax.numpy.zeros(()))
-        if len(events) > before and events[-1][0] == "start":
-            started = step
-        if len(events) > before and events[-1][0] == "stop":
-            assert (started, step) == traced
+    trace = profile.StepTrace(start, stop, "/runs/x/profile", lines.append)
+    for epoch in range(3):  # 5 steps per epoch, called as train_epoch calls its hook.
+        hook = _traced(trace, epoch, 5, loop)
+        hook(0, jax.numpy.zeros(()))
+        for done in ([5] if loop == "scan" else range(1, 6)):
+            hook(done, jax.numpy.zeros(()))
     trace.close()  # Ended already: nothing more.
-    assert [e[0] for e in events] == ["start", "stop"]
-    assert events[0][1:] == ("/runs/x/profile", {"create_perfetto_trace": True})
-    assert lines == [f"profile: training steps {traced[0]}:{traced[1]} traced into /runs/x/profile (asked: 3:7); "
-                     "open it with tensorboard --logdir /runs/x/profile, or its perfetto_trace.json.gz on "
-                     "https://ui.perfetto.dev"]
+    assert events == [("start", {"create_perfetto_trace": True}), ("stop",)]
+    assert lines == [f"profile: training steps {traced[0]}:{traced[1]} traced into /runs/x/profile (asked: "
+                     f"{start}:{stop}); open it with tensorboard --logdir /runs/x/profile, or its "
+                     "perfetto_trace.json.gz on https://ui.perfetto.dev"]
+
+
+def test_a_trace_that_cannot_start_is_a_warning_and_a_resume_past_it_says_so(monkeypatch):
+    def busy(*args, **kwargs):
+        raise RuntimeError("Profile has already been started")
+    monkeypatch.setattr(jax.profiler, "start_trace", busy)
+    lines = []
+    trace = profile.StepTrace(2, 4, "/runs/x/profile", lines.append)
+    for step in range(6):
+        trace.at(step, step + 1, None)
+    trace.close()
+    assert lines == ["warning: --profile: no trace (RuntimeError: Profile has already been started)."]
+    late = profile.StepTrace(2, 4, "/runs/x/profile", lines.append)
+    late.skipped(10)
+    late.at(10, 11, None)
+    assert lines[-1] == "profile: the run resumes at training step 10, past --profile 2:4: nothing traced."
 
 
 def test_a_profiled_run_traces_and_trains_exactly_as_one_without(tmp_path, capsys):

@@ -42,6 +42,7 @@ import sys
 from typing import Sequence
 
 ARTIFACT, SPEC = "model.jax_exported", "model.json"
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # What jax.export.export lowers for (jax 0.10).
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
@@ -64,7 +65,8 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
       platforms: ``jax.export`` lowering platforms; the artifact runs on each.
 
     Raises:
-      ConfigError: not a run directory, no such checkpoint, a batch < 1, or ``out`` cannot be written.
+      ConfigError: a batch < 1 or an unknown platform (before anything is read), not a run
+        directory, no such checkpoint, or ``out`` cannot be written.
       CheckpointError: the checkpoint cannot be read.
     """
     import jax
@@ -78,6 +80,10 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
 
     if batch is not None and batch < 1:
         raise ConfigError(f"--batch must be >= 1 or 'dynamic', got {batch}.")
+    unknown = sorted(set(platforms) - set(PLATFORMS)) or ([] if platforms else ["(none)"])
+    if unknown:
+        raise ConfigError(f"--platforms {','.join(platforms)}: {', '.join(unknown)} is not a jax.export platform; "
+                          f"choose among {','.join(PLATFORMS)}.")
     model, variables, config, epoch = checkpoint.load(run_dir, which)
     out = out or os.path.join(run_dir, "export")
     try:
@@ -116,6 +122,8 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``tinyjax-export``'s command line (the module docstring); returns the exit status: 0, or 2 with
+    one ``error:`` line."""
     parser = argparse.ArgumentParser(prog="tinyjax-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="a run directory, e.g. runs/mnist_onecycle-default-<timestamp>")

@@ -191,7 +191,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     must be on them already (``placement.replicated``). Metric sums come back summed over devices.
 
     ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
-    description="train", active=None) -> (state, totals, done)`` trains the (0-based) ``epoch``
+    description="train", active=None, hook=None) -> (state, totals, done)`` trains the (0-based) ``epoch``
     shuffled by ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's sums); it
     stops early after a step where ``should_stop()`` is true (asked after every step of the
     ``step`` loop, with several processes at host syncs only; at the end of a ``scan``) or, with
@@ -246,8 +246,9 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
 
 
 class _Progress:
-    """The step loop's hook (``epoch_driver``'s ``on_step``): a stop asked by ``should_stop``, a
-    non-finite step with ``--on-nan stop`` (at host syncs), and the tqdm bar."""
+    """The step loop's hook (``epoch_driver``'s ``on_step``): ``hook(done, carry)`` first (``--profile``),
+    a stop asked by ``should_stop``, a non-finite step with ``--on-nan stop`` (at host syncs), and the
+    tqdm bar."""
 
     def __init__(self, steps: int, start: int, description: str, should_stop, stop_on_nan: bool,
                  placement: parallel.Placement, active: Sequence[bool] | None = None, hook=None):

@@ -6,11 +6,13 @@
 
 FLOPs are what XLA's cost analysis counts in the train step's program
 (``jax.stages.Lowered.cost_analysis()["flops"]``, jax 0.10: a dict; before
-jax 0.4.36 a list of one dict per program): the forward and backward pass,
+jax 0.4.36 a list of one dict per program; on GPU and TPU, whose lowered
+programs have none, the compiled program's): the forward and backward pass,
 the on-device augmentation, the loss and the optimizer update, a multiply-add
 counted as 2 FLOPs, a convolution's zero padding not counted. It is the
-program as lowered, before XLA's optimisations: compiling it once more only
-to count would add ~10-25 s to every run on CPU, and the compiled program's
+program as lowered, before XLA's optimisations, where the backend has it
+(CPU): compiling it once more only to count would add ~10-25 s to every run
+on CPU, and the compiled program's
 count differs by under 2% (reference 000's CNN: 6.34e8 compiled vs 6.27e8
 lowered per step of 128; reference 001's: 2.03e9 vs 1.99e9; jax 0.10.2 CPU).
 XLA counts a loop's body once, so the step is costed with ``accumulate=1``:
@@ -21,6 +23,9 @@ optimizer update once either way.
 from __future__ import annotations
 
 import dataclasses
+import re
+import statistics
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -34,24 +39,33 @@ from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, zero_metr
 # float32 on NVIDIA: XLA's default precision runs float32 matmuls and convolutions as TF32 on
 # Ampere and later (jax_default_matmul_precision=None), so the TF32 tensor-core peak is the ceiling.
 # float32 on TPU: the MXU runs bfloat16 passes; the bfloat16 peak is the ceiling.
-# The first prefix that matches wins (a PCIe card before the SXM module of its name).
+# A device kind matches a name exactly or as a prefix followed by " " or "-" (so "NVIDIA L40S" is not an
+# "NVIDIA L4"); the first match wins (a PCIe or NVL card before the SXM module of its name).
 PEAK_FLOPS = {
+    "NVIDIA H200 NVL": {"bfloat16": (835e12, "NVIDIA H200 NVL datasheet, BF16 tensor core dense"),
+                        "float32": (417.5e12, "NVIDIA H200 NVL datasheet, TF32 tensor core dense")},
     "NVIDIA H200": {"bfloat16": (989e12, "NVIDIA H200 datasheet, BF16 tensor core dense (SXM)"),
                     "float32": (494.5e12, "NVIDIA H200 datasheet, TF32 tensor core dense (SXM)")},
     "NVIDIA H100 PCIe": {"bfloat16": (756e12, "NVIDIA H100 datasheet, BF16 tensor core dense (PCIe)"),
                          "float32": (378e12, "NVIDIA H100 datasheet, TF32 tensor core dense (PCIe)")},
+    "NVIDIA H100 NVL": {"bfloat16": (835e12, "NVIDIA H100 NVL datasheet, BF16 tensor core dense"),
+                        "float32": (417.5e12, "NVIDIA H100 NVL datasheet, TF32 tensor core dense")},
     "NVIDIA H100": {"bfloat16": (989e12, "NVIDIA H100 datasheet, BF16 tensor core dense (SXM5)"),
                     "float32": (494.5e12, "NVIDIA H100 datasheet, TF32 tensor core dense (SXM5)")},
     "NVIDIA A100": {"bfloat16": (312e12, "NVIDIA A100 datasheet, BF16 tensor core dense"),
                     "float32": (156e12, "NVIDIA A100 datasheet, TF32 tensor core dense")},
+    "NVIDIA L40S": {"bfloat16": (362e12, "NVIDIA L40S datasheet, BF16 tensor core dense"),
+                    "float32": (183e12, "NVIDIA L40S datasheet, TF32 tensor core dense")},
     "NVIDIA L4": {"bfloat16": (121e12, "NVIDIA L4 datasheet, BF16 tensor core dense"),
                   "float32": (60e12, "NVIDIA L4 datasheet, TF32 tensor core dense")},
     "Tesla T4": {"bfloat16": (8.1e12, "NVIDIA T4 datasheet, FP32 (no bfloat16 tensor cores)"),
                  "float32": (8.1e12, "NVIDIA T4 datasheet, single precision")},
     "TPU v2": {"bfloat16": (22.5e12, "Google Cloud TPU v2: 45 TFLOP/s per chip of 2 cores (a JAX device is a core)")},
     "TPU v3": {"bfloat16": (61.5e12, "Google Cloud TPU v3: 123 TFLOP/s per chip of 2 cores (a JAX device is a core)")},
+    "TPU v4 lite": {"bfloat16": (137.5e12, "Google TPU v4i: 137.5 TFLOP/s bf16 per chip")},
     "TPU v4": {"bfloat16": (275e12, "Google Cloud TPU v4: 275 TFLOP/s bf16 per chip")},
     "TPU v5 lite": {"bfloat16": (197e12, "Google Cloud TPU v5e: 197 TFLOP/s bf16 per chip")},
+    "TPU v5e": {"bfloat16": (197e12, "Google Cloud TPU v5e: 197 TFLOP/s bf16 per chip")},
     "TPU v5p": {"bfloat16": (459e12, "Google Cloud TPU v5p: 459 TFLOP/s bf16 per chip")},
     "TPU v6 lite": {"bfloat16": (918e12, "Google Cloud TPU v6e (Trillium): 918 TFLOP/s bf16 per chip")},
 }
@@ -62,8 +76,8 @@ def peak_flops(device_kind: str, dtype: str) -> tuple[float | None, str]:
     e.g. ``"NVIDIA H100 80GB HBM3"``, ``"TPU v4"``) computing in ``dtype`` (``"float32"`` or
     ``"bfloat16"``), from ``PEAK_FLOPS``; ``(None, why)`` for a device not in it (every CPU:
     its peak depends on the chip and its vector units, so there is no MFU)."""
-    for prefix, peaks in PEAK_FLOPS.items():
-        if device_kind.startswith(prefix):
+    for name, peaks in PEAK_FLOPS.items():
+        if re.match(re.escape(name) + r"([ -]|$)", device_kind):
             peak, source = peaks.get(dtype, peaks["bfloat16"])
             return peak, source
     return None, f"peak FLOP/s of '{device_kind}' unknown: no MFU"
@@ -74,7 +88,9 @@ def step_flops(config: Config, state, train_images: np.ndarray, members: int = 1
     vmapped program; ``state`` is one member's), from XLA's cost analysis of the train batch function lowered for one
     device on abstract inputs (nothing compiles or runs; the global batch, whatever the devices):
     ``train_images`` uint8 ``[N, H, W, C]`` (only its shape and dtype are read). None when
-    the backend's cost analysis gives no FLOP count."""
+    the backend's cost analysis gives no FLOP count (a warning says why when it fails). On GPU and
+    TPU the lowered program has no cost analysis in jax 0.10, so it is compiled once more for the
+    count there (seconds)."""
     single = dataclasses.replace(config, accumulate=1)  # A loop's body would be counted once.
     train_batch, eval_batch = batch_fns(single)
     lead = () if members == 1 else (members,)
@@ -86,9 +102,23 @@ def step_flops(config: Config, state, train_images: np.ndarray, members: int = 1
     device_data = DeviceData(jax.ShapeDtypeStruct(train_images.shape, jnp.uint8),
                              jax.ShapeDtypeStruct(train_images.shape[:1], jnp.int32))
     batch = lead + (config.batch_size,)
-    cost = jax.jit(train_batch).lower(carry, device_data, jax.ShapeDtypeStruct(batch, jnp.int32),
-                                      jax.ShapeDtypeStruct(batch, jnp.bool_)).cost_analysis()
-    if isinstance(cost, (list, tuple)):  # jax < 0.4.36: one dict per program.
+    try:
+        lowered = jax.jit(train_batch).lower(carry, device_data, jax.ShapeDtypeStruct(batch, jnp.int32),
+                                             jax.ShapeDtypeStruct(batch, jnp.bool_))
+        flops = _flops(lowered.cost_analysis())
+        if flops is None:  # Backends behind the PJRT C API (GPU, TPU; jax 0.10): only a compiled program
+            flops = _flops(lowered.compile().cost_analysis())  # has a cost analysis (jax-ml/jax#22713).
+    except Exception as e:  # A count that only observes must not stop a run.
+        print(f"warning: no FLOP count for this step ({type(e).__name__}: {e}); no FLOP/s or MFU.",
+              file=sys.stderr)
+        return None
+    return flops
+
+
+def _flops(cost) -> float | None:
+    """The ``"flops"`` of a cost analysis: a dict (jax 0.10), a list of one dict per program (jax <
+    0.4.36), or None (none made); None when it has no positive count."""
+    if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else None
     flops = (cost or {}).get("flops")
     return float(flops) if flops and flops > 0 else None
@@ -124,12 +154,12 @@ def rates(flops: float | None, steps: int, seconds: float, peak: float | None, d
 def results(flops: float | None, images: int, history: list[dict], peak: tuple[float | None, str],
             devices: int) -> dict:
     """``results.json``'s compute fields: ``flops_per_step``, ``flops_per_image`` (``images`` per
-    step), ``train_flop_per_s`` and ``train_mfu`` over the epochs after the first (the first
-    compiles; the one epoch when there is one): their FLOPs over their training seconds,
-    ``peak_flop_per_s`` (all ``devices``) and ``peak_source``."""
-    epochs = [h for h in (history[1:] or history) if h.get("train_flop_per_s")]
-    done = sum(h["train_flop_per_s"] * h["train_seconds"] for h in epochs)
-    achieved = done / sum(h["train_seconds"] for h in epochs) if epochs else None
+    step), ``train_flop_per_s`` and ``train_mfu``: the median of the epochs' after the first (the
+    first compiles; the median also keeps out a resumed run's or a ``--halving`` rung's first epoch,
+    which compiles again; the one epoch when there is one), ``peak_flop_per_s`` (all ``devices``)
+    and ``peak_source``."""
+    measured = [h["train_flop_per_s"] for h in (history[1:] or history) if h.get("train_flop_per_s")]
+    achieved = statistics.median(measured) if measured else None
     value, source = peak
     return {"flops_per_step": flops, "flops_per_image": None if flops is None else flops / images,
             "train_flop_per_s": achieved,

@@ -129,6 +129,8 @@ def train_epochs(run: Run, position: Position,
     state, totals, histories = position.state, position.totals, position.histories
     events = [runs.EventWriter(d, purge_step=position.epoch + 1 if run.resumed else None) for d in run.run_dirs]
     trace = StepTrace.create(config, run.run_dirs[0], config.epochs * run.steps_per_epoch, run.print_fn)
+    if trace:
+        trace.skipped(position.epoch * run.steps_per_epoch + position.step)
     try:
         with Interrupts() as interrupts:
             def interrupted(where: str) -> Interrupted:
@@ -186,21 +188,23 @@ def train_epochs(run: Run, position: Position,
                 state = _restore_best(run, state, bests)
             signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
-        if trace:
-            trace.close()
         for e in events:
             e.close()
         if checkpoints and not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # An abort does not wait.
             for c in checkpoints:
                 c.close()
+        if trace:  # Last: it only observes (and warns instead of raising).
+            trace.close()
     return state, histories, bests, signum
 
 
 def _traced(trace: StepTrace, epoch: int, steps: int, loop: str) -> Callable:
     """``train_epoch``'s hook for ``--profile``: ``done`` steps of (0-based) ``epoch`` as the run's step
-    count, and where the next call will be (the next step; the epoch's end under ``scan``)."""
+    count, and how far the steps before the next call go: the next step, the epoch's end under
+    ``scan``, none after the epoch's last step (its evaluation and save come first)."""
     def hook(done: int, carry) -> None:
-        trace.at(epoch * steps + done, epoch * steps + (steps if loop == "scan" else done + 1), carry)
+        trace.at(epoch * steps + done, epoch * steps + (steps if loop == "scan" or done == steps else done + 1),
+                 carry)
     return hook
 
 

@@ -232,8 +232,11 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
     written after each program: each rate when they run one after another); returns its path.
 
     Raises:
-      ConfigError: a bad range or step count (before any data is loaded), or as ``range_test``.
+      ConfigError: a bad range or step count, or ``--profile`` (before any data is loaded), or as
+        ``range_test``.
     """
+    if config.profile:
+        raise ConfigError("--profile traces a run's training steps; a --find-lr range test has none: drop --profile.")
     started, done, train = time.perf_counter(), {}, None
     if resume is None:
         lrs = parse_range(text or DEFAULT_RANGE)

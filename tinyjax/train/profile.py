@@ -81,23 +81,39 @@ class StepTrace:
 
     def at(self, step: int, next_step: int, carry: Any) -> None:
         """Called before the steps ``step .. next_step - 1`` run (``carry``: what the steps so far
-        computed, waited for): starts the trace when they reach into the range, stops it once
-        ``step`` is past it."""
+        computed, waited for; ``next_step == step`` when none follows before the next call): starts
+        the trace when they reach into the range, stops it once ``step`` is past it. A trace that
+        cannot start or be written is a warning line; the run goes on."""
         if self.active and step >= self.stop:
             jax.block_until_ready(carry)
             self.close(step)
         elif not self.active and not self.done and step < self.stop and next_step > self.start:
             jax.block_until_ready(carry)
-            jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
-            self.active = True
-            self.first = step
+            self.done = True  # Tried once: a trace that cannot start is not tried again.
+            try:
+                jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
+            except Exception as e:  # E.g. another trace already runs: the run goes on untraced.
+                self.print_fn(f"warning: --profile: no trace ({type(e).__name__}: {e}).")
+                return
+            self.active, self.done, self.first = True, False, step
+
+    def skipped(self, step: int) -> None:
+        """Says so when a run resumed at ``step`` is already past the range: nothing will be traced."""
+        if step >= self.stop:
+            self.done = True
+            self.print_fn(f"profile: the run resumes at training step {step}, past --profile "
+                          f"{self.start}:{self.stop}: nothing traced.")
 
     def close(self, step: int | None = None) -> None:
         """Stops the trace if it runs, after ``step`` steps (None: where the run ended or stopped), and
         says where it is."""
         if self.active:
-            jax.profiler.stop_trace()
             self.active, self.done = False, True
+            try:
+                jax.profiler.stop_trace()
+            except Exception as e:  # E.g. a full disk: the run and its checkpoints matter more.
+                self.print_fn(f"warning: --profile: the trace could not be written ({type(e).__name__}: {e}).")
+                return
             steps = f"{self.first}:{step}" if step is not None else f"{self.first} to where the run stopped"
             self.print_fn(f"profile: training steps {steps} traced into {self.directory} (asked: "
                           f"{self.start}:{self.stop}); open it with tensorboard --logdir {self.directory}, "
