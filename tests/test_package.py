@@ -22,6 +22,7 @@ def test_wheel_installs_a_working_tinyjax_without_a_top_level_experiments_packag
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "tinyjax-report = tinyjax.runs.report:main" in scripts and "tinyjax-evaluate = tinyjax.evaluate:main" in scripts
+    assert "tinyjax-export = tinyjax.export:main" in scripts
 
     # Installed into a folder of its own and imported from elsewhere (not the clone), dependencies from this venv.
     target = tmp_path / "site"
