@@ -18,6 +18,7 @@ from tinyjax.train import flops, profile
 from tinyjax.train.loop import _traced
 from tinyjax.train.records import TIMING, epoch_line
 from tinyjax.train.state import init_state
+from tinyjax.validation import parse_profile
 
 MLP = mnist_mlp.VARIANTS["2hl_50"]  # 784-50-50-10, Adam, batch 50, no augmentation.
 IMAGES = np.zeros((1000, 28, 28, 1), np.uint8)
@@ -73,10 +74,10 @@ def test_rates_and_results_take_the_median_of_the_epochs_after_the_first():
 
 
 def test_profile_ranges_are_checked_with_one_line():
-    assert profile.parse("10:30") == (10, 30)
+    assert parse_profile("10:30") == (10, 30)
     for bad in ("5", "30:10", "3:3", "-1:4", "a:b"):
         with pytest.raises(ConfigError, match="is not START:STOP with 0 <= START < STOP"):
-            profile.parse(bad)
+            parse_profile(bad)
     with pytest.raises(ConfigError, match=r"--profile 10:41 ends after the run's 40 training steps; give a STOP"):
         profile.check(dataclasses.replace(MLP, profile="10:41"), 40)
     from tinyjax.train import lr_find

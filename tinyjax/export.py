@@ -72,7 +72,7 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
     import jax
     import jax.numpy as jnp
 
-    from tinyjax import data
+    from tinyjax import data, models
     from tinyjax.config import ConfigError
     from tinyjax.data.pipeline import NORMALIZATION
     from tinyjax.runs import checkpoint
@@ -114,7 +114,7 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
             "platforms": list(exported.platforms), "calling_convention_version": exported.calling_convention_version,
             "jax_version": jax.__version__, "source": {
                 "run_dir": os.path.abspath(run_dir), "which": which, "epoch": epoch, "model": config.model,
-                "params": int(sum(x.size for x in jax.tree.leaves(variables["params"]))),
+                "params": models.count_params(variables["params"]),
                 "ema": bool(config.ema), "dataset": config.data.name}}
     with open(os.path.join(out, SPEC), "w") as f:
         json.dump(spec, f, indent=2)

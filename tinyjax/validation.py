@@ -5,6 +5,7 @@ loaded or compiled, each bad one named in one line with its fix; and
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Sequence
 
@@ -34,10 +35,21 @@ def validate(config: Config) -> None:
             raise ConfigError(message + ".")
     _check_model(config)
     _check_elastic(config)
-    if config.profile:
-        from tinyjax.train.profile import parse  # Its format; its end is checked against the run's steps.
+    if config.profile:  # Its format; its end is checked against the run's steps (tinyjax.train.profile).
+        parse_profile(config.profile)
 
-        parse(config.profile)
+
+def parse_profile(spec: str) -> tuple[int, int]:
+    """``--profile``'s ``"START:STOP"`` -> ``(START, STOP)``, 0-based training steps, STOP excluded.
+
+    Raises:
+      ConfigError: not two integers ``0 <= START < STOP`` joined by a colon.
+    """
+    match = re.fullmatch(r"(\d+):(\d+)", spec)
+    if match is None or int(match[1]) >= int(match[2]):
+        raise ConfigError(f"--profile {spec!r} is not START:STOP with 0 <= START < STOP (training steps, from 0, "
+                          "STOP excluded); e.g. --profile 10:30 traces 20 steps.")
+    return int(match[1]), int(match[2])
 
 
 def _field_checks(config: Config) -> list[tuple[bool, str]]:

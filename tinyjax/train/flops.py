@@ -147,8 +147,13 @@ def rates(flops: float | None, steps: int, seconds: float, peak: float | None, d
     of wall time, all members and devices together) and ``train_mfu`` (that over ``devices`` x
     ``peak``, a fraction); None where unknown."""
     achieved = flops * steps / seconds if flops is not None and steps and seconds > 0 else None
-    mfu = achieved / (peak * devices) if achieved is not None and peak is not None else None
-    return {"train_flop_per_s": achieved, "train_mfu": mfu}
+    return {"train_flop_per_s": achieved, "train_mfu": _mfu(achieved, peak, devices)}
+
+
+def _mfu(achieved: float | None, peak: float | None, devices: int) -> float | None:
+    """Model FLOPs utilisation, a fraction: ``achieved`` FLOP/s over ``devices`` x one device's ``peak``;
+    None where either is unknown."""
+    return achieved / (peak * devices) if achieved is not None and peak is not None else None
 
 
 def results(flops: float | None, images: int, history: list[dict], peak: tuple[float | None, str],
@@ -163,5 +168,5 @@ def results(flops: float | None, images: int, history: list[dict], peak: tuple[f
     value, source = peak
     return {"flops_per_step": flops, "flops_per_image": None if flops is None else flops / images,
             "train_flop_per_s": achieved,
-            "train_mfu": achieved / (value * devices) if achieved is not None and value is not None else None,
+            "train_mfu": _mfu(achieved, value, devices),
             "peak_flop_per_s": None if value is None else value * devices, "peak_source": source}

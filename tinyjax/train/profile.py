@@ -23,27 +23,12 @@ The trace is written by ``jax.profiler.start_trace`` (jax 0.10:
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Callable
 
 import jax
 
 from tinyjax.config import Config, ConfigError
-
-SPEC = re.compile(r"^(\d+):(\d+)$")
-
-
-def parse(spec: str) -> tuple[int, int]:
-    """``"START:STOP"`` -> ``(START, STOP)``, 0-based steps, STOP excluded.
-
-    Raises:
-      ConfigError: not two integers ``0 <= START < STOP`` joined by a colon.
-    """
-    match = SPEC.match(spec)
-    if match is None or int(match[1]) >= int(match[2]):
-        raise ConfigError(f"--profile {spec!r} is not START:STOP with 0 <= START < STOP (training steps, from 0, "
-                          "STOP excluded); e.g. --profile 10:30 traces 20 steps.")
-    return int(match[1]), int(match[2])
+from tinyjax.validation import parse_profile
 
 
 def check(config: Config, total_steps: int) -> tuple[int, int]:
@@ -52,7 +37,7 @@ def check(config: Config, total_steps: int) -> tuple[int, int]:
     Raises:
       ConfigError: a malformed range, or one that ends after the run's last step.
     """
-    start, stop = parse(config.profile)
+    start, stop = parse_profile(config.profile)
     if stop > total_steps:
         raise ConfigError(f"--profile {config.profile} ends after the run's {total_steps} training steps; "
                           f"give a STOP of at most {total_steps}.")
