@@ -11,7 +11,7 @@ import pytest
 from experiments import mnist_mlp
 from tinyjax.cli import main
 from tinyjax.config import ConfigError, ScheduleConfig
-from tinyjax.train import lr_find
+from tinyjax.train import lr_find, lr_rule
 
 SMALL = ["--train-limit", "512", "--batch-size", "32"]  # 16 steps per epoch.
 
@@ -25,11 +25,11 @@ def test_parse_range_is_log_spaced_with_both_ends():
 
 
 def plateau(lrs, curves):
-    return lr_find.flat_range(lrs, lr_find.final_losses(curves))
+    return lr_rule.flat_range(lrs, lr_rule.final_losses(curves))
 
 
 def suggestion(lrs, curves):
-    return lr_find.suggest(plateau(lrs, curves))
+    return lr_rule.suggest(plateau(lrs, curves))
 
 
 def test_suggestion_is_the_middle_of_the_plateau_within_5_percent_of_the_lowest_final_loss():
@@ -37,17 +37,17 @@ def test_suggestion_is_the_middle_of_the_plateau_within_5_percent_of_the_lowest_
     steps = 10
     curves = np.ones((steps, 4), np.float32)
     curves[-2:] = [[2.0, 0.40, 0.41, 5.0]]  # The last 20% of 10 steps: 2 steps.
-    np.testing.assert_allclose(lr_find.final_losses(curves), [2.0, 0.40, 0.41, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(lr_rule.final_losses(curves), [2.0, 0.40, 0.41, 5.0], rtol=1e-6)
     assert plateau(lrs, curves) == (1e-2, 1e-1)  # 0.41 <= 1.05 x 0.40 = 0.42; 2.0 and 5.0 are not.
     assert suggestion(lrs, curves) == 0.0316  # sqrt(1e-2 * 1e-1), 3 significant digits.
     curves[-2:, 2] = 0.43
     assert plateau(lrs, curves) == (1e-2, 1e-2) and suggestion(lrs, curves) == 1e-2
     curves[3, 1] = np.nan  # A non-finite step anywhere: diverged, whatever came after.
-    assert np.isinf(lr_find.final_losses(curves)[1]) and suggestion(lrs, curves) == 1e-1
+    assert np.isinf(lr_rule.final_losses(curves)[1]) and suggestion(lrs, curves) == 1e-1
     nothing = np.full((steps, 4), np.nan, np.float32)
     assert suggestion(lrs, nothing) is None and plateau(lrs, nothing) is None
-    finals = lr_find.final_losses(curves)
-    assert "| 0.1 | 1.0000 | 0.4300 | plateau |" in lr_find.table(lrs, curves, finals, plateau(lrs, curves))
+    finals = lr_rule.final_losses(curves)
+    assert "| 0.1 | 1.0000 | 0.4300 | plateau |" in lr_rule.table(lrs, curves, finals, plateau(lrs, curves))
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
     scan = lr_find.range_test(dataclasses.replace(base, replicas="vmap", loop="scan"), lrs, 20, print)
     for other in (curves["sequential"], scan):  # Vmapped or not, jitted steps or one scan: the same training.
         np.testing.assert_allclose(other[:, :2], curves["vmap"][:, :2], rtol=1e-4)
-        assert lr_find.final_losses(other)[2] > 10 * other[0, 2]  # Adam at 10 blows up (rounding then grows).
+        assert lr_rule.final_losses(other)[2] > 10 * other[0, 2]  # Adam at 10 blows up (rounding then grows).
     assert suggestion(lrs, curves["vmap"]) == suggestion(lrs, curves["sequential"]) == 1e-2  # Alone.
     from tinyjax.train import train_and_evaluate
 
@@ -73,8 +73,8 @@ def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
                                   checkpoint=dataclasses.replace(base.checkpoint, save_every=0))
         _, rows, _ = train_and_evaluate(run, print_fn=lambda line: None)
         assert np.mean(curves["vmap"][:16, k]) == pytest.approx(rows[0]["train_loss"], rel=1e-5)
-    assert lr_find.final_losses(curves["vmap"])[0] > 0.9 * curves["vmap"][0, 0]  # 1e-4: barely moves in 20 steps.
-    assert lr_find.final_losses(curves["vmap"])[2] > 10 * curves["vmap"][0, 2]  # Adam at 10 blows up.
+    assert lr_rule.final_losses(curves["vmap"])[0] > 0.9 * curves["vmap"][0, 0]  # 1e-4: barely moves in 20 steps.
+    assert lr_rule.final_losses(curves["vmap"])[2] > 10 * curves["vmap"][0, 2]  # Adam at 10 blows up.
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ The run directory gets ``lr_find.json`` (every replica's loss at every step),
 ``lr_find.md`` (the table) and ``lr_find.png`` (the final loss against the
 learning rate, and every replica's curve), and a suggested one-cycle peak.
 
-The rule (``suggest``): a replica's final loss is its mean training loss over
+The rule (``suggest``, in ``tinyjax.train.lr_rule``): a replica's final loss is its mean training loss over
 the last ``TAIL`` of the steps; a replica with a non-finite step diverged. The
 plateau (``flat_range``) is the rates whose final loss is within ``TOLERANCE``
 of the lowest, and the suggested one-cycle peak is its geometric middle: the
@@ -56,12 +56,11 @@ from tinyjax.data.splits import load_splits
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, resolve_loop, zero_metrics
+from tinyjax.train.lr_rule import TAIL, TOLERANCE, final_losses, flat_range, suggest, table
 from tinyjax.train.state import init_state
 
 DEFAULT_RANGE = "1e-5:1:16"
 DEFAULT_STEPS = 200
-TAIL = 0.2  # The share of the last steps whose mean training loss is a replica's final loss.
-TOLERANCE = 0.05  # A final loss at most 5% above the lowest: on the plateau.
 
 
 def parse_range(text: str) -> np.ndarray:
@@ -189,39 +188,6 @@ def _run(program, state, device_data, config: Config, steps: int, n: int | None)
         out.append(np.asarray(losses).reshape(take, -1))
         epoch += 1
     return np.concatenate(out)
-
-
-def final_losses(losses: np.ndarray) -> np.ndarray:
-    """``float64 [K]``: each replica's mean loss over the last ``TAIL`` of the steps; inf for a
-    replica that diverged (a non-finite step anywhere)."""
-    tail = losses[-max(1, int(round(TAIL * len(losses)))):]
-    finals = tail.mean(0).astype(np.float64)
-    return np.where(np.isfinite(losses).all(0), finals, np.inf)
-
-
-def suggest(flat: tuple[float, float] | None) -> float | None:
-    """The suggested one-cycle peak (see the module docstring): the geometric middle of the plateau
-    ``flat`` (``flat_range``), to 3 significant digits; None when every replica diverged (no plateau)."""
-    return None if flat is None else float(f"{math.sqrt(flat[0] * flat[1]):.3g}")
-
-
-def flat_range(lrs, finals: np.ndarray) -> tuple[float, float] | None:
-    """``(lowest, highest)`` rate whose final loss (``finals``, ``final_losses``) is at most
-    ``(1 + TOLERANCE)`` times the lowest; None when every replica diverged."""
-    if not np.isfinite(finals).any():
-        return None
-    near = [float(lr) for lr, f in zip(lrs, finals) if f <= (1 + TOLERANCE) * finals.min()]
-    return min(near), max(near)
-
-
-def table(lrs, losses: np.ndarray, finals: np.ndarray, flat: tuple[float, float] | None) -> str:
-    """Markdown: each rate, its first-step and final loss, and whether it is on the plateau ``flat``."""
-    lines = ["| lr | loss at step 1 | final loss (mean of the last 20% of steps) | |", "|---|---|---|---|"]
-    for lr, first, final in zip(lrs, losses[0], finals):
-        on = flat is not None and flat[0] <= lr <= flat[1]
-        lines.append(f"| {lr:.3g} | {first:.4f} | {'diverged' if math.isinf(final) else f'{final:.4f}'} | "
-                     f"{'plateau' if on else ''} |")
-    return "\n".join(lines)
 
 
 def main(config: Config, text: str | None, steps: int | None, print_fn: Callable[[str], None] = print,
