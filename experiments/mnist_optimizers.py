@@ -26,8 +26,9 @@ Measured over seeds 0-4: 99.63 +- 0.06% (99.68, 99.56, 99.69, 99.65, 99.56),
 not told apart on five seeds (docs/mnist-recipes.md).
 
 Measured (seed 0, 2-core CPU, jax 0.10.2), test accuracy after 20 epochs:
-``adam_onecycle`` 99.58% (99.95% train), 16 min wall (~45 s per epoch), with the
-code of 2026-11-21 (99.63% on seed 0 with today's); the reference reports 99.61%. ``sgd_onecycle`` 99.50% and ``adamw_onecycle`` 99.53%
+``adam_onecycle`` 99.58% (99.95% train), 16 min wall (~45 s per epoch), with
+the code of 2026-11-21 (99.63% on seed 0 with that of 2026-12-02); the
+reference reports 99.61%. ``sgd_onecycle`` 99.50% and ``adamw_onecycle`` 99.53%
 (seed: 99.56 and 99.60%), 26 min each, run side by side. ``sgd_fixed``
 99.44% (99.84% train), ~45 s per epoch alone; the reference reports 99.10%, but
 its train accuracy (64% after epoch 1, 98.5% after 20, below its test

@@ -31,7 +31,7 @@ import numpy as np
 
 from tinyjax.distributed import hosts, parallel
 from tinyjax.runs import plots
-from tinyjax.runs.environment import environment
+from tinyjax.runs.hardware import environment
 from tinyjax.common import atomic_write
 from tinyjax.config import Config, ConfigError, best_metric
 

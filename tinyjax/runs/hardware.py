@@ -1,5 +1,6 @@
 """The hardware and library versions a run or a benchmark table names: ``environment()`` for
-results.json, ``describe()`` for the line heading every table under ``scripts/``."""
+results.json, ``describe()`` for the line heading the tables of ``scripts/bench.py``,
+``parity.py``, ``gpu_targets.py`` and others."""
 
 from __future__ import annotations
 
