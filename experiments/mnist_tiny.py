@@ -16,8 +16,8 @@ a 17->10 head; BatchNorm without its scale and GELU after every conv (see
 ``tinyjax.models.tiny_2k``).
 
 Measured (2-core CPU, jax 0.10.2), test accuracy after the 10 epochs:
-default 98.76 +- 0.09% over seeds 0-4 (98.78, 98.69, 98.69, 98.74, 98.91), 5 min 46 s
-wall alone (~32 s per epoch; seeds 3-4 took 7.2 min each on a slower day); ``--variant reference`` 92.84 +- 0.76% over seeds 0-4 (92.60, 91.98,
+default 98.71 +- 0.12% over seeds 0-4 (98.68, 98.62, 98.62, 98.74, 98.91), 401-421 s
+wall (~32-40 s per epoch; seeds 3-4 took 7.2 min each on a slower day); ``--variant reference`` 92.84 +- 0.76% over seeds 0-4 (92.60, 91.98,
 92.33, 93.68, 93.59; 287-315 s each alone; the reference
 reports 76.6% and leaves padding and pooling open, ours are in
 ``tinyjax.models``). On the way there, seed 0, same recipe: the 2,026-param
