@@ -19,7 +19,8 @@ Measured (2-core CPU, jax 0.10.2), test accuracy after the 10 epochs:
 default 98.71 +- 0.12% over seeds 0-4 (98.68, 98.62, 98.62, 98.74, 98.91),
 401-421 s wall (~32-40 s per epoch; seeds 3-4 took 7.2 min each on a slower
 day); ``--variant reference`` 92.84 +- 0.76% over seeds 0-4 (92.60, 91.98,
-92.33, 93.68, 93.59; 287-315 s each alone; the reference reports 76.6% and leaves padding and pooling open, ours are in
+92.33, 93.68, 93.59; 287-315 s each alone; the reference reports 76.6%
+and leaves padding and pooling open, ours are in
 ``tinyjax.models``). On the way there, seed 0, same recipe: the 2,026-param
 network of GAP over a 5x5 map, ReLU, BatchNorm with scale 98.24%; with the
 spatial head (2,010 params) 98.32%; that with GELU 98.53%; then BatchNorm
