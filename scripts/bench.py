@@ -17,9 +17,10 @@ per image from XLA's cost analysis of the train step
 (``tinyjax.train.flops``), the achieved GFLOP/s at the measured rate, and MFU
 where the device's peak is known (not on a CPU).
 
-The second table trains N replicas of reference 000's CNN and of the MLP as one
-vmapped program (``tinyjax.train.replicas``), in seeds x images/s; one after
-another (``--replicas sequential``, and PyTorch) N seeds run at the rate of one.
+The second table trains N replicas of reference 000's CNN and of reference
+003's MLPs as one vmapped program (``tinyjax.train.replicas``), in seeds x
+images/s; one after another (``--replicas sequential``, and PyTorch) N seeds
+run at the rate of one.
 Without PyTorch installed (it is no dependency of tinyjax) its rows are left out.
 """
 
@@ -46,8 +47,10 @@ RECIPES = {  # model -> (its experiment's config, what it is)
     "mnist_cnn_7k": (mnist_onecycle.CONFIG, "reference 000 CNN, SGD one-cycle"),
     "mnist_cnn_18k": (mnist_optimizers.VARIANTS["adam_onecycle"], "reference 001 CNN, Adam one-cycle"),
     "mlp_2hl_50": (mnist_mlp.VARIANTS["2hl_50"], "reference 003 MLP 784-50-50-10, Adam"),
+    "mlp_3hl_1000": (mnist_mlp.VARIANTS["3hl_1000"], "reference 003 MLP 784-1000-1000-1000-10, Adam"),
     "resnet20": (cifar10_resnet.VARIANTS["resnet20"], "ResNet-20, SGD piecewise, crop+flip"),
 }
+VMAPPED = ("mnist_cnn_7k", "mlp_2hl_50", "mlp_3hl_1000")  # the models of the N-seed table, where listed in --models
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000}
 
 
@@ -104,6 +107,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,4,8", help="replica counts of the N-seed table ('' to skip)")
     args = parser.parse_args()
     models = args.models.split(",")
+    unknown = [m for m in models if m not in RECIPES]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r} in --models: choose from {', '.join(RECIPES)}")
     runners, configs, step_flops = {}, {}, {}
     for model in models:
         config = RECIPES[model][0]
@@ -113,7 +119,7 @@ def main() -> None:
         if reference is not None:
             runners[(model, "PyTorch")] = reference
     counts = [int(n) for n in args.seeds.split(",") if n]
-    for model in [m for m in ("mnist_cnn_7k", "mlp_2hl_50") if m in models]:
+    for model in [m for m in VMAPPED if m in models]:
         for n in counts:
             if n > 1:
                 runners[(model, f"vmap {n}")] = tinyjax_runner(configs[model], args.steps, n)[0]
@@ -143,7 +149,7 @@ def main() -> None:
         print("\n| model | seeds N | vmapped: seeds x img/s | sequential: seeds x img/s | vmapped / sequential |"
               " PyTorch sequential |")
         print("|---|---:|---:|---:|---:|---:|")
-        for model in [m for m in ("mnist_cnn_7k", "mlp_2hl_50") if m in models]:
+        for model in [m for m in VMAPPED if m in models]:
             single = rate[(model, "tinyjax")]
             for n in counts:
                 vmapped = rate[(model, f"vmap {n}")] if n > 1 else single

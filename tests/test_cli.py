@@ -207,3 +207,13 @@ def test_a_corrupt_data_file_is_one_error_line_and_no_run_directory(tmp_path, ca
     assert status == 2 and "\n" not in err
     assert err == f"error: {images}: the gzip stream ends early (truncated download?); re-download the file."
     assert not (tmp_path / "runs").exists()
+
+
+def test_bench_refuses_an_unknown_model_in_one_line():
+    out = subprocess.run([sys.executable, "scripts/bench.py", "--models", "mnist_cnn_7k,mlp_3hl_100"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "bench.py: error: unknown model 'mlp_3hl_100' in --models: choose from "
+        "mnist_cnn_7k, mnist_cnn_18k, mlp_2hl_50, mlp_3hl_1000, resnet20")
+    assert "Traceback" not in out.stderr
