@@ -21,6 +21,11 @@ The second table trains N replicas of reference 000's CNN and of reference
 003's MLPs as one vmapped program (``tinyjax.train.replicas``), in seeds x
 images/s; one after another (``--replicas sequential``, and PyTorch) N seeds
 run at the rate of one.
+
+``--accumulate 4`` adds a third table: each model's step with its batch cut
+into K micro-batches (``--accumulate K``, one optimizer update per batch),
+timed beside the same step at K = 1, so the table shows what accumulation
+costs in time where memory does not force it.
 Without PyTorch installed (it is no dependency of tinyjax) its rows are left out.
 """
 
@@ -105,11 +110,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     parser.add_argument("--seeds", default="1,4,8", help="replica counts of the N-seed table ('' to skip)")
+    parser.add_argument("--accumulate", default="", help="micro-batch counts K of the accumulation table, e.g. 2,4")
     args = parser.parse_args()
     models = args.models.split(",")
     unknown = [m for m in models if m not in RECIPES]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r} in --models: choose from {', '.join(RECIPES)}")
+    try:
+        ks = [int(k) for k in args.accumulate.split(",") if k]
+    except ValueError:
+        parser.error(f"--accumulate {args.accumulate!r} is not a comma-separated list of integers, e.g. 2,4")
+    for model, k in [(m, k) for m in models for k in ks]:
+        if k < 1 or RECIPES[model][0].batch_size % k:
+            parser.error(f"--accumulate {k} must be >= 1 and divide {model}'s batch "
+                         f"{RECIPES[model][0].batch_size}: pick a divisor")
     runners, configs, step_flops = {}, {}, {}
     for model in models:
         config = RECIPES[model][0]
@@ -123,6 +137,9 @@ def main() -> None:
         for n in counts:
             if n > 1:
                 runners[(model, f"vmap {n}")] = tinyjax_runner(configs[model], args.steps, n)[0]
+    for model, k in [(m, k) for m in models for k in ks if k > 1]:
+        runners[(model, f"accumulate {k}")] = tinyjax_runner(
+            dataclasses.replace(configs[model], accumulate=k), args.steps)[0]
     medians = interleaved_medians(runners, args.repeats)
     rate = {k: args.steps * configs[k[0]].batch_size / s * (int(k[1].split()[1]) if k[1].startswith("vmap") else 1)
             for k, s in medians.items()}
@@ -156,6 +173,15 @@ def main() -> None:
                 torch_rate = rate.get((model, "PyTorch"))
                 print(f"| {model} | {n} | {vmapped:,.0f} | {single:,.0f} | {vmapped / single:.2f} | "
                       + (f"{torch_rate:,.0f} |" if torch_rate else "- |"))
+    if [k for k in ks if k > 1]:
+        print("\n| model | batch | micro-batches K | micro-batch | img/s | epoch | time / K = 1 |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for model in models:
+            batch, single = configs[model].batch_size, rate[(model, "tinyjax")]
+            for k in sorted({1, *ks}):
+                ours = rate[(model, f"accumulate {k}")] if k > 1 else single
+                print(f"| {model} | {batch} | {k} | {batch // k} | {ours:,.0f} | "
+                      f"{TRAIN_SIZE[configs[model].data.name] / ours:.1f} s | {single / ours:.2f} |")
 
 
 if __name__ == "__main__":
