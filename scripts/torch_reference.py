@@ -92,6 +92,7 @@ MODELS = {  # tinyjax preset -> its PyTorch twin (parameter counts are checked b
     "mnist_cnn_7k": lambda: cnn((7, 7, 10, 10, 12, 16, 18), False, (0, 0, 0, 0, 0, 1, 1), (2, 4)),
     "mnist_cnn_18k": lambda: cnn((14, 14, 16, 18, 20, 22, 22), True, (0, 0, 0, 0, 0, 1, 0), (2, 4)),
     "mlp_2hl_50": lambda: mlp((50, 50)),
+    "mlp_3hl_1000": lambda: mlp((1000, 1000, 1000)),
     "resnet20": resnet,
     "resnet_7x3": lambda: resnet((7, 7, 7), (32, 64, 190), 32, "B", 0.3),
 }

@@ -209,16 +209,19 @@ def test_a_corrupt_data_file_is_one_error_line_and_no_run_directory(tmp_path, ca
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("args, line", [
-    (["--models", "mnist_cnn_7k,mlp_3hl_100"], "unknown model 'mlp_3hl_100' in --models: choose from "
-                                               "mnist_cnn_7k, mnist_cnn_18k, mlp_2hl_50, mlp_3hl_1000, resnet20"),
-    (["--models", "mnist_cnn_7k,mlp_2hl_50", "--accumulate", "2,4"],
+@pytest.mark.parametrize("script, args, line", [
+    ("bench.py", ["--models", "mnist_cnn_7k,mlp_3hl_100"],
+     "unknown model 'mlp_3hl_100' in --models: choose from mnist_cnn_7k, mnist_cnn_18k, mlp_2hl_50, mlp_3hl_1000, "
+     "resnet20"),
+    ("bench.py", ["--models", "mnist_cnn_7k,mlp_2hl_50", "--accumulate", "2,4"],
      "--accumulate 4 must be >= 1 and divide mlp_2hl_50's batch 50: pick a divisor"),
-    (["--accumulate", "4x"], "--accumulate '4x' is not a comma-separated list of integers, e.g. 2,4"),
+    ("bench.py", ["--accumulate", "4x"], "--accumulate '4x' is not a comma-separated list of integers, e.g. 2,4"),
+    ("bench_accumulate.py", ["--accumulate", "2,3"],
+     "--accumulate 3 must be > 1 and divide --batch-sizes 128: pick a divisor"),
 ])
-def test_bench_refuses_bad_arguments_in_one_line(args, line):
-    out = subprocess.run([sys.executable, "scripts/bench.py", *args],
+def test_bench_scripts_refuse_bad_arguments_in_one_line(script, args, line):
+    out = subprocess.run([sys.executable, f"scripts/{script}", *args],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == f"bench.py: error: {line}"
+    assert out.stderr.strip().splitlines()[-1] == f"{script}: error: {line}"
     assert "Traceback" not in out.stderr

@@ -79,7 +79,9 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0, em
     micro-batches of ``B / K`` rows, micro-batch k holding rows k, k + K, k + 2K, ... (so each
     device of a sharded batch holds part of every one, and a last partial batch's padding spreads
     over them), run one after another in a ``lax.scan`` (only one
-    micro-batch's activations live at a time), and their gradients summed into one optimizer update
+    micro-batch's activations live at a time; unrolled it would be faster on XLA:CPU, whose loop
+    bodies run convolutions slowly, jax-ml/jax#12868, but would keep all K alive:
+    ``scripts/bench_accumulate.py``), and their gradients summed into one optimizer update
     of the mean loss over the whole batch: without BatchNorm that equals the K = 1 step to float
     tolerance. BatchNorm normalises each micro-batch by its own statistics and updates the running
     statistics once per micro-batch, as K train-mode forward passes do in PyTorch; a micro-batch
