@@ -26,6 +26,7 @@ run at the rate of one.
 into K micro-batches (``--accumulate K``, one optimizer update per batch),
 timed beside the same step at K = 1, so the table shows what accumulation
 costs in time where memory does not force it.
+
 Without PyTorch installed (it is no dependency of tinyjax) its rows are left out.
 """
 
