@@ -91,10 +91,20 @@ def test_table_of_a_large_model_needs_no_compile():
     assert len(seen) >= 1, seen
 
 
-def test_other_families_are_refused():
+def test_other_models_get_a_row_per_parameter_group():
+    """A model tinyjax cannot read layer by layer (a user's): one row per top-level parameter group,
+    its shapes and count, receptive field "n/a"; the totals from the real parameter tree."""
     from flax import linen as nn
-    with pytest.raises(TypeError, match="no layer table for Dense"):
-        layer_table(nn.Dense(3), (28, 28, 1))
+
+    class Two(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(4, (3, 3), name="conv")(x)
+            return nn.Dense(3, name="head")(x.reshape(x.shape[0], -1))
+
+    table = layer_table(Two(), (6, 6, 1))
+    assert [(r.name, r.params, r.receptive_field) for r in table.rows] == [("conv", 40, "n/a"), ("head", 435, "n/a")]
+    assert table.trainable_params == 475 and "| conv | bias 4, kernel 3x3x1x4 |  | 40 | n/a | n/a |" in table.markdown()
 
 
 def test_batch_norm_without_scale_keeps_only_the_shift():

@@ -259,6 +259,9 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
         configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
         if known.seeds:
             configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
+    from tinyjax.train.loop import with_inputs
+
+    configs = [with_inputs(c) for c in configs]
     for config in configs:
         validate(config)
     if known.halving is not None:

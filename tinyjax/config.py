@@ -21,8 +21,9 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    name: Annotated[Literal["mnist", "fashion_mnist", "cifar10"], tyro.conf.arg(name="dataset")] = "mnist"
-    """Dataset (TFDS name)."""
+    name: Annotated[str, tyro.conf.arg(name="dataset")] = "mnist"
+    """Dataset: mnist, fashion_mnist, cifar10 (built in), a .npz file (x_train, y_train [, x_test, y_test,
+    class_names]) or a folder of class folders (docs/your-model-and-data.md)."""
     data_dir: Optional[str] = None
     """Folder holding the raw files (<dataset>/ with IDX files; CIFAR-10 as cifar-10-batches-py/-bin, an
     ImageFolder tree or its .tar.gz); searched before $TINYJAX_DATA_DIR, /usr/share/datasets, the cache, TFDS
@@ -34,6 +35,9 @@ class DataConfig:
     """Evaluate on a fixed subset of N images of the test split (images; the same subset for every --seed
     and run), for quick checks: accuracies on a subset are not comparable with the full test set's (which
     run records say); None: all."""
+    image_size: Optional[tuple[int, int]] = None
+    """Resize every image of a class-folder --dataset to H W (pixels, bilinear); None: keep their size (one
+    size for all)."""
     val_split: int = 0
     """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
     that picks the best checkpoint, so the test set only reports; 0: none."""
@@ -152,7 +156,8 @@ class Config:
     variant: tyro.conf.Suppress[str] = "default"
     """The experiment's named base config (chosen with --variant)."""
     model: str = "mnist_cnn_7k"
-    """Model preset name (tinyjax.models.PRESETS)."""
+    """Model: a preset (tinyjax.models.PRESETS, e.g. mnist_cnn_7k, resnet20, fastnet_2m) or an import reference
+    to a flax linen or nnx module, package.module:attr or path/to/file.py:attr."""
     max_params: Optional[int] = None
     """Parameter budget (trainable parameters); a bigger model stops the run before anything is compiled."""
     seed: int = 0
@@ -242,7 +247,7 @@ def from_dict(d: dict, cls: type = Config):
         default = fields[name].default
         if dataclasses.is_dataclass(default):
             value = from_dict(value, type(default))
-        elif isinstance(default, tuple) and isinstance(value, list):  # JSON has no tuples (--milestones).
+        elif isinstance(value, list):  # JSON has no tuples (--milestones, --image-size).
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -22,7 +22,8 @@ from typing import Sequence
 from tinyjax.data.pipeline import TTA
 
 
-def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", tta: str | None = None) -> dict:
+def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", tta: str | None = None, *,
+                        model=None, data=None) -> dict:
     """``{"epoch", "<split>_acc" (%), "<split>_loss", "recorded": the run's record of that epoch or None,
     "other_tta": whether ``tta`` differs from the run's}``.
 
@@ -30,6 +31,9 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
       split: ``"test"``, or ``"val"``: the run's ``--val-split`` images.
       tta: a test-time augmentation (``tinyjax.data.pipeline.TTA``) instead of the run's; None: the run's.
         ``recorded`` is None when it differs from the run's (the run did not measure it).
+      model: the run's model when it was a Python object (``tinyjax.load``'s ``model``).
+      data: the run's data when it was not a built-in name or a file: a ``tinyjax.data.Dataset``
+        (``from_arrays``), or a ``--dataset`` name or path; default the run's ``--dataset``.
 
     Raises:
       ConfigError: not a run directory, or no such checkpoint, ``split`` val of a run without
@@ -43,26 +47,34 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
     import jax
     import optax
 
-    from tinyjax import data, runs
+    from tinyjax import runs
     from tinyjax.config import ConfigError
-    from tinyjax.data.splits import load_splits, test_split
+    from tinyjax.data import Dataset, to_device
+    from tinyjax.data.splits import dataset_of, load_splits, test_split
     from tinyjax.runs import checkpoint
     from tinyjax.train.epochs import make_epoch_fns, summarize
     from tinyjax.train.state import TrainState
 
     if split not in ("test", "val") or (tta is not None and tta not in TTA):
         raise ConfigError(f"--split must be test or val and --tta one of {list(TTA)}; got {split!r}, {tta!r}.")
-    model, variables, config, epoch = checkpoint.load(run_dir, which)
+    run = checkpoint.load(run_dir, which, model)
+    model, variables, config, epoch = run
     if split == "val" and not config.data.val_split:
         raise ConfigError(f"{run_dir} was trained without --val-split: it has no validation images; use --split test.")
     measured = tta is None or tta == config.tta
     config = dataclasses.replace(config, tta=tta or config.tta)
+    if isinstance(data, str):
+        config, data = dataclasses.replace(config, data=dataclasses.replace(config.data, name=data)), None
+    if data is None and config.data.name == "arrays":
+        raise ConfigError(f"{run_dir} trained on arrays passed from Python: give its test data (tinyjax-evaluate "
+                          "RUN --dataset data.npz, or evaluate_checkpoint(RUN, data=tinyjax.data.from_arrays(...))).")
+    source = dataset_of(config, data if isinstance(data, Dataset) else None)
     # The run's --test-limit subset, or its --val-split images (the same held-out subset for every seed).
-    images, labels = test_split(config) if split == "test" else load_splits(config)["val"]
+    images, labels = test_split(config, source) if split == "test" else load_splits(config, source)["val"]
     state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.identity(),
                               batch_stats=variables["batch_stats"], rng=jax.random.key(config.seed))
-    _, evaluate = make_epoch_fns(config, config.loop)
-    accuracy, loss = summarize(evaluate(state, data.to_device(images, labels)))
+    _, evaluate = make_epoch_fns(config, config.loop, net=model, info=run.info)
+    accuracy, loss = summarize(evaluate(state, to_device(images, labels)))
     recorded = next((h for h in runs.read_metrics(run_dir) if h["epoch"] == epoch), None) if measured else None
     return {"epoch": epoch, f"{split}_acc": accuracy, f"{split}_loss": loss, "recorded": recorded,
             "other_tta": not measured}
@@ -78,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the test split, or the run's --val-split images")
     parser.add_argument("--tta", choices=TTA, default=None,
                         help="a test-time augmentation instead of the run's (--tta of the run's config)")
+    parser.add_argument("--dataset", default=None,
+                        help="the data to evaluate on (a .npz or class folder) when the run trained on arrays "
+                             "passed from Python; default the run's --dataset")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one error line")
     args = parser.parse_args(argv)
     split = args.split
@@ -87,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tinyjax.data import DataError, DatasetNotFoundError
 
     try:
-        result = evaluate_checkpoint(args.run_dir, args.which, split, args.tta)
+        result = evaluate_checkpoint(args.run_dir, args.which, split, args.tta, data=args.dataset)
     except (ConfigError, DatasetNotFoundError, DataError, CheckpointError) as e:
         if args.debug:
             raise

@@ -43,26 +43,18 @@ from typing import Sequence
 
 ARTIFACT, SPEC = "model.jax_exported", "model.json"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # What jax.export.export lowers for (jax 0.10).
-FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-
-
-def class_names(dataset: str) -> list[str]:
-    """The names of a dataset's classes, by label: MNIST's digits, Fashion-MNIST's garments
-    (Xiao et al. 2017), CIFAR-10's ``tinyjax.data.imagefolder.CLASS_NAMES``."""
-    from tinyjax.data.imagefolder import CLASS_NAMES
-
-    return {"mnist": [str(d) for d in range(10)], "fashion_mnist": list(FASHION),
-            "cifar10": list(CLASS_NAMES)}[dataset]
 
 
 def export_run(run_dir: str, which: str = "best", batch: int | None = None, out: str | None = None,
-               platforms: Sequence[str] = ("cpu", "cuda", "tpu")) -> dict:
+               platforms: Sequence[str] = ("cpu", "cuda", "tpu"), model=None) -> dict:
     """Exports the run's ``which`` checkpoint (see the module docstring) into ``out`` (default
     ``RUN_DIR/export``) and returns the spec written as ``model.json``.
 
     Args:
       batch: a fixed batch size, or None for a symbolic one (``jax.export.symbolic_shape("B")``).
       platforms: ``jax.export`` lowering platforms; the artifact runs on each.
+      model: the run's model when it was a Python object that cannot be imported again
+        (``tinyjax.load``'s ``model``).
 
     Raises:
       ConfigError: a batch < 1 or an unknown platform (before anything is read), not a run
@@ -72,9 +64,8 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
     import jax
     import jax.numpy as jnp
 
-    from tinyjax import data, models
+    from tinyjax import models
     from tinyjax.config import ConfigError
-    from tinyjax.data.pipeline import NORMALIZATION
     from tinyjax.runs import checkpoint
     from tinyjax.runs.inference import view_logits
 
@@ -84,13 +75,14 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
     if unknown:
         raise ConfigError(f"--platforms {','.join(platforms)}: {', '.join(unknown)} is not a jax.export platform; "
                           f"choose among {','.join(PLATFORMS)}.")
-    model, variables, config, epoch = checkpoint.load(run_dir, which)
+    run = checkpoint.load(run_dir, which, model)
+    model, variables, config, epoch = run
     out = out or os.path.join(run_dir, "export")
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write the export to {out} ({e.strerror}); give --out a writable folder.") from e
-    mean, std = NORMALIZATION[config.data.name]
+    mean, std = run.info.mean, run.info.std
     variables = jax.tree.map(jnp.asarray, variables)
 
     def logits(images):
@@ -98,13 +90,13 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
         pixels = images.astype(jnp.float32) / 255.0
         return view_logits(model.apply, variables, pixels, mean, std, config.tta).astype(jnp.float32)
 
-    shape = data.IMAGE_SHAPES[config.data.name]
+    shape = run.info.image_shape
     lead = jax.export.symbolic_shape("B") if batch is None else (batch,)
     exported = jax.export.export(jax.jit(logits), platforms=tuple(platforms))(
         jax.ShapeDtypeStruct(tuple(lead) + tuple(shape), jnp.uint8))
     with open(os.path.join(out, ARTIFACT), "wb") as f:
         f.write(exported.serialize())
-    names = class_names(config.data.name)
+    names = list(run.info.class_names)
     spec = {"format": "jax.export (jax.export.deserialize, then .call(images))", "file": ARTIFACT,
             "input": {"shape": [batch, *shape], "dtype": "uint8", "layout": "NHWC (batch, height, width, channels)",
                       "range": "raw pixels 0..255; normalisation is inside the model"},

@@ -21,6 +21,7 @@ FLIP = 5        # --flip alternate's first-epoch choice: key(root, FLIP, example
 SUBSET = 6      # --train-limit's subset of the train split: key(key(0), SUBSET), the same for every seed
 WHITEN = 7      # the train images that set a FastNet's whitening layer: key(root, WHITEN)
 TEST_SUBSET = 8  # --test-limit's subset of the test split: key(key(0), TEST_SUBSET), the same for every seed
+HELD_OUT_TEST = 9  # a dataset without a test split: the train images held out as one, key(key(0), HELD_OUT_TEST)
 
 
 def key(root: jax.Array, stream: int, counter: int | jax.Array | None = None) -> jax.Array:

@@ -21,19 +21,22 @@ def closest(name: str, choices) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def validate(config: Config) -> None:
+def validate(config: Config, model=None, data=None) -> None:
     """Checks a config before anything is loaded or compiled, including
     ``--max-params`` against the model's trainable parameters (counted from
     shapes only, see ``tinyjax.models.summary.layer_table``).
+
+    ``model``, ``data``: a model object and a ``tinyjax.data.Dataset`` passed to ``train_and_evaluate``
+    instead of ``--model`` and ``--dataset``.
 
     Raises:
       ConfigError: one line naming the bad field, or the model over its
         budget, and how to fix it.
     """
-    for ok, message in _field_checks(config) + _schedule_checks(config):
+    for ok, message in _field_checks(config, data is not None) + _schedule_checks(config):
         if not ok:
             raise ConfigError(message + ".")
-    _check_model(config)
+    _check_model(config, model, data is not None)
     _check_elastic(config)
     if config.profile:  # Its format; its end is checked against the run's steps (tinyjax.train.profile).
         parse_profile(config.profile)
@@ -52,13 +55,20 @@ def parse_profile(spec: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _field_checks(config: Config) -> list[tuple[bool, str]]:
+def _field_checks(config: Config, given_data: bool = False) -> list[tuple[bool, str]]:
     """``(ok, message)`` of every field outside the schedule."""
-    from tinyjax.models import PRESETS  # Imports flax: not needed to build or print a config.
+    import os
 
+    from tinyjax.data.dataset import BUILTIN, FORMS
+
+    name = config.data.name
     return [
-        (config.model in PRESETS,
-         f"--model {config.model!r} is unknown{closest(config.model, PRESETS)}; choose one of {sorted(PRESETS)}"),
+        (given_data or name in BUILTIN or os.path.isdir(name) or (os.path.isfile(name) and name.endswith(".npz")),
+         f"--dataset {name!r} is unknown{closest(name, BUILTIN)}; no such file or folder either: give {FORMS}"),
+        (config.data.data_dir is None or os.path.isdir(config.data.data_dir),
+         f"--data-dir {config.data.data_dir}: no such folder; give an existing folder, or drop --data-dir"),
+        (config.data.image_size is None or (len(config.data.image_size) == 2 and min(config.data.image_size) >= 1),
+         f"--image-size must be two sizes H W >= 1 (pixels), got {config.data.image_size}"),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (min(config.seeds, default=0) >= 0 and len(set(config.seeds)) == len(config.seeds),
          f"--seeds must be distinct seeds >= 0, got {list(config.seeds)}"),
@@ -141,24 +151,41 @@ def _schedule_checks(config: Config) -> list[tuple[bool, str]]:
     return checks
 
 
-def _check_model(config: Config) -> None:
-    """The model in ``--dtype``, and its trainable parameters (from shapes only) within ``--max-params``."""
-    if config.dtype != "float32":
-        from tinyjax.models import create
+def _check_model(config: Config, model=None, given_data: bool = False) -> None:
+    """The model (``--model``, or ``model``, an object passed in) goes through the door in ``--dtype``;
+    on a built-in dataset, whose image shape is known before loading, its output width and trainable
+    parameters (from shapes only) within ``--max-params`` too (``check_model``)."""
+    from tinyjax.data.dataset import BUILTIN, builtin_info
+    from tinyjax.models import PRESETS
+    from tinyjax.models.door import ModelError, resolve
 
-        try:
-            create(config.model, dtype=config.dtype)
-        except ValueError as e:
-            raise ConfigError(f"--dtype {config.dtype}: {e}") from None
-    if config.max_params is not None:
-        from tinyjax.data import IMAGE_SHAPES
-        from tinyjax.models import create
-        from tinyjax.models.summary import layer_table
+    try:
+        net = resolve(config.model if model is None else model, dtype=config.dtype)
+    except ModelError as e:
+        raise ConfigError(str(e)) from None
+    if config.data.name in BUILTIN and not given_data and (config.max_params is not None or net.reference not in PRESETS):
+        check_model(config, net, builtin_info(config.data.name))
 
-        params = layer_table(create(config.model), IMAGE_SHAPES[config.data.name]).trainable_params
-        if params > config.max_params:
-            raise ConfigError(f"--model {config.model} has {params:,} trainable parameters, over --max-params "
-                              f"{config.max_params:,}; choose a smaller model or raise the budget.")
+
+def check_model(config: Config, net, info) -> None:
+    """``net`` (a ``tinyjax.models.door.Net``) on ``info``'s images (a ``DataInfo``): it initialises
+    and gives ``info.num_classes`` logits, and has at most ``--max-params`` trainable parameters
+    (``jax.eval_shape``: nothing is compiled or allocated).
+
+    Raises:
+      ConfigError: its init or forward pass raises (its message), a wrong output width, or a model
+        over its budget.
+    """
+    from tinyjax.models.summary import trace_shapes
+
+    params, logits = trace_shapes(net, info.image_shape)
+    if logits != (info.num_classes,):
+        raise ConfigError(f"--model {net.name} gives logits of shape {list(logits)} per image but the data has "
+                          f"{info.num_classes} classes; give its head {info.num_classes} outputs (or a num_classes "
+                          "argument, which tinyjax sets).")
+    if config.max_params is not None and params > config.max_params:
+        raise ConfigError(f"--model {net.name} has {params:,} trainable parameters, over --max-params "
+                          f"{config.max_params:,}; choose a smaller model or raise the budget.")
 
 
 def _check_elastic(config: Config) -> None:
@@ -168,7 +195,9 @@ def _check_elastic(config: Config) -> None:
         from tinyjax.data.warp import blur_matrix
 
         try:
-            for n in IMAGE_SHAPES[config.data.name][:2]:
+            for n in IMAGE_SHAPES.get(config.data.name, (0, 0))[:2]:  # Other data: not known before loading.
+                if not n:
+                    continue
                 blur_matrix(n, config.augment.elastic_sigma)
         except ValueError as e:
             raise ConfigError(str(e)) from None

@@ -37,7 +37,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -192,11 +191,10 @@ class Placement:
             return jnp.moveaxis(x, -1, 0)
         return self._local((per_device(indices)[self.rows], per_device(mask)[self.rows]))
 
-    def synced(self, model: nn.Module) -> nn.Module:
-        """``model`` with BatchNorm statistics averaged over ``AXIS`` under ``pmap``; else ``model``."""
-        if self.mode == "pmap" and any(f.name == "bn_axis_name" for f in dataclasses.fields(model)):
-            return model.clone(bn_axis_name=AXIS)
-        return model
+    def synced(self, net):
+        """``net`` (a ``tinyjax.models.door.Net``) with BatchNorm statistics averaged over ``AXIS``
+        under ``pmap`` (its ``bn_axis_name`` hook); else ``net``."""
+        return net.synced(AXIS) if self.mode == "pmap" else net
 
     def describe(self) -> str:
         """E.g. ``"4 cpu devices, sharding"``, ``"8 gpu devices in 2 processes, pmap"``, ``"1 cpu device"``."""

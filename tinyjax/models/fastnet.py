@@ -194,6 +194,15 @@ class FastNet(nn.Module):
             raise ValueError(f"bn_momentum (PyTorch convention) must be in [0, 1], got {self.bn_momentum}.")
         super().__post_init__()
 
+    def frozen(self, path: tuple) -> bool:
+        """The optimizer's hook (``tinyjax.models.door``): the whitening kernel gets no updates."""
+        return tuple(path) == ("whiten", "kernel")
+
+    def init_from_data(self, params: dict, images: jax.Array) -> dict:
+        """The init hook (``tinyjax.models.door``): ``params`` with the whitening conv set from
+        ``images`` (``float32 [N, H, W, C]``, normalised train images; ``whitening_kernel``)."""
+        return with_whitening({"params": params}, whitening_kernel(images, self.whiten_patch))["params"]
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         p, c = self.whiten_patch, x.shape[-1]

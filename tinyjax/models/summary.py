@@ -22,7 +22,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-from flax import linen as nn
 
 from tinyjax.models import CNN, MLP, FastNet, ResNet, count_params
 
@@ -36,8 +35,8 @@ class LayerRow:
     type: str
     output: tuple[int, ...]
     params: int
-    receptive_field: int | None
-    jump: int | None
+    receptive_field: int | str | None  # "n/a": a model whose layers tinyjax cannot read
+    jump: int | str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +57,8 @@ class LayerTable:
         lines = ["| layer | type | output | params | receptive field | jump |",
                  "|---|---|---|---:|---:|---:|"]
         for r in self.rows:
-            rf = "" if r.receptive_field is None else f"{r.receptive_field}x{r.receptive_field}"
+            rf = ("" if r.receptive_field is None else r.receptive_field if isinstance(r.receptive_field, str)
+                  else f"{r.receptive_field}x{r.receptive_field}")
             jump = "" if r.jump is None else str(r.jump)
             lines.append(f"| {r.name} | {r.type} | {'x'.join(map(str, r.output))} | {r.params:,} | {rf} | {jump} |")
         lines.append(f"\ntrainable params: {self.trainable_params:,}; batch-norm statistics: "
@@ -66,16 +66,41 @@ class LayerTable:
         return "\n".join(lines)
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
-    """The layer table of a ``CNN``, ``MLP``, ``ResNet`` or ``FastNet`` on inputs of ``input_shape`` (H, W, C).
+def trace_shapes(net, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """``(trainable parameters, logits shape per image)`` of a ``tinyjax.models.door.Net`` on
+    ``input_shape`` (H, W, C), from shapes only (``jax.eval_shape``, in eval mode).
+
+    Raises:
+      ConfigError: the model's init or forward pass raises (its message, naming the model).
+    """
+    from tinyjax.config import ConfigError
+    from tinyjax.common import one_line
+
+    x = jnp.zeros((2,) + tuple(input_shape), jnp.float32)
+    try:
+        variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x[:1]))
+        logits = jax.eval_shape(lambda v: net.apply(v, x, train=False), variables)
+    except Exception as e:
+        raise ConfigError(f"--model {net.name} fails on {'x'.join(map(str, input_shape))} (HxWxC) images: "
+                          f"{one_line(e)}") from None
+    return count_params(variables["params"]), tuple(logits.shape[1:])
+
+
+def layer_table(model, input_shape: tuple[int, ...]) -> LayerTable:
+    """The layer table of a model (a ``tinyjax.models.door.Net`` or a linen module) on inputs of
+    ``input_shape`` (H, W, C): a ``CNN``, ``MLP``, ``ResNet`` or ``FastNet`` layer by layer with
+    receptive fields; any other model one row per top-level parameter group (its parameters
+    counted, receptive field "n/a").
 
     Shapes only (``jax.eval_shape``): nothing is compiled or allocated, so a
     parameter budget can be checked before training starts.
-
-    Raises:
-      TypeError: a model of another family.
     """
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
+    from tinyjax.models.door import Net
+
+    net = model if isinstance(model, Net) else None
+    model = net.module if net is not None and net.kind == "linen" else model
+    init = net.init if net is not None else model.init
+    variables = jax.eval_shape(lambda: init(jax.random.key(0), jnp.zeros((1,) + input_shape)))
     params = variables["params"]
 
     def counted(*paths: str) -> int:  # Parameters under "conv1" or "stage1_block1/conv1", summed.
@@ -96,7 +121,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     elif isinstance(model, FastNet):
         rows = _fastnet_rows(model, input_shape, counted)
     else:
-        raise TypeError(f"no layer table for {type(model).__name__}; CNN, MLP, ResNet and FastNet have one.")
+        rows = _generic_rows(params)
     return LayerTable(tuple(rows), count_params(params), count_params(variables.get("batch_stats", {})))
 
 
@@ -188,4 +213,15 @@ def _fastnet_rows(model: FastNet, input_shape, counted) -> list[LayerRow]:
     rows.append(LayerRow("gmp", "AdaptiveMaxPool2d(1)", (1, 1, c), 0, r, j * max(h, w)))
     rows.append(LayerRow("fc", f"Linear({c}->{model.num_classes}, no bias) x {model.logit_scale:.4g}",
                          (model.num_classes,), counted("fc"), None, None))
+    return rows
+
+
+def _generic_rows(params: dict) -> list[LayerRow]:
+    """One row per top-level parameter group of a model tinyjax cannot read layer by layer: its
+    name, parameter shapes and count."""
+    rows = []
+    for name, tree in params.items():
+        shapes = ", ".join(f"{'/'.join(str(getattr(k, 'key', k)) for k in path)} {'x'.join(map(str, leaf.shape))}"
+                           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0])
+        rows.append(LayerRow(str(name), shapes, (), count_params(tree), "n/a", "n/a"))
     return rows

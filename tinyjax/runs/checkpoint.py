@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -182,6 +182,16 @@ class Checkpoints:
                                   f"({one_line(e)}).") from e
         return dict(tree["ema"]) if "ema" in tree else {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
+    def _difference(self, checkpoint_id: int, abstract: dict) -> str | None:
+        """Where a template's ``params`` and ``batch_stats`` differ from a checkpoint's, or None (also
+        when the checkpoint cannot be read at all)."""
+        try:
+            saved = self.manager.restore(checkpoint_id, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+        except Exception:
+            return None
+        keep = ("params", "batch_stats")
+        return _first_difference(_paths({k: abstract[k] for k in keep}), _paths({k: saved.get(k, {}) for k in keep}))
+
     def restore(self, checkpoint_id: int, template: TrainState) -> tuple[TrainState, dict]:
         """``(state, meta)`` of a checkpoint; ``template`` (a fresh state of the
         same config) gives the tree structure, dtypes, and the static
@@ -196,6 +206,11 @@ class Checkpoints:
             restored = self.manager.restore(checkpoint_id, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as e:
+            difference = self._difference(checkpoint_id, abstract)
+            if difference:
+                raise ConfigError(f"cannot restore checkpoint {checkpoint_id} from {self.directory}: the model's "
+                                  f"parameters differ from the run's ({difference}); resume with the model the run "
+                                  "was trained with, or start a new run.") from None
             raise CheckpointError(f"cannot restore checkpoint {checkpoint_id} from {self.directory} "
                                   f"({one_line(e)}).") from e
         t = restored.state
@@ -203,6 +218,24 @@ class Checkpoints:
         state = template.replace(step=t["step"], params=t["params"], batch_stats=t["batch_stats"],
                                  opt_state=t["opt_state"], rng=rng, ema=t.get("ema"))
         return state, restored.meta
+
+
+def _paths(tree) -> dict:
+    """``{"params/conv/kernel": shape, ...}`` of a pytree's array leaves."""
+    return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(getattr(x, "shape", ()))
+            for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _first_difference(expected: dict, saved: dict) -> str | None:
+    """The first path (sorted) that one tree has and the other lacks, or whose shapes differ."""
+    for path in sorted(set(expected) | set(saved)):
+        if path not in saved:
+            return f"{path} is new, the checkpoint has no such parameter"
+        if path not in expected:
+            return f"the checkpoint's {path} is not in the model"
+        if expected[path] != saved[path]:
+            return f"{path} is {list(expected[path])}, {list(saved[path])} in the checkpoint"
+    return None
 
 
 def load_config(run_dir: str) -> Config:
@@ -239,54 +272,5 @@ def find(run_dir: str, config: Config, which: str = "latest") -> tuple[Checkpoin
     return checkpoints, checkpoint_id
 
 
-class Restored(NamedTuple):
-    """A checkpoint ready for inference: the flax ``model``, its ``variables``
-    (``{"params": ..., "batch_stats": ...}``), the run's ``config``, and the
-    ``epoch`` the checkpoint was saved in (1-based; a mid-epoch checkpoint
-    belongs to the epoch it interrupted)."""
-
-    model: Any
-    variables: dict
-    config: Config
-    epoch: int
-
-    def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """``float32 [N, K]`` class probabilities of raw ``uint8 [N, H, W, C]`` images, computed as
-        the run evaluated: its dataset's normalisation and its test-time augmentation
-        (``config.tta``); see ``tinyjax.predict``.
-
-        Raises:
-          ValueError: images are not ``uint8 [N, H, W, C]``.
-        """
-        from tinyjax.runs.inference import predict
-
-        return predict(self.model, self.variables, images, self.config.data.name, batch_size, self.config.tta)
-
-
-def load(run_dir: str, which: str = "best") -> Restored:
-    """Restores a run's ``"best"`` or ``"latest"`` checkpoint without knowing its
-    config in advance (it is read from ``run_dir/config.json``).
-
-    Example::
-
-        import tinyjax
-
-        run = tinyjax.load("runs/mnist_onecycle-default-...")   # this function
-        probs = run.predict(images)                      # float32 [N, 10], the run's --tta views
-        model, variables, config, epoch = run            # or: tinyjax.predict(model, variables, ...)
-
-    Raises:
-      ConfigError: not a run directory, or no such checkpoint.
-      CheckpointError: the checkpoint cannot be read.
-    """
-    from tinyjax import models
-
-    config = load_config(run_dir)
-    checkpoints, checkpoint_id = find(run_dir, config, which)
-    try:
-        meta = checkpoints.meta(checkpoint_id)
-        variables = checkpoints.variables(checkpoint_id)  # The moving average when the run kept one (--ema).
-    finally:
-        checkpoints.close()
-    model = models.create(config.model, dtype=jax.numpy.dtype(config.dtype))
-    return Restored(model, variables, config, meta["epoch"] + (0 if meta["position"] == 0 else 1))
+# Loading a run for inference lives in tinyjax.runs.loading; ``tinyjax.runs.checkpoint.load`` stays its name too.
+from tinyjax.runs.loading import Restored, data_info, load  # noqa: E402,F401  (after find and load_config)

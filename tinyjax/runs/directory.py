@@ -52,9 +52,11 @@ def check_writable(out: str) -> None:
         raise ConfigError(f"--out {out}: cannot write in {path} (permission denied); choose another --out.")
 
 
-def create(config: Config, layers: str, path: str | None = None) -> str:
+def create(config: Config, layers: str, path: str | None = None, data_info: dict | None = None) -> str:
     """Creates ``path``, by default ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/``, with
-    ``config.json`` and ``layers.md``; returns its path (process 0's, on every process).
+    ``config.json``, ``layers.md`` and ``data.json`` (``data_info``: the data's image shape, class
+    names and normalisation, ``tinyjax.data.DataInfo.to_json``, which ``tinyjax.load`` and
+    ``tinyjax-export`` read); returns its path (process 0's, on every process).
 
     Raises:
       ConfigError: the folder cannot be created.
@@ -65,14 +67,14 @@ def create(config: Config, layers: str, path: str | None = None) -> str:
             raise ConfigError(f"--out {config.out}: process 0 could not create the run directory (see its error).")
         return path
     try:
-        path = _create(config, layers, path)
+        path = _create(config, layers, path, data_info)
     except BaseException:
         hosts.agree("")  # The other processes are waiting for the path.
         raise
     return hosts.agree(path)
 
 
-def _create(config: Config, layers: str, path: str | None) -> str:
+def _create(config: Config, layers: str, path: str | None, data_info: dict | None) -> str:
     given = path is not None
     base = path if given else os.path.join(
         config.out, f"{config.experiment}-{config.variant}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
@@ -88,6 +90,8 @@ def _create(config: Config, layers: str, path: str | None) -> str:
     else:
         raise ConfigError(f"--out {config.out}: 10,000 runs named {base}-N exist; choose another --out.")
     write_json(os.path.join(path, "config.json"), dataclasses.asdict(config))
+    if data_info is not None:
+        write_json(os.path.join(path, "data.json"), data_info)
     with open(os.path.join(path, "layers.md"), "w") as f:
         f.write(layers + "\n")
     return path
@@ -235,19 +239,33 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
 
 
 def write_plots(run_dir: str, config: Config, history: list[dict], test_images: np.ndarray,
-                test_labels: np.ndarray, predictions: np.ndarray) -> None:
-    """``curves.png``, ``confusion.png`` and ``misclassified.png`` (test set). Process 0 only."""
+                test_labels: np.ndarray, predictions: np.ndarray, class_names=tuple(map(str, range(10)))) -> None:
+    """``curves.png``, ``confusion.png`` and ``misclassified.png`` (test set), labelled with the data's
+    ``class_names``. Process 0 only."""
     if not hosts.primary():
         return
     title = f"{config.experiment} {config.variant} ({config.model}, seed {config.seed})"
     plots.curves(history, os.path.join(run_dir, "curves.png"), title)
-    plots.confusion(test_labels, predictions, os.path.join(run_dir, "confusion.png"), title)
-    plots.misclassified(test_images, test_labels, predictions, os.path.join(run_dir, "misclassified.png"), title)
+    plots.confusion(test_labels, predictions, os.path.join(run_dir, "confusion.png"), title, class_names)
+    plots.misclassified(test_images, test_labels, predictions, os.path.join(run_dir, "misclassified.png"), title,
+                        class_names=class_names)
 
 
 def resume_command(run_dir: str, experiment: str) -> str:
-    """The command that resumes ``run_dir``: ``python -m <module> --resume <run_dir>``,
-    with the module that is running (``experiments.<experiment>`` otherwise)."""
+    """The command that resumes ``run_dir``: ``python -m <module> --resume <run_dir>`` with the
+    experiment module that is running (``experiments.<experiment>`` when there is one),
+    ``tinyjax-train --resume <run_dir>`` for its runs, else the Python call."""
+    import importlib.util
+
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    module = spec.name if spec is not None and spec.name.startswith("experiments.") else f"experiments.{experiment}"
-    return f"python -m {module} --resume {run_dir}"
+    if spec is not None and spec.name.startswith("experiments."):
+        return f"python -m {spec.name} --resume {run_dir}"
+    if experiment == "train":
+        return f"tinyjax-train --resume {run_dir}"
+    try:
+        found = importlib.util.find_spec(f"experiments.{experiment}") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return f"python -m experiments.{experiment} --resume {run_dir}"
+    return f"train_and_evaluate(config, resume={run_dir!r}) with the same model= and data="

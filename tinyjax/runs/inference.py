@@ -39,7 +39,7 @@ def _probabilities(model, variables, images, mean, std, tta):
     return jax.nn.softmax(view_logits(model.apply, variables, pixels, mean, std, tta), axis=-1)
 
 
-def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", batch_size: int = 1000,
+def predict(model, variables: dict, images: np.ndarray, dataset="mnist", batch_size: int = 1000,
             tta: str = "none") -> np.ndarray:
     """Class probabilities of ``images`` under a trained model, in eval mode
     (BatchNorm uses its running statistics), computed as the run's evaluation
@@ -47,12 +47,12 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", 
     fills in ``dataset`` and ``tta`` from the run.
 
     Args:
-      model: the flax module (``tinyjax.load(...).model``).
+      model: the model (``tinyjax.load(...).model``, a ``tinyjax.models.door.Net``, or a linen module).
       variables: ``{"params": ..., "batch_stats": ...}``.
       images: ``uint8 [N, H, W, C]`` raw pixels (0..255); the dataset's
         normalisation, ``(pixel / 255 - mean) / std``, is applied here.
-      dataset: whose normalisation (``tinyjax.data.NORMALIZATION``), e.g. the
-        run's ``config.data.name``.
+      dataset: whose normalisation: a built-in name (``tinyjax.data.NORMALIZATION``, e.g. the
+        run's ``config.data.name``) or a ``tinyjax.data.DataInfo`` (``tinyjax.load(...).info``).
       batch_size: images per forward pass (does not change the result).
       tta: test-time augmentation, the run's ``config.tta``: ``"none"`` (one
         view), ``"flip"``, ``"shift"`` (3 views, no mirror) or ``"flip_shift"`` (airbench's 6 views).
@@ -66,10 +66,12 @@ def predict(model, variables: dict, images: np.ndarray, dataset: str = "mnist", 
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"predict needs uint8 images [N, H, W, C], got {images.dtype} {images.shape}.")
-    if dataset not in NORMALIZATION:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(NORMALIZATION)}.")
+    if isinstance(dataset, str) and dataset not in NORMALIZATION:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(NORMALIZATION)}, or pass the run's "
+                         "DataInfo (tinyjax.load(run_dir).info).")
     check_tta(tta)  # Before anything compiles.
-    mean, std = NORMALIZATION[dataset]
+    mean, std = NORMALIZATION[dataset] if isinstance(dataset, str) else (dataset.mean, dataset.std)
+    mean, std = (tuple(mean) if isinstance(mean, list) else mean), (tuple(std) if isinstance(std, list) else std)
     # Compiled once per model and batch shape (a last partial batch once more), not per call.
     out = [np.asarray(_probabilities(model, variables, images[i:i + batch_size], mean, std, tta))
            for i in range(0, len(images), batch_size)]

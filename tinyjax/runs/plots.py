@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")  # No display needed; must precede pyplot.
@@ -40,21 +42,26 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str) -> None:
-    """The test-set confusion matrix with counts in the cells."""
-    matrix = confusion_matrix(labels, predictions)
+def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str,
+              class_names: Sequence[str] = tuple(map(str, range(10)))) -> None:
+    """The test-set confusion matrix with counts in the cells, axes labelled with ``class_names``."""
+    k = len(class_names)
+    matrix = confusion_matrix(labels, predictions, k)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(np.log1p(matrix), cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > matrix.max() / 4 else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    names = [n[:10] for n in class_names]
+    ax.set_xticklabels(names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     _save(fig, path)
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
-                  title: str, limit: int = 40) -> None:
+                  title: str, limit: int = 40, class_names: Sequence[str] | None = None) -> None:
     """A grid of the first ``limit`` misclassified images (``uint8 [N, H, W, C]``, C = 1 in grey,
     C = 3 in colour) with their true and predicted labels."""
     wrong = np.flatnonzero(labels != predictions)[:limit]
@@ -68,7 +75,8 @@ def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
             ax.imshow(images[i, ..., 0], cmap="gray_r")
         else:
             ax.imshow(images[i])
-        ax.set_title(f"{labels[i]} -> {predictions[i]}", fontsize=8, color="crimson")
+        name = (lambda c: str(c) if class_names is None else class_names[c][:8])
+        ax.set_title(f"{name(labels[i])} -> {name(predictions[i])}", fontsize=8, color="crimson")
     _save(fig, path, f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
 
 

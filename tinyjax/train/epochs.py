@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tinyjax import data, models
+from tinyjax import data
 from tinyjax.config import Config
 from tinyjax.data import augment
 from tinyjax.distributed import hosts, parallel
@@ -133,7 +133,7 @@ def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
     return 100.0 * float(np.sum(totals["correct"])) / count, float(np.sum(totals["loss_sum"])) / count
 
 
-def batch_fns(config: Config, axis_name: str | None = None) -> tuple[BatchFn, BatchFn]:
+def batch_fns(config: Config, axis_name: str | None = None, normalization=None) -> tuple[BatchFn, BatchFn]:
     """``(train_batch, eval_batch)`` of one model, pure.
 
     ``train_batch(TrainCarry, device_data, indices, mask) -> TrainCarry`` augments the batch on the
@@ -142,9 +142,10 @@ def batch_fns(config: Config, axis_name: str | None = None) -> tuple[BatchFn, Ba
     not applied; with ``--on-nan stop`` no step after the first non-finite one is either.
     ``eval_batch(EvalCarry, ...) -> EvalCarry`` adds the batch's metrics of ``view_logits`` (running
     batch statistics, the moving average with ``--ema``, the ``--tta`` views). ``axis_name``: pmap's
-    device axis (``train_step``).
+    device axis (``train_step``). ``normalization``: the data's ``(mean, std)``; default the built-in
+    ``config.data.name``'s.
     """
-    mean, std = data.NORMALIZATION[config.data.name]
+    mean, std = data.NORMALIZATION[config.data.name] if normalization is None else normalization
     stop_on_nan = config.on_nan == "stop"
 
     def train_batch(carry: TrainCarry, device_data, indices, mask) -> TrainCarry:
@@ -181,7 +182,8 @@ def over_replicas(train_batch: BatchFn, eval_batch: BatchFn) -> tuple[BatchFn, B
 
 
 def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None,
-                   placement: parallel.Placement = parallel.Placement()) -> tuple[Callable, Callable]:
+                   placement: parallel.Placement = parallel.Placement(), *, net=None,
+                   info=None) -> tuple[Callable, Callable]:
     """``(train_epoch, evaluate)`` for a config (see the module docstring for their layers).
 
     ``label_smoothing=None`` trains one model with ``config.label_smoothing``. A sequence of N values
@@ -201,12 +203,23 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     driver calls ``on_step`` (``epoch_driver``); ``--profile`` starts and stops its trace there.
     A tqdm progress bar (live loss and accuracy) shows when stderr is a terminal.
     ``evaluate(state, device_data) -> totals`` runs the split in order (``eval_batch``).
+
+    ``net`` (a ``tinyjax.models.door.Net``; default ``config.model``'s) and ``info`` (the data's
+    ``DataInfo``; default the built-in ``config.data.name``'s): the model and the normalisation. A
+    model that takes no ``mask`` trains an epoch's last partial batch at its true size (a second
+    compiled shape), so no padding row reaches its BatchNorm statistics.
     """
     replicated = label_smoothing is not None
     # A new device array per call: the train carry is donated.
     smoothing = np.asarray(label_smoothing if replicated else config.label_smoothing, np.float32)
-    synced_apply = placement.synced(models.create(config.model, dtype=jnp.dtype(config.dtype))).apply
-    train_batch, eval_batch = batch_fns(config, parallel.AXIS if placement.mode == "pmap" else None)
+    info = data.builtin_info(config.data.name) if info is None else info
+    if net is None:
+        from tinyjax.models.door import resolve
+
+        net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
+    synced_apply = placement.synced(net).apply
+    train_batch, eval_batch = batch_fns(config, parallel.AXIS if placement.mode == "pmap" else None,
+                                        (info.mean, info.std))
     plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
     if replicated:  # Each replica's own shuffle; the epoch's plans step-major, [S, N, B].
         train_batch, eval_batch = over_replicas(train_batch, eval_batch)
@@ -231,9 +244,16 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
                            jnp.asarray(epoch, jnp.int32), jnp.asarray(smoothing))
         if hook is not None:
             hook(start, carry)
+        partial = 0 if net.takes_mask else examples % config.batch_size  # The last batch at its true size.
         with _Progress(steps, start, description, should_stop, config.on_nan == "stop", placement,
                        active, hook) as on_step:
-            carry, done = run_train(placement.carry(carry), device_data, indices, mask, start, on_step)
+            carry = placement.carry(carry)
+            if not partial:
+                carry, done = run_train(carry, device_data, indices, mask, start, on_step)
+            else:
+                pmap = placement.mode == "pmap"  # Its plan is [D, S, B / D], row j of a batch on device j % D.
+                carry, done = _split_last(run_train, carry, device_data, indices, mask, start, on_step,
+                                          partial // placement.devices if pmap else partial, steps, int(pmap))
         state = placement.unreplicated(carry.state).replace(apply_fn=state.apply_fn)
         return state, placement.summed(carry.totals), done
 
@@ -243,6 +263,27 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         return placement.summed(run_eval(carry, device_data, indices, mask)[0].totals)
 
     return train_epoch, evaluate
+
+
+def _split_last(run_train, carry, device_data, indices, mask, start: int, on_step, size: int, steps: int,
+                step_axis: int):
+    """``run_train`` over an epoch's plan whose last batch holds ``size`` real rows (then padding):
+    the full batches, then the last one cut to its ``size`` rows (padded again only to the device
+    count by ``Placement.batches``; ``tinyjax.validation`` refuses a count that does not divide it)."""
+    def rows(x, first, last, cut=None):
+        where = (slice(None),) * step_axis + (slice(first, last),)
+        return x[where] if cut is None else x[where][..., :cut]
+    done = start
+    if start < steps - 1:
+        carry, done = run_train(carry, device_data, rows(indices, 0, steps - 1), rows(mask, 0, steps - 1), start,
+                                on_step)
+        if done < steps - 1:
+            return carry, done
+    def last_step(n, c):
+        return on_step(steps - 1 + n, c)
+    carry, n = run_train(carry, device_data, rows(indices, steps - 1, steps, size), rows(mask, steps - 1, steps, size),
+                         0, last_step)
+    return carry, steps - 1 + n
 
 
 class _Progress:

@@ -83,16 +83,17 @@ def peak_flops(device_kind: str, dtype: str) -> tuple[float | None, str]:
     return None, f"peak FLOP/s of '{device_kind}' unknown: no MFU"
 
 
-def step_flops(config: Config, state, train_images: np.ndarray, members: int = 1) -> float | None:
+def step_flops(config: Config, state, train_images: np.ndarray, members: int = 1,
+               normalization=None) -> float | None:
     """FLOPs of one optimizer step of ``config`` (all ``members`` replicas together, as one
     vmapped program; ``state`` is one member's), from XLA's cost analysis of the train batch function lowered for one
     device on abstract inputs (nothing compiles or runs; the global batch, whatever the devices):
     ``train_images`` uint8 ``[N, H, W, C]`` (only its shape and dtype are read). None when
     the backend's cost analysis gives no FLOP count (a warning says why when it fails). On GPU and
     TPU the lowered program has no cost analysis in jax 0.10, so it is compiled once more for the
-    count there (seconds)."""
+    count there (seconds). ``normalization``: the data's ``(mean, std)`` (``batch_fns``)."""
     single = dataclasses.replace(config, accumulate=1)  # A loop's body would be counted once.
-    train_batch, eval_batch = batch_fns(single)
+    train_batch, eval_batch = batch_fns(single, normalization=normalization)
     lead = () if members == 1 else (members,)
     if members > 1:
         train_batch = over_replicas(train_batch, eval_batch)[0]

@@ -15,6 +15,7 @@ metrics, checkpoints, results. Devices are the epoch functions' placement
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import sys
@@ -27,6 +28,7 @@ import numpy as np
 
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError, best_metric
+from tinyjax.data.dataset import Dataset
 from tinyjax.distributed import hosts
 from tinyjax.runs.inference import predict
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
@@ -42,9 +44,16 @@ PRINT = functools.partial(print, flush=True)
 
 
 def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
-                       resume: str | None = None) -> tuple[TrainState, list[dict], str]:
+                       resume: str | None = None, *, model=None,
+                       data: Dataset | None = None) -> tuple[TrainState, list[dict], str]:
     """Trains ``config`` end to end in a new run directory, or continues the run
     in ``resume`` from its latest checkpoint, bit-identically.
+
+    ``model``: your own model instead of ``config.model``: a ``flax.linen.Module``, an
+    ``nnx.Module``, or a class or function returning one (``tinyjax.models.door.resolve``; the
+    contract is in ``docs/your-model-and-data.md``). ``data``: your own data
+    (``tinyjax.data.from_arrays``) instead of ``config.data.name``. A resumed run needs the same
+    ``data`` (and a model that cannot be imported again) passed again.
 
     Order: validate the config and the output folder, load the data, build the
     model, optimizer and train state (or restore it), then per epoch train,
@@ -71,15 +80,43 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
     """
     if config.seeds:
         raise ConfigError("a config with --seeds trains with tinyjax.train.seeds.train_seeds.")
-    validate(config)
-    state, histories, run_dirs = train_members([config], print_fn, None if resume is None else [resume])
+    config = with_inputs(config, model, data)
+    validate(config, model, data)
+    state, histories, run_dirs = train_members([config], print_fn, None if resume is None else [resume],
+                                               model=model, dataset=data)
     return state, histories[0], run_dirs[0]
+
+
+def with_inputs(config: Config, model=None, data: Dataset | None = None) -> Config:
+    """``config`` naming a model and data passed as objects: ``model`` its import reference (or, for
+    an object that has none, ``python:<type>``), ``data.name`` the dataset's name (``"arrays"``); a
+    file reference in ``--model`` and a path in ``--dataset`` made absolute, so that a resume, an
+    evaluation or an export finds them from any folder."""
+    import os
+
+    where, colon, attr = config.model.rpartition(":")
+    if colon and where.endswith(".py"):
+        config = dataclasses.replace(config, model=f"{os.path.abspath(where)}:{attr}")
+    if data is None and os.path.exists(config.data.name):
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=os.path.abspath(config.data.name)))
+    if model is not None:
+        from tinyjax.models.door import ModelError, resolve
+
+        try:
+            net = resolve(model)
+        except ModelError as e:
+            raise ConfigError(str(e)) from None
+        config = dataclasses.replace(config, model=net.reference or f"python:{net.name}")
+    if data is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=data.name))
+    return config
 
 
 def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT,
                   resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
                   group_dir: str | None = None, until: int | None = None,
-                  end: bool = True) -> tuple[TrainState, list[list[dict]], list[str]]:
+                  end: bool = True, *, model=None,
+                  dataset: Dataset | None = None) -> tuple[TrainState, list[list[dict]], list[str]]:
     """Trains N >= 1 validated configs that differ only in ``replicas.REPLICA_FIELDS`` as one program
     (N > 1: a stacked train state, vmapped steps), each member in its own run directory, written
     as ``train_and_evaluate`` writes one: ``run_dirs`` (created; default
@@ -98,6 +135,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     signal in a pause's last epoch saves, then raises ``Interrupted``; ``--early-stop``'s best weights
     are restored only at the end.
 
+    ``model`` and ``dataset``: objects passed in (``train_and_evaluate``).
+
     Returns:
       ``(state, histories, run_dirs)``: the final state (stacked when N > 1), each member's
       history and run directory.
@@ -106,7 +145,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
       as ``train_and_evaluate``; ConfigError too for configs that cannot share a program.
     """
     started = time.perf_counter()
-    run, states = prepare(configs, print_fn, resume, run_dirs, group_dir)
+    run, states = prepare(configs, print_fn, resume, run_dirs, group_dir, model=model, dataset=dataset)
     position = restore(run, states, resume) if resume is not None else Position.fresh(run, states)
     del states
     announce(run, position)
@@ -284,9 +323,9 @@ def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], star
     test_images, test_labels = run.splits["test"]
     for k, c in enumerate(run.configs):
         variables = run.member(state, k).eval_variables()
-        probabilities = predict(run.model, variables, test_images, c.data.name, c.eval_batch_size, c.tta)
+        probabilities = predict(run.model, variables, test_images, run.info, c.eval_batch_size, c.tta)
         runs.write_plots(run.run_dirs[k], c, histories[k], test_images, test_labels,
-                         probabilities.argmax(-1).astype(np.int32))
+                         probabilities.argmax(-1).astype(np.int32), run.info.class_names)
         runs.write_results(run.run_dirs[k], c, run.table.trainable_params, histories[k], bests[k],
                            time.perf_counter() - started,
                            flops.results(run.flops, run.n * c.batch_size, histories[k], run.peak, run.placement.devices))

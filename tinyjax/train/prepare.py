@@ -11,27 +11,30 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from tinyjax import data, models, runs, streams
+from tinyjax import data, runs, streams
 from tinyjax.config import Config, ConfigError
-from tinyjax.data.splits import load_splits
+from tinyjax.data.splits import data_info, dataset_of, load_splits
 from tinyjax.distributed import hosts, parallel
+from tinyjax.models.door import ModelError, resolve
 from tinyjax.models.summary import LayerTable, layer_table
 from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.train import flops, profile, replicas
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
 from tinyjax.train.state import TrainState, init_state
+from tinyjax.validation import check_model
 
 
 @dataclasses.dataclass
 class Run:
     """What a run's stages share: its member ``configs`` (N >= 1; ``config`` is the first), the
-    model and its layer ``table``, the ``placement`` on devices, the host ``splits`` and their
+    model (a ``Net``), the data's ``info`` (shape, classes, normalisation) and the layer ``table``, the ``placement`` on devices, the host ``splits`` and their
     copies on the devices (``device``), the compiled ``train_epoch`` and ``evaluate``, each
     member's learning-rate function, label, run directory and checkpoints (None with
     ``--save-every 0``), how to print and resume, and the cost of a step (``tinyjax.train.flops``)."""
 
     configs: list[Config]
-    model: Any
+    model: Any  # The tinyjax.models.door.Net.
+    info: data.DataInfo
     table: LayerTable
     placement: parallel.Placement
     splits: dict
@@ -49,6 +52,7 @@ class Run:
     resume_command: str | None
     flops: float | None = None  # Of one optimizer step, all members (tinyjax.train.flops.step_flops).
     peak: tuple[float | None, str] = (None, "")  # One device's peak FLOP/s and its source, or why none.
+    held_out: bool = False  # The data has no test split: 10% of train is held out as one.
 
     @property
     def config(self) -> Config:
@@ -105,10 +109,13 @@ class Position:
 
 
 def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: Sequence[str] | None = None,
-            run_dirs: Sequence[str] | None = None, group_dir: str | None = None) -> tuple[Run, list[TrainState]]:
+            run_dirs: Sequence[str] | None = None, group_dir: str | None = None, *, model=None,
+            dataset: data.Dataset | None = None) -> tuple[Run, list[TrainState]]:
     """Checks that the configs can share a program, places the run on its devices, loads the data
-    (every process, or none), builds each member's fresh train state and the epoch functions, and
-    creates the run directories (or takes ``resume``'s). Arguments as ``train_members``.
+    (every process, or none), puts the model through the door (``tinyjax.models.door``; ``model``, an
+    object passed in, else ``config.model``) and checks it on the data, builds each member's fresh
+    train state and the epoch functions, and creates the run directories (or takes ``resume``'s)
+    with the data's ``data.json``. Arguments as ``train_members``.
 
     Raises:
       ConfigError: configs that cannot share a program, a batch smaller than the device count, an
@@ -122,37 +129,64 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
                           + " and cannot train as replicas of one program; train them one after another.")
     configs = [dataclasses.replace(c, loop=resolve_loop(c.loop)) for c in configs]
     config, n = configs[0], len(configs)
-    table = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name])  # Shapes only.
     placement = parallel.Placement.create(config.parallel)
     parallel.check_batch(config, placement.devices)
 
     def load():
         if resume is None:
             runs.check_writable(config.out)
-        return load_splits(config)
-    splits = hosts.together(load)  # One process failing here (its data missing) stops all.
+        source = dataset_of(config, dataset)
+        return source, load_splits(config, source)
+    source, splits = hosts.together(load)  # One process failing here (its data missing) stops all.
+    info = data_info(config, source)
+    try:
+        net = resolve(config.model if model is None else model, num_classes=info.num_classes, dtype=config.dtype)
+    except ModelError as e:
+        raise ConfigError(str(e)) from None
+    check_model(config, net, info)  # Its output width and budget on these images, from shapes only.
+    table = layer_table(net, info.image_shape)
     steps_per_epoch = data.num_batches(len(splits["train"][1]), config.batch_size)
+    _check_last_batch(config, net, len(splits["train"][1]), placement.devices)
     fingerprint = _fingerprint(*splits["train"])
     if config.profile:  # Its range against the run's steps, before anything is created or compiled.
         profile.check(config, config.epochs * steps_per_epoch)
     try:  # One-cycle limits depend on the number of steps, known once the data is.
-        inits = [init_state(c, steps_per_epoch, None if resume else splits["train"][0]) for c in configs]
+        inits = [init_state(c, steps_per_epoch, None if resume else splits["train"][0], net=net, info=info)
+                 for c in configs]
     except ValueError as e:
         raise ConfigError(str(e)) from e
     train_epoch, evaluate = make_epoch_fns(config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None,
-                                           placement)
-    run_dirs = list(resume or [runs.create(c, table.markdown(), d) for c, d in zip(configs, run_dirs or [None] * n)])
+                                           placement, net=net, info=info)
+    run_dirs = list(resume or [runs.create(c, table.markdown(), d, info.to_json())
+                               for c, d in zip(configs, run_dirs or [None] * n)])
     checkpoints = [Checkpoints(d, c) for d, c in zip(run_dirs, configs)] if config.checkpoint.save_every else None
     resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.
-    run = Run(configs, inits[0][0], table, placement, splits,
+    run = Run(configs, net, info, table, placement, splits,
               {name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
               steps_per_epoch, fingerprint, train_epoch, evaluate, [f for _, _, f in inits],
               [f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs, checkpoints,
               hosts.printer(print_fn), resume is not None,  # Process 0 prints for all.
               runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
-              flops.step_flops(config, inits[0][1], splits["train"][0], n),
-              flops.peak_flops(jax.devices()[0].device_kind, config.dtype))
+              flops.step_flops(config, inits[0][1], splits["train"][0], n, (info.mean, info.std)),
+              flops.peak_flops(jax.devices()[0].device_kind, config.dtype),
+              held_out=source is not None and source.test is None)
     return run, [s for _, s, _ in inits]
+
+
+def _check_last_batch(config: Config, net, examples: int, devices: int) -> None:
+    """A model without ``mask`` trains an epoch's last partial batch at its true size: ``--accumulate``
+    and the device count must divide it.
+
+    Raises:
+      ConfigError: one line naming the sizes and the fix.
+    """
+    size = examples % config.batch_size
+    if net.takes_mask or not size or (size % config.accumulate == 0 and size % devices == 0):
+        return
+    raise ConfigError(f"--model {net.name} takes no mask, so the last batch of each epoch trains at its true size, "
+                      f"{size} images ({examples} % --batch-size {config.batch_size}), which --accumulate "
+                      f"{config.accumulate} x {devices} devices does not divide; choose a --batch-size that divides "
+                      f"{examples}, or give the model a mask argument.")
 
 
 def _fingerprint(images, labels) -> dict:
@@ -206,9 +240,11 @@ def announce(run: Run, position: Position) -> None:
     """Prints the layer table and the run's header line (and where a resumed run continues)."""
     config, sizes = run.config, " / ".join(f"{len(labels)} {name}" for name, (_, labels) in run.splits.items())
     run.print_fn(run.table.markdown())
-    run.print_fn(f"{config.experiment}: {config.model} ({run.table.trainable_params:,} params), {config.data.name} "
-                 f"{sizes}, {config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
+    run.print_fn(f"{config.experiment}: {run.model.name} ({run.table.trainable_params:,} params), {config.data.name} "
+                 f"{sizes}{' (test: 10% of train held out, the data has no test split)' if run.held_out else ''}, {config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
                  f"{run.placement.describe()}, '{config.loop}' loop"
+                 + (", the nnx object's own init for every member" if run.model.instance is not None else "")
+                 + ("" if run.model.reference else " (a Python object: load it with tinyjax.load(run_dir, model=...))")
                  + (f", {run.n} replicas vmapped as one program" if run.n > 1 else "")
                  + f" -> {', '.join(run.run_dirs)}"
                  + "\n" + flops.describe(run.flops, run.n * config.batch_size, run.peak, run.placement.devices)

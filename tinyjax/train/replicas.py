@@ -63,18 +63,19 @@ def groups(configs: Sequence[Config]) -> list[list[int]]:
     return list(found.values())
 
 
-def resolve(mode: str, model_name: str) -> str:
+def resolve(mode: str, model, image_shape: tuple[int, ...] = (28, 28, 1)) -> str:
     """``--replicas`` -> ``"vmap"`` or ``"sequential"``; ``"auto"`` is ``"sequential"`` for a
     convolutional model on CPU (grouped convolutions: see the module docstring) and ``"vmap"``
-    otherwise (an MLP on CPU; every model on GPU/TPU)."""
-    if mode != "auto":
-        return mode
-    from tinyjax import models
-    from tinyjax.models.mlp import MLP
+    otherwise (an MLP on CPU; every model on GPU/TPU). ``model``: a ``tinyjax.models.door.Net`` or
+    a ``--model`` name or reference; convolutional means a parameter of rank 4 (a conv kernel,
+    ``[kh, kw, in, out]``) on ``image_shape`` (H, W, C) images."""
+    if mode != "auto" or jax.default_backend() != "cpu":
+        return "vmap" if mode == "auto" else mode
+    from tinyjax.models.door import Net, resolve as door
 
-    if jax.default_backend() == "cpu" and not isinstance(models.create(model_name), MLP):
-        return "sequential"
-    return "vmap"
+    net = model if isinstance(model, Net) else door(model)
+    variables = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape))))
+    return "sequential" if any(x.ndim == 4 for x in jax.tree.leaves(variables["params"])) else "vmap"
 
 
 def stack(trees: Sequence) -> object:

@@ -27,14 +27,16 @@ import shutil
 import time
 from typing import Callable
 
-from tinyjax import data, models, runs
+from tinyjax import runs
 from tinyjax.config import Config, ConfigError
+from tinyjax.data.splits import data_info, dataset_of
 from tinyjax.distributed import hosts
+from tinyjax.models.door import resolve
 from tinyjax.models.summary import layer_table
 from tinyjax.runs.checkpoint import find
 from tinyjax.runs.compare import confidence_interval
 from tinyjax.train import replicas
-from tinyjax.train.loop import train_members
+from tinyjax.train.loop import train_members, with_inputs
 from tinyjax.validation import validate
 
 # Per member, summarised as their mean (None when unknown): what the device achieved (tinyjax.train.flops).
@@ -49,7 +51,7 @@ def member_dirs(run_dir: str, config: Config) -> list[str]:
 
 
 def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
-                resume: str | None = None) -> tuple[list[list[dict]], str]:
+                resume: str | None = None, *, model=None, data=None) -> tuple[list[list[dict]], str]:
     """Trains every seed of ``config.seeds`` (a new run directory, or the
     interrupted one in ``resume``: finished members are kept, the others
     continue from their latest checkpoints, and one that had saved none starts
@@ -59,24 +61,29 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
       ``(histories, run_dir)``: each member's per-epoch records (as
       ``train_and_evaluate``'s), in seed order, and the run directory.
 
+    ``model`` and ``data``: your own model and data, as ``train_and_evaluate`` takes them.
+
     Raises:
       as ``tinyjax.train.train_and_evaluate``.
     """
-    validate(config)
-    return run_seeds(config, print_fn, resume)
+    config = with_inputs(config, model, data)
+    validate(config, model, data)
+    return run_seeds(config, print_fn, resume, model=model, dataset=data)
 
 
 def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
-              resume: str | None = None) -> tuple[list[list[dict]], str]:
+              resume: str | None = None, *, model=None, dataset=None) -> tuple[list[list[dict]], str]:
     """``train_seeds`` of a config its caller has validated (the CLI validates every config first)."""
     started = time.perf_counter()
     print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
     members = replicas.expand(config)
-    mode = replicas.resolve(config.replicas, config.model) if len(members) > 1 else "sequential"
+    source = dataset_of(config, dataset)  # Read once; every member trains on it.
+    info = data_info(config, source)
+    net = resolve(config.model if model is None else model, num_classes=info.num_classes, dtype=config.dtype)
+    mode = replicas.resolve(config.replicas, net, info.image_shape) if len(members) > 1 else "sequential"
     if resume is None:
         hosts.together(lambda: runs.check_writable(config.out))
-        layers = layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown()
-        run_dir = runs.create(config, layers)
+        run_dir = runs.create(config, layer_table(net, info.image_shape).markdown(), data_info=info.to_json())
     else:
         run_dir = resume
         runs.write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))  # Allowed changes.
@@ -95,7 +102,8 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
                 if hosts.primary():  # A member made before its first save holds nothing to keep.
                     shutil.rmtree(d, ignore_errors=True)
         train_members([members[k] for k in batch], print_fn, resume=None if fresh else batch_dirs,
-                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir)
+                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir, model=model,
+                      dataset=source if source is not None else None)
     histories = [runs.read_metrics(d) for d in dirs]
     summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
     def cell(key):
@@ -144,7 +152,7 @@ def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, hist
 
     if hosts.primary():  # As runs' writers: process 0 only.
         plots.curves(mean_history, os.path.join(run_dir, "curves.png"),
-                     f"{config.experiment} {config.variant} ({config.model}, mean of seeds {_seeds(config.seeds)})",
+                     f"{config.experiment} {config.variant} ({config.model.rsplit('/', 1)[-1]}, mean of seeds {_seeds(config.seeds)})",
                      replicas=histories)
     return results
 

@@ -7,7 +7,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import linen as nn
 from flax.training import train_state
 
 from tinyjax import streams
@@ -33,9 +32,10 @@ class TrainState(train_state.TrainState):
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+def create_train_state(model, tx: optax.GradientTransformation, rng: jax.Array,
                        input_shape: tuple[int, ...], ema: bool = False) -> TrainState:
-    """Initialises the model on zeros of ``input_shape`` (``[1, H, W, C]``).
+    """Initialises the model (a ``tinyjax.models.door.Net`` or a linen module) on zeros of
+    ``input_shape`` (``[1, H, W, C]``).
 
     Args:
       rng: the run's root key (``jax.random.key(seed)``); parameters are drawn
@@ -61,26 +61,29 @@ def update_ema(state: TrainState, decay: float) -> TrainState:
     return state.replace(ema=jax.tree.map(lambda e, x: decay * e + (1.0 - decay) * x, state.ema, live))
 
 
-WHITENING_IMAGES = 5000  # Train images whose 2x2 patches set a FastNet's frozen whitening layer.
+WHITENING_IMAGES = 5000  # Train images that a model's init_from_data hook sees (FastNet's whitening layer).
 
 
-def init_state(config, steps_per_epoch: int, train_images=None):
+def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, info=None):
     """The model, fresh train state and learning-rate schedule of a config.
 
-    Builds ``config.model`` in ``config.dtype``, its optimizer (see
-    ``tinyjax.optim.make_optimizer``) and the state, seeded by ``config.seed``.
-    A ``FastNet``'s first layer is set from data and frozen: its patch-whitening
-    kernel is computed from ``WHITENING_IMAGES`` of ``train_images`` drawn by
-    ``streams.key(key(seed), WHITEN)`` and gets no updates.
+    Builds the model (``net``, else ``config.model`` through ``tinyjax.models.door.resolve`` in
+    ``config.dtype``), its optimizer (see ``tinyjax.optim.make_optimizer``) and the state, seeded by
+    ``config.seed``. The model's hooks apply: parameters its ``frozen(path)`` names get no updates,
+    and its ``init_from_data(params, images)`` sets parameters from ``WHITENING_IMAGES`` normalised
+    ``train_images`` drawn by ``streams.key(key(seed), WHITEN)`` (a ``FastNet``'s patch whitening).
 
     Args:
       config: a ``tinyjax.config.Config``.
       steps_per_epoch: optimizer steps per epoch (sets the schedule's length).
       train_images: ``uint8 [N, H, W, C]``, or None to leave the random init
         (enough for a state that a checkpoint will overwrite).
+      net: the run's ``tinyjax.models.door.Net``; default ``config.model``'s.
+      info: the data's ``tinyjax.data.DataInfo`` (image shape, classes, normalisation); default the
+        built-in ``config.data.name``'s.
 
     Returns:
-      ``(model, state, lr_fn)``: the flax module, the ``TrainState`` and the
+      ``(net, state, lr_fn)``: the model, the ``TrainState`` and the
       learning rate as a function of the 0-based step.
 
     Raises:
@@ -88,25 +91,25 @@ def init_state(config, steps_per_epoch: int, train_images=None):
         with too few steps).
     """
 
-    from tinyjax import data, models
-    from tinyjax.models.fastnet import FastNet, whitening_kernel, with_whitening
+    from tinyjax import data
+    from tinyjax.models.door import resolve
     from tinyjax.optim.optimizers import make_optimizer
 
-    model = models.create(config.model, dtype=jnp.dtype(config.dtype))
-    fast = isinstance(model, FastNet)
+    info = data.builtin_info(config.data.name) if info is None else info
+    net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype) if net is None else net
     tx, lr_fn = make_optimizer(config.optim, config.schedule, config.epochs * steps_per_epoch, steps_per_epoch,
-                               frozen=(lambda path: path == ("whiten", "kernel")) if fast else None)
-    state = create_train_state(model, tx, jax.random.key(config.seed), (1,) + data.IMAGE_SHAPES[config.data.name],
+                               frozen=net.frozen())
+    state = create_train_state(net, tx, jax.random.key(config.seed), (1,) + tuple(info.image_shape),
                                ema=config.ema > 0)
-    if fast and train_images is not None:  # A random subset: some sources store the images sorted by class.
+    from_data = net.init_from_data()
+    if from_data is not None and train_images is not None:  # A random subset: some sources store the images sorted by class.
         key = streams.key(jax.random.key(config.seed), streams.WHITEN)
         pick = data.pipeline.subset(key, len(train_images), WHITENING_IMAGES)
-        images = data.pipeline.normalize(jnp.asarray(train_images[pick]), *data.NORMALIZATION[config.data.name])
-        variables = with_whitening({"params": state.params}, whitening_kernel(images, model.whiten_patch))
-        state = state.replace(params=variables["params"])
+        params = from_data(state.params, data.pipeline.normalize(jnp.asarray(train_images[pick]), info.mean, info.std))
+        state = state.replace(params=params)
         if state.ema is not None:
-            state = state.replace(ema={**state.ema, "params": copy_buffers(variables["params"])})
-    return model, state, lr_fn
+            state = state.replace(ema={**state.ema, "params": copy_buffers(params)})
+    return net, state, lr_fn
 
 
 def copy_buffers(tree):
