@@ -3,9 +3,11 @@
 The data are scikit-learn's 1,797 real 8x8 handwritten digits (``load_digits``, bundled, no
 download): the first 1,500 train, the last 297 test. The model is ``digits_net.py``'s linen CNN.
 
-    python examples/own_arrays.py          # 5 seeds x 30 epochs
+    python examples/own_arrays.py          # 5 seeds x 30 epochs into runs/; or: EPOCHS SEEDS OUT
 
-Measured (2026-12-04, 2-core AMD EPYC CPU, jax 0.10.2): MEASURED
+Measured (2026-12-04, 2-core AMD EPYC CPU, jax 0.10.2, beside another job): test accuracy on the
+297 held-out digits after 30 epochs 96.57 ± 0.84% [95.52, 97.61] (mean ± sample std [95% CI], n = 5,
+seeds 0-4: 95.96, 96.63, 96.30, 95.96, 97.98), 56 s for all five seeds.
 """
 
 import os
@@ -33,4 +35,4 @@ def main(epochs: int = 30, seeds: int = 5, out: str = "runs") -> str:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:3]), *sys.argv[3:4])

@@ -62,7 +62,7 @@ def jax_epoch(loop: str, steps: int, batch: int):
 def guarded_epoch(loop: str, steps: int, batch: int):
     """The same steps through ``make_epoch_fns``' ``train_epoch``, as a run trains:
     plus the non-finite guard (checks, and the select that drops a bad step)
-    and its host sync every ``SYNC_EVERY`` steps."""
+    and its host sync every ``SYNC_EVERY`` steps (``tinyjax.train.progress``)."""
     config = dataclasses.replace(CONFIG, batch_size=batch)
     tx, _ = make_optimizer(config.optim, config.schedule, 1000 * steps)
     holder = [create_train_state(models.create("mnist_cnn_7k"), tx, jax.random.key(0), (1, 28, 28, 1))]

@@ -45,6 +45,9 @@ def test_help_lists_fields_with_units():
     assert "Training batch (images per step)" in out.stdout
 
 
+NET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "digits_net.py")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--epochs", "0"], "error: --epochs must be >= 1, got 0."),
     (["--pct-start", "1.5"], "error: --pct-start must be in (0, 1), got 1.5."),
@@ -56,6 +59,13 @@ def test_help_lists_fields_with_units():
     (["--optimizer", "adamx"], "error: --optimizer 'adamx' is unknown (did you mean 'adam'?); "
                                "choose one of ['sgd', 'adam', 'adamw']."),
     (["--dataset=mnsit"], "error: --dataset 'mnsit' is unknown (did you mean 'mnist'?); "),
+    (["--dataset", "kmnist"], "error: --dataset 'kmnist' is unknown (did you mean 'mnist'?); no such file or folder"),
+    (["--data-dir", "/no/such/folder"], "error: --data-dir /no/such/folder: no such folder"),
+    (["--model", "no_such_pkg.models:Net"], "error: --model no_such_pkg.models:Net: cannot import it "
+                                            "(ModuleNotFoundError: No module named 'no_such_pkg')"),
+    (["--model", f"{NET}:Nope"], f"error: --model {NET}:Nope: cannot import it (AttributeError: "),
+    (["--model", f"{NET}:DigitsCNN", "--max-params", "1000"],
+     f"error: --model {NET}:DigitsCNN has 50,282 trainable parameters, over --max-params 1,000"),
     (["--epoch", "3"], "error: unknown flag --epoch (did you mean '--epochs'?); see --help for the flags."),
     (["--epochs", "x"], "error: --epochs needs an integer, got 'x'."),
     (["--max-lr", "fast"], "error: --max-lr needs a number, got 'fast'."),

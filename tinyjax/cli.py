@@ -233,6 +233,7 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
     Raises:
       ConfigError: flags that contradict each other, or a bad config.
     """
+    from tinyjax.train.prepare import with_inputs
     from tinyjax.validation import validate
 
     if known.find_lr is not None and (known.resume or known.sweep or known.grid is not None or known.seeds):
@@ -259,9 +260,7 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
         configs = [_parse_over(variants, _named(variants, v), rest, description) for v in names]
         if known.seeds:
             configs = [dataclasses.replace(c, seed=known.seeds[0], seeds=known.seeds) for c in configs]
-    from tinyjax.train.loop import with_inputs
-
-    configs = [with_inputs(c) for c in configs]
+    configs = [with_inputs(c) for c in configs]  # File references and data paths made absolute.
     for config in configs:
         validate(config)
     if known.halving is not None:

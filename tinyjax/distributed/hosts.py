@@ -18,7 +18,7 @@ Which process does what:
   must therefore be one folder that every process sees (a shared file
   system);
 - a stop (SIGINT / SIGTERM to any process) is agreed at the next host sync
-  (every ``tinyjax.train.epochs.SYNC_EVERY`` steps of the ``step`` loop, the
+  (every ``tinyjax.train.progress.SYNC_EVERY`` steps of the ``step`` loop, the
   end of the epoch with ``scan``), so all processes save and stop at the
   same step; the loading of the data is agreed too (``together``). A process
   that fails later on its own (a full disk on process 0) leaves the others

@@ -72,6 +72,13 @@ class Net:
         return isinstance(other, Net) and (self.kind, self.name, self.module, self.factory, self.graphdef) == (
             other.kind, other.name, other.module, other.factory, other.graphdef) and self.instance is other.instance
 
+    def __getattr__(self, name):
+        """A linen model's fields (``dtype``, ``num_classes``, ...) read through the ``Net``."""
+        module = self.__dict__.get("module")
+        if module is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(module, name)
+
     # ------------------------------------------------------------------ the pure pair
     def init(self, key: jax.Array, x: jax.Array) -> dict:
         """``{"params", "batch_stats"}`` of a fresh model; ``x float32 [1, H, W, C]`` (its shape only

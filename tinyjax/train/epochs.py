@@ -19,23 +19,21 @@ run trains are the same whether or not it was interrupted.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from tinyjax import data
 from tinyjax.config import Config
 from tinyjax.data import augment
-from tinyjax.distributed import hosts, parallel
+from tinyjax.distributed import parallel
 from tinyjax.runs.inference import view_logits
+from tinyjax.train.progress import SYNC_EVERY, Progress, summarize  # noqa: F401  (still importable from here)
 from tinyjax.train.steps import batch_metrics, train_step
 
 BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry
-SYNC_EVERY = 25  # Steps between host syncs of the step loop (progress bar, non-finite check).
 
 
 class TrainCarry(NamedTuple):
@@ -124,13 +122,6 @@ def zero_metrics(train: bool = False, replicas: int | None = None) -> dict[str, 
     totals = {"loss_sum": jnp.zeros(shape, jnp.float32), "correct": jnp.zeros(shape, jnp.int32),
               "count": jnp.zeros(shape, jnp.int32)}
     return {**totals, "nonfinite": jnp.zeros(shape, jnp.int32)} if train else totals
-
-
-def summarize(totals: dict[str, jax.Array]) -> tuple[float, float]:
-    """(accuracy in %, mean loss) from summed metrics (of all replicas together, when they have a replica axis)."""
-    totals = jax.device_get(totals)
-    count = max(int(np.sum(totals["count"])), 1)
-    return 100.0 * float(np.sum(totals["correct"])) / count, float(np.sum(totals["loss_sum"])) / count
 
 
 def batch_fns(config: Config, axis_name: str | None = None, normalization=None) -> tuple[BatchFn, BatchFn]:
@@ -245,7 +236,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         if hook is not None:
             hook(start, carry)
         partial = 0 if net.takes_mask else examples % config.batch_size  # The last batch at its true size.
-        with _Progress(steps, start, description, should_stop, config.on_nan == "stop", placement,
+        with Progress(steps, start, description, should_stop, config.on_nan == "stop", placement,
                        active, hook) as on_step:
             carry = placement.carry(carry)
             if not partial:
@@ -284,42 +275,3 @@ def _split_last(run_train, carry, device_data, indices, mask, start: int, on_ste
     carry, n = run_train(carry, device_data, rows(indices, steps - 1, steps, size), rows(mask, steps - 1, steps, size),
                          0, last_step)
     return carry, steps - 1 + n
-
-
-class _Progress:
-    """The step loop's hook (``epoch_driver``'s ``on_step``): ``hook(done, carry)`` first (``--profile``),
-    a stop asked by ``should_stop``, a non-finite step with ``--on-nan stop`` (at host syncs), and the
-    tqdm bar."""
-
-    def __init__(self, steps: int, start: int, description: str, should_stop, stop_on_nan: bool,
-                 placement: parallel.Placement, active: Sequence[bool] | None = None, hook=None):
-        self.steps, self.should_stop, self.stop_on_nan, self.placement = steps, should_stop, stop_on_nan, placement
-        self.hook = hook
-        # Replicas stopped early (--early-stop) train on, their updates thrown away: their steps never stop the epoch.
-        self.active = None if active is None else jnp.asarray(np.asarray(active, np.int32))
-        self.bar = tqdm.tqdm(total=steps, initial=start, desc=description, leave=False, unit="step",
-                             disable=not sys.stderr.isatty() or not hosts.primary())
-
-    def __enter__(self) -> Callable[[int, TrainCarry], bool]:
-        return self.on_step
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
-
-    def on_step(self, done: int, carry: TrainCarry) -> bool:
-        if self.hook is not None:
-            self.hook(done, carry)
-        sync = done % SYNC_EVERY == 0 or done == self.steps
-        # With several processes should_stop is a collective: at host syncs only.
-        if self.should_stop is not None and (sync or self.placement.processes == 1) and self.should_stop():
-            return True
-        if not sync:
-            return False
-        bad = carry.totals["nonfinite"] if self.active is None else carry.totals["nonfinite"] * self.active
-        if self.stop_on_nan and int(jnp.max(bad)):  # A host sync: not every step.
-            return True
-        if not self.bar.disable:
-            self.bar.update(done - self.bar.n)
-            accuracy, loss = summarize(carry.totals)
-            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2f}%", refresh=False)
-        return False

@@ -17,16 +17,14 @@ diverging point must not end the whole vmapped program (again on every
 Rung-synchronous: every point still training trains to the rung and pauses
 there, saved (``train_members(until=...)``); the pruned ones are finished
 where they paused; the kept ones resume as a new, smaller program (vmapped
-where they share one, else one after another, pruned alike).
-``scripts/bench_halving.py`` measures that against holding the pruned points
-in the program. The search directory ``<out>/<experiment>-<variant>-halving-<timestamp>/``
-holds ``halving.json`` (configs, rungs, each rung's decision), ``point-<k>/``
-(normal run directories; ``results.json`` gains ``epochs_trained`` and
-``halving``: rank, rung, ranking value), ``halving.md`` (the grid's table in
-rank order) and ``halving.png``. Decisions are recomputed from the points'
-records (as process 0 reads them), so ``--resume SEARCH_DIR`` after SIGINT or
-SIGTERM makes the same ones and ends bit for bit as the uninterrupted search.
-See docs/seeds-and-grids.md.
+where they share one, else one after another, pruned alike). ``scripts/bench_halving.py`` measures
+that against holding the pruned points in the program. The search directory
+``<out>/<experiment>-<variant>-halving-<timestamp>/`` holds ``halving.json`` (configs, rungs, each
+rung's decision), ``point-<k>/`` (normal run directories; ``results.json`` gains ``epochs_trained``
+and ``halving``: rank, rung, ranking value), ``halving.md`` (the grid's table in rank order) and
+``halving.png``. Decisions are recomputed from the points' records (as process 0 reads them), so
+``--resume SEARCH_DIR`` after SIGINT or SIGTERM makes the same ones and ends bit for bit as the
+uninterrupted search. See docs/seeds-and-grids.md.
 """
 
 from __future__ import annotations
@@ -40,9 +38,11 @@ import shutil
 import time
 from typing import Callable, Sequence
 
-from tinyjax import data, models, runs
+from tinyjax import runs
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
 from tinyjax.distributed import hosts
+from tinyjax.data.splits import data_info, dataset_of
+from tinyjax.models.door import resolve
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
@@ -133,8 +133,9 @@ def start(configs: Sequence[Config], eta: int, fields: Sequence[str]) -> str:
     configs = [dataclasses.replace(x, on_nan="skip") for x in configs]  # See the module docstring.
     c = configs[0]
     hosts.together(lambda: runs.check_writable(c.out))
-    layers = layer_table(models.create(c.model), data.IMAGE_SHAPES[c.data.name]).markdown()  # The first point's.
-    path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), layers)
+    info = data_info(c, dataset_of(c))  # The first point's data and layer table.
+    layers = layer_table(resolve(c.model, num_classes=info.num_classes, dtype=c.dtype), info.image_shape).markdown()
+    path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), layers, data_info=info.to_json())
     _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
                   "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
                   "points": [f"point-{k}" for k in range(len(configs))],

@@ -15,7 +15,6 @@ metrics, checkpoints, results. Devices are the epoch functions' placement
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import signal
 import sys
@@ -32,8 +31,8 @@ from tinyjax.data.dataset import Dataset
 from tinyjax.distributed import hosts
 from tinyjax.runs.inference import predict
 from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
-from tinyjax.train.prepare import Position, Run, announce, prepare, restore
-from tinyjax.train.profile import StepTrace
+from tinyjax.train.prepare import Position, Run, announce, prepare, restore, with_inputs
+from tinyjax.train.profile import StepTrace, traced
 from tinyjax.train import replicas, stopping
 from tinyjax.train import flops
 from tinyjax.train.records import TIMING, epoch_line, epoch_record
@@ -85,31 +84,6 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
     state, histories, run_dirs = train_members([config], print_fn, None if resume is None else [resume],
                                                model=model, dataset=data)
     return state, histories[0], run_dirs[0]
-
-
-def with_inputs(config: Config, model=None, data: Dataset | None = None) -> Config:
-    """``config`` naming a model and data passed as objects: ``model`` its import reference (or, for
-    an object that has none, ``python:<type>``), ``data.name`` the dataset's name (``"arrays"``); a
-    file reference in ``--model`` and a path in ``--dataset`` made absolute, so that a resume, an
-    evaluation or an export finds them from any folder."""
-    import os
-
-    where, colon, attr = config.model.rpartition(":")
-    if colon and where.endswith(".py"):
-        config = dataclasses.replace(config, model=f"{os.path.abspath(where)}:{attr}")
-    if data is None and os.path.exists(config.data.name):
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=os.path.abspath(config.data.name)))
-    if model is not None:
-        from tinyjax.models.door import ModelError, resolve
-
-        try:
-            net = resolve(model)
-        except ModelError as e:
-            raise ConfigError(str(e)) from None
-        config = dataclasses.replace(config, model=net.reference or f"python:{net.name}")
-    if data is not None:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=data.name))
-    return config
 
 
 def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT,
@@ -187,7 +161,7 @@ def train_epochs(run: Run, position: Position,
                                                       epoch, start_step, totals, interrupts.agreed,
                                                       f"epoch {epoch + 1}/{config.epochs}",
                                                       stops.active if run.n > 1 else None,
-                                                      trace and _traced(trace, epoch, run.steps_per_epoch, config.loop))
+                                                      trace and traced(trace, epoch, run.steps_per_epoch, config.loop))
                 state, trained, start_step = stops.hold(state), done - start_step, 0  # Stopped members keep their weights.
                 nonfinite = [int(x) * active for x, active in
                              zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]
@@ -235,16 +209,6 @@ def train_epochs(run: Run, position: Position,
         if trace:  # Last: it only observes (and warns instead of raising).
             trace.close()
     return state, histories, bests, signum
-
-
-def _traced(trace: StepTrace, epoch: int, steps: int, loop: str) -> Callable:
-    """``train_epoch``'s hook for ``--profile``: ``done`` steps of (0-based) ``epoch`` as the run's step
-    count, and how far the steps before the next call go: the next step, the epoch's end under
-    ``scan``, none after the epoch's last step (its evaluation and save come first)."""
-    def hook(done: int, carry) -> None:
-        trace.at(epoch * steps + done, epoch * steps + (steps if loop == "scan" or done == steps else done + 1),
-                 carry)
-    return hook
 
 
 def _record(run: Run, epoch: int, state, totals, evals: dict, steps, nonfinite: list[int],

@@ -50,9 +50,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import data, models, runs, streams
+from tinyjax import data, runs, streams
 from tinyjax.config import Config, ConfigError, ScheduleConfig
-from tinyjax.data.splits import load_splits
+from tinyjax.data.splits import data_info, dataset_of, load_splits
+from tinyjax.models.door import resolve
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, resolve_loop, zero_metrics
@@ -114,11 +115,14 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     """
     done = done or {}
     configs = member_configs(dataclasses.replace(config, on_nan="stop"), lrs)
-    mode = replicas.resolve(config.replicas, config.model)
-    images, labels = train if train is not None else load_splits(config)["train"]
+    source = dataset_of(config)
+    info = data_info(config, source)
+    net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
+    mode = replicas.resolve(config.replicas, net, info.image_shape)
+    images, labels = train if train is not None else load_splits(config, source)["train"]
     steps_per_epoch = data.num_batches(len(labels), config.batch_size)
     try:
-        states = [init_state(c, steps_per_epoch, images)[1] for c in configs]
+        states = [init_state(c, steps_per_epoch, images, net=net, info=info)[1] for c in configs]
     except ValueError as e:
         raise ConfigError(str(e)) from e
     device_data = data.to_device(images, labels)
@@ -130,7 +134,7 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     losses = np.full((steps, len(configs)), np.nan, np.float32)
     for k, curve in done.items():
         losses[:, k] = curve
-    program = _program(configs[0], mode == "vmap")
+    program = _program(configs[0], mode == "vmap", (info.mean, info.std))
     for group in groups:
         state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
         losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None)
@@ -139,11 +143,11 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     return losses
 
 
-def _program(config: Config, replicated: bool):
+def _program(config: Config, replicated: bool, normalization=None):
     """The compiled train steps that also give each step's mean loss: ``(carry, data, indices [S,
     (K,) B], mask) -> (carry, float32 [S] or [S, K])``, as the run's ``--loop`` would run them
     (``epochs.resolve_loop``: jitted steps called from Python on CPU, one ``lax.scan`` elsewhere)."""
-    train_batch, eval_batch = batch_fns(config)
+    train_batch, eval_batch = batch_fns(config, normalization=normalization)
     if replicated:
         train_batch = over_replicas(train_batch, eval_batch)[0]
 
@@ -210,9 +214,12 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
         if steps < 5:
             raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
         runs.check_writable(config.out)
-        train = load_splits(config)["train"]  # Missing data: an error before the run directory exists.
+        source = dataset_of(config)
+        train = load_splits(config, source)["train"]  # Missing data: an error before the run directory exists.
+        info = data_info(config, source)
+        net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
         run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
-                              layer_table(models.create(config.model), data.IMAGE_SHAPES[config.data.name]).markdown())
+                              layer_table(net, info.image_shape).markdown(), data_info=info.to_json())
         progress = {"lrs": [float(x) for x in lrs], "steps": steps, "seed": config.seed,
                     "done": [False] * len(lrs), "losses": [None] * len(lrs)}
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)

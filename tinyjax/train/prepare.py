@@ -173,6 +173,27 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
     return run, [s for _, s, _ in inits]
 
 
+def with_inputs(config: Config, model=None, data: data.Dataset | None = None) -> Config:
+    """``config`` naming a model and data passed as objects: ``model`` its import reference (or, for
+    an object that has none, ``python:<type>``), ``data.name`` the dataset's name (``"arrays"``); a
+    file reference in ``--model`` and a path in ``--dataset`` made absolute, so that a resume, an
+    evaluation or an export finds them from any folder."""
+    where, colon, attr = config.model.rpartition(":")
+    if colon and where.endswith(".py"):
+        config = dataclasses.replace(config, model=f"{os.path.abspath(where)}:{attr}")
+    if data is None and os.path.exists(config.data.name):
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=os.path.abspath(config.data.name)))
+    if model is not None:
+        try:
+            net = resolve(model)
+        except ModelError as e:
+            raise ConfigError(str(e)) from None
+        config = dataclasses.replace(config, model=net.reference or f"python:{net.name}")
+    if data is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=data.name))
+    return config
+
+
 def _check_last_batch(config: Config, net, examples: int, devices: int) -> None:
     """A model without ``mask`` trains an epoch's last partial batch at its true size: ``--accumulate``
     and the device count must divide it.

@@ -103,3 +103,13 @@ class StepTrace:
             self.print_fn(f"profile: training steps {steps} traced into {self.directory} (asked: "
                           f"{self.start}:{self.stop}); open it with tensorboard --logdir {self.directory}, "
                           "or its perfetto_trace.json.gz on https://ui.perfetto.dev")
+
+
+def traced(trace: StepTrace, epoch: int, steps: int, loop: str) -> Callable:
+    """``train_epoch``'s hook for ``--profile``: ``done`` steps of (0-based) ``epoch`` as the run's step
+    count, and how far the steps before the next call go: the next step, the epoch's end under
+    ``scan``, none after the epoch's last step (its evaluation and save come first)."""
+    def hook(done: int, carry) -> None:
+        trace.at(epoch * steps + done, epoch * steps + (steps if loop == "scan" or done == steps else done + 1),
+                 carry)
+    return hook

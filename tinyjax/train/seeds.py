@@ -36,7 +36,8 @@ from tinyjax.models.summary import layer_table
 from tinyjax.runs.checkpoint import find
 from tinyjax.runs.compare import confidence_interval
 from tinyjax.train import replicas
-from tinyjax.train.loop import train_members, with_inputs
+from tinyjax.train.loop import train_members
+from tinyjax.train.prepare import with_inputs
 from tinyjax.validation import validate
 
 # Per member, summarised as their mean (None when unknown): what the device achieved (tinyjax.train.flops).
