@@ -59,7 +59,7 @@ NET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
     (["--optimizer", "adamx"], "error: --optimizer 'adamx' is unknown (did you mean 'adam'?); "
                                "choose one of ['sgd', 'adam', 'adamw']."),
     (["--dataset=mnsit"], "error: --dataset 'mnsit' is unknown (did you mean 'mnist'?); "),
-    (["--dataset", "kmnist"], "error: --dataset 'kmnist' is unknown (did you mean 'mnist'?); no such file or folder"),
+    (["--dataset", "kmnist"], "error: --dataset kmnist: no prepared array_record data for its 'train' split"),
     (["--data-dir", "/no/such/folder"], "error: --data-dir /no/such/folder: no such folder"),
     (["--model", "no_such_pkg.models:Net"], "error: --model no_such_pkg.models:Net: cannot import it "
                                             "(ModuleNotFoundError: No module named 'no_such_pkg')"),

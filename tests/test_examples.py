@@ -5,8 +5,6 @@ import json
 import os
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
@@ -40,3 +38,18 @@ def test_nnx_model_on_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert evaluate([run_dir]) == 0
     assert "(recorded: " in capsys.readouterr().out
+
+
+def test_a_tfds_name_on_mock_data(tmp_path):
+    """examples/tfds_name.py on tfds.testing.mock_data (no network; random images): KMNIST's class
+    names and shapes reach the run, and it finishes."""
+    import tensorflow_datasets as tfds
+
+    import tfds_name
+
+    with tfds.testing.mock_data(num_examples=1024):  # 8 steps of 128.
+        run_dir = tfds_name.main(epochs=1, out=str(tmp_path))
+    info = json.load(open(os.path.join(run_dir, "data.json")))
+    assert info["image_shape"] == [28, 28, 1] and info["class_names"][:3] == ["o", "ki", "su"]
+    assert len(info["class_names"]) == 10 and os.path.exists(os.path.join(run_dir, "results.json"))
+    assert json.load(open(os.path.join(run_dir, "config.json")))["data"]["name"] == "kmnist"

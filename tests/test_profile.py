@@ -15,7 +15,7 @@ from tinyjax.cli import main
 from tinyjax.config import ConfigError
 from tinyjax.runs import checkpoint
 from tinyjax.train import flops, profile
-from tinyjax.train.loop import _traced
+from tinyjax.train.profile import traced as _traced
 from tinyjax.train.records import TIMING, epoch_line
 from tinyjax.train.state import init_state
 from tinyjax.validation import parse_profile

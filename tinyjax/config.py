@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 class DataConfig:
     name: Annotated[str, tyro.conf.arg(name="dataset")] = "mnist"
     """Dataset: mnist, fashion_mnist, cifar10 (built in), a .npz file (x_train, y_train [, x_test, y_test,
-    class_names]) or a folder of class folders (docs/your-model-and-data.md)."""
+    class_names]), a folder of class folders, or a TFDS image-classification name such as kmnist
+    (docs/your-model-and-data.md)."""
     data_dir: Optional[str] = None
     """Folder holding the raw files (<dataset>/ with IDX files; CIFAR-10 as cifar-10-batches-py/-bin, an
     ImageFolder tree or its .tar.gz); searched before $TINYJAX_DATA_DIR, /usr/share/datasets, the cache, TFDS

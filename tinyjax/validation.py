@@ -61,10 +61,13 @@ def _field_checks(config: Config, given_data: bool = False) -> list[tuple[bool, 
 
     from tinyjax.data.dataset import BUILTIN, FORMS
 
+    from tinyjax.data.dataset import is_tfds_name
+
     name = config.data.name
     return [
-        (given_data or name in BUILTIN or os.path.isdir(name) or (os.path.isfile(name) and name.endswith(".npz")),
-         f"--dataset {name!r} is unknown{closest(name, BUILTIN)}; no such file or folder either: give {FORMS}"),
+        (given_data or name in BUILTIN or os.path.isdir(name) or (os.path.isfile(name) and name.endswith(".npz"))
+         or is_tfds_name(name), f"--dataset {name!r} is unknown{closest(name, BUILTIN)}; no such file, folder or "
+         f"TFDS dataset either: give {FORMS}"),
         (config.data.data_dir is None or os.path.isdir(config.data.data_dir),
          f"--data-dir {config.data.data_dir}: no such folder; give an existing folder, or drop --data-dir"),
         (config.data.image_size is None or (len(config.data.image_size) == 2 and min(config.data.image_size) >= 1),

@@ -3,7 +3,8 @@ normalisation) from a built-in name, a ``.npz`` file, a folder of class folders,
 arrays (``from_arrays``); ``DataInfo``, what a later process needs without the images.
 
 ``--dataset`` (``DataConfig.name``) is resolved in this order: a built-in name (``BUILTIN``), an
-existing path (a ``.npz`` or a class-folder tree), else one error line listing the forms.
+existing path (a ``.npz`` or a class-folder tree), a TFDS image-classification name (read with
+``tfds.data_source``), else one error line listing the forms.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ BUILTIN_CLASSES = {"mnist": tuple(str(d) for d in range(10)),
                    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                                "truck")}
 FORMS = ("a built-in name (mnist, fashion_mnist, cifar10), a .npz file with x_train, y_train [, x_test, y_test, "
-         "class_names], or a folder with one subfolder of images per class")
+         "class_names], a folder with one subfolder of images per class, or a TFDS image-classification name "
+         "(kmnist, emnist/balanced, cifar100, svhn_cropped, ...)")
 
 
 class DataInfo(NamedTuple):
@@ -227,13 +229,14 @@ def _read_classes(root: str, names: list[str], image_size) -> tuple[np.ndarray, 
     return (x[..., None] if x.ndim == 3 else x), np.asarray(labels, np.int32)
 
 
-def resolve(name: str, image_size: tuple[int, int] | None = None) -> Dataset | None:
-    """The ``Dataset`` of a ``--dataset`` that is not built in (a ``.npz`` or a class-folder tree);
-    None for a built-in name (loaded split by split by ``tinyjax.data.load``).
+def resolve(name: str, image_size: tuple[int, int] | None = None, data_dir: str | None = None) -> Dataset | None:
+    """The ``Dataset`` of a ``--dataset`` that is not built in, in this order: an existing path (a
+    ``.npz`` or a class-folder tree), else a TFDS name (``from_tfds``, under ``data_dir``); None for
+    a built-in name (loaded split by split by ``tinyjax.data.load``).
 
     Raises:
-      DatasetNotFoundError: neither a built-in name nor an existing path (the forms listed).
-      DataError: the file or folder cannot be used.
+      DatasetNotFoundError: none of these (the forms listed), or TFDS data not prepared.
+      DataError: the file, folder or TFDS dataset cannot be used.
     """
     if name in BUILTIN:
         return None
@@ -241,4 +244,57 @@ def resolve(name: str, image_size: tuple[int, int] | None = None) -> Dataset | N
         return from_npz(name)
     if os.path.isdir(name):
         return from_folder(name, image_size)
-    raise DatasetNotFoundError(f"--dataset {name!r}: no such dataset; give {FORMS}.")
+    return from_tfds(name, data_dir)
+
+
+def is_tfds_name(name: str) -> bool:
+    """Whether TFDS knows ``name`` (``kmnist``, ``emnist/balanced``, ``cifar100:3.0.2``); imports TFDS."""
+    import tensorflow_datasets as tfds
+
+    try:
+        tfds.builder(name)
+    except Exception:  # tfds' DatasetNotFoundError; a malformed name.
+        return False
+    return True
+
+
+def from_tfds(name: str, data_dir: str | None = None) -> Dataset:
+    """A ``Dataset`` of a TFDS image-classification dataset, read with ``tfds.data_source`` (prepared
+    array_record data, no TensorFlow): the image and label keys from the builder's
+    ``supervised_keys``, the class names from its label feature; the ``train`` split and, when
+    there is one, ``test``.
+
+    Raises:
+      DatasetNotFoundError: TFDS does not know ``name`` (the forms listed), or its data is not
+        prepared as array_record under ``data_dir`` (TFDS's default folder when None).
+      DataError: not an image-classification dataset (no image and class-label pair).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception:
+        raise DatasetNotFoundError(f"--dataset {name!r} is no built-in name, file, folder or TFDS dataset; "
+                                   f"give {FORMS}, or a TFDS image-classification name such as kmnist.") from None
+    image_key, label_key = builder.info.supervised_keys or ("image", "label")
+    features = builder.info.features
+    if not (image_key in features and label_key in features and isinstance(features[image_key], tfds.features.Image)
+            and isinstance(features[label_key], tfds.features.ClassLabel)):
+        raise DataError(f"--dataset {name}: TFDS's {name} has no image and class-label pair ({features}); "
+                        "tinyjax trains image classifiers.")
+    splits = list(builder.info.splits) or ["train", "test"]
+
+    def read(split):
+        try:
+            source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception as e:
+            raise DatasetNotFoundError(
+                f"--dataset {name}: no prepared array_record data for its {split!r} split ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:160]}); prepare it where there is a network (tfds build {name} "
+                "--file_format=array_record) and point --data-dir at it.") from None
+        records = [source[i] for i in range(len(source))]
+        return np.stack([np.asarray(r[image_key]) for r in records]), np.array([r[label_key] for r in records])
+
+    x, y = read("train")
+    test = read("test") if "test" in splits else (None, None)
+    return from_arrays(x, y, *test, class_names=features[label_key].names, name=name)

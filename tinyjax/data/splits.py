@@ -23,7 +23,7 @@ def dataset_of(config: Config, dataset: Dataset | None = None) -> Dataset | None
     """
     if dataset is not None:
         return dataset
-    return resolve(config.data.name, config.data.image_size)
+    return resolve(config.data.name, config.data.image_size, config.data.data_dir)
 
 
 def data_info(config: Config, dataset: Dataset | None = None) -> DataInfo:
