@@ -15,9 +15,10 @@ def history(run_dir):
         return [json.loads(line) for line in f]
 
 
-def assert_same_run(a, b, exact=False, rtol=1e-4):
+def assert_same_run(a, b, exact=False, rtol=1e-4, weights=None):
     """Two run directories trained the same: metrics per epoch (losses and lr to ``rtol``, accuracies to
-    0.5 points) and the latest weights (to ``10 * rtol``, ``atol`` ``rtol``); ``exact``: bit for bit."""
+    0.5 points) and the latest weights (to ``10 * rtol``, ``atol`` ``rtol``; or ``weights`` = (rtol, atol));
+    ``exact``: bit for bit."""
     ha, hb = history(a), history(b)
     assert [h["epoch"] for h in ha] == [h["epoch"] for h in hb]
     for x, y in zip(ha, hb):
@@ -25,8 +26,9 @@ def assert_same_run(a, b, exact=False, rtol=1e-4):
             np.testing.assert_allclose(x[key], y[key], rtol=0 if exact else rtol)
         for key in ("train_acc", "test_acc"):  # A near-tie may flip one image.
             assert abs(x[key] - y[key]) <= (0 if exact else 0.5), (key, x[key], y[key])
+    weights_rtol, weights_atol = (0, 0) if exact else weights or (10 * rtol, rtol)
     chex.assert_trees_all_close(load(a, "latest").variables, load(b, "latest").variables,
-                                rtol=0 if exact else 10 * rtol, atol=0 if exact else rtol)
+                                rtol=weights_rtol, atol=weights_atol)
 
 
 def sigterm_after_epoch(monkeypatch, cut):

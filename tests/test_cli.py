@@ -61,6 +61,7 @@ NET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
     (["--dataset=mnsit"], "error: --dataset 'mnsit' is unknown (did you mean 'mnist'?); "),
     (["--dataset", "kmnist"], "error: --dataset kmnist: no prepared array_record data for its 'train' split"),
     (["--data-dir", "/no/such/folder"], "error: --data-dir /no/such/folder: no such folder"),
+    (["--image-size", "32x32"], "error: --image-size must be H,W in pixels (e.g. 32,32), got '32x32'."),
     (["--model", "no_such_pkg.models:Net"], "error: --model no_such_pkg.models:Net: cannot import it "
                                             "(ModuleNotFoundError: No module named 'no_such_pkg')"),
     (["--model", f"{NET}:Nope"], f"error: --model {NET}:Nope: cannot import it (AttributeError: "),

@@ -159,7 +159,8 @@ def test_a_maskless_model_trains_the_last_batch_at_its_true_size():
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (100, 6, 6, 1), dtype=np.uint8), rng.integers(0, 3, 100).astype(np.int32)
     info = DataInfo((6, 6, 1), ("a", "b", "c"), 0.5, 0.25)
-    config = Config(epochs=1, batch_size=32, optim=OptimConfig(name="sgd", lr=0.1), schedule=ScheduleConfig(name="constant"))
+    config = Config(epochs=1, batch_size=32, optim=OptimConfig(name="sgd", lr=0.1),
+                    schedule=ScheduleConfig(name="constant"))
     net = resolve(Maskless(), num_classes=3)
     assert not net.takes_mask and net.takes_train
     _, state, _ = init_state(config, 4, net=net, info=info)
@@ -215,7 +216,7 @@ def test_bad_user_data_is_one_error_each():
                        ((x[0], y), "must be \\[N, H, W, C\\]"),
                        ((x.astype(np.int16), y), "give uint8 pixels"),
                        ((x.astype(np.float32) + 2, y), "must lie in \\[0, 1\\]"),
-                       ((x, y, np.zeros((2, 9, 9), np.uint8), np.array([0, 1])), "give both splits images of one shape"),
+                       ((x, y, np.zeros((2, 9, 9), np.uint8), np.array([0, 1])), "images of one shape"),
                        ((x, y[:3]), "one label per image")]:
         with pytest.raises(DataError, match=match):
             from_arrays(*bad)
@@ -241,4 +242,59 @@ def test_a_model_that_does_not_fit_the_data_stops_before_training(digits, tmp_pa
             train_and_evaluate(config, model=model, data=digits)
     with pytest.raises(ConfigError, match="over --max-params 100"):
         train_and_evaluate(Config(out=str(tmp_path), max_params=100), model=NET, data=digits)
+    # No mask: the last batch, 1,500 % 64 = 28 images, trains at its true size, which 8 micro-batches do not cut.
+    with pytest.raises(ConfigError, match="takes no mask.* 28 images .*--accumulate 8"):
+        train_and_evaluate(Config(out=str(tmp_path), batch_size=64, accumulate=8), model=NET, data=digits)
     assert not os.listdir(tmp_path)  # Nothing written.
+
+
+def test_a_resume_whose_model_no_longer_imports_is_one_error(own_run, digits, tmp_path):
+    from tinyjax.runs.checkpoint import load_config
+
+    _, _, _, run_dir = own_run
+    gone = dataclasses.replace(load_config(run_dir), model=str(tmp_path / "deleted.py") + ":DigitsCNN")
+    with pytest.raises(ConfigError, match="deleted.py:DigitsCNN: cannot import it"):
+        train_and_evaluate(gone, resume=run_dir, data=digits)
+
+
+def test_a_dataset_larger_than_memory_is_one_line():
+    from tinyjax.data.dataset import _check_memory
+
+    with pytest.raises(DataError, match="huge.npz holds 931322.6 GiB, more than the .* GiB of memory free"):
+        _check_memory("huge.npz", 10**15)
+
+
+def test_a_folder_of_class_folders_is_a_dataset(tmp_path):
+    """Real digits written as PNGs into class folders (sorted names, as torchvision's ImageFolder),
+    some at another size: one error line without --image-size, resized with it; a train/test layout
+    keeps its split."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from tinyjax.data.dataset import resolve as dataset
+
+    d = load_digits()
+    names = ["zero", "one", "two"]
+    for i in range(30):
+        label, pixels = int(d.target[i]) % 3, np.rint(d.images[i] * 255 / 16).astype(np.uint8)
+        split = "train" if i < 24 else "test"
+        for root in (tmp_path / "flat" / names[label], tmp_path / "split" / split / names[label]):
+            root.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(pixels)
+            (image.resize((10, 10)) if i == 5 else image).save(root / f"{i}.png")
+    with pytest.raises(DataError, match="images of 2 sizes .*pass --image-size H,W"):
+        dataset(str(tmp_path / "flat"))
+    flat = dataset(str(tmp_path / "flat"), (8, 8))
+    assert flat.info.class_names == ("one", "two", "zero") and flat.train[0].shape == (30, 8, 8, 1)
+    assert flat.test is None
+    split = dataset(str(tmp_path / "split"), (8, 8))
+    assert split.train[0].shape == (24, 8, 8, 1) and split.test[0].shape == (6, 8, 8, 1)
+    expected = sorted(["one", "two", "zero"].index(names[int(t) % 3]) for t in d.target[24:30])  # Read class by class.
+    np.testing.assert_array_equal(split.test[1], expected)
+
+
+def test_a_user_run_is_in_the_report(own_run):
+    from tinyjax.runs import report
+
+    _, _, _, run_dir = own_run
+    assert os.path.basename(run_dir) in report.table([run_dir])

@@ -41,7 +41,13 @@ def test_each_vmapped_replica_equals_its_single_run(seed_runs):
     for seed in (0, 2):  # The sequential members are plain single runs with --seed k.
         member = os.path.join(vmapped, f"seed-{seed}")
         assert json.load(open(os.path.join(member, "config.json")))["seed"] == seed
-        assert_same_run(member, os.path.join(sequential, f"seed-{seed}"))
+        # Metrics to rtol 1e-4; weights to rtol 1e-2 / atol 5e-3. Measured on an Intel Xeon with AVX-512
+        # (2026-12-04; the code before issue 35 failed the old 1e-3 / 1e-4 here too), vmapped minus single run,
+        # largest difference after 1, 2, 4, 8, 12, 16 steps: seed 0 6e-8, 6e-8, 7e-8, 3.8e-5, 1.1e-3, 2.9e-3;
+        # seed 2 6e-8 ... 2.4e-7. Rounding-level until a step where seed 0 jumps (a max-pool tie or a ReLU at 0
+        # flips on one ulp), then the high one-cycle lr grows it. A replica that trained anything else differs
+        # by tens of percent.
+        assert_same_run(member, os.path.join(sequential, f"seed-{seed}"), weights=(1e-2, 5e-3))
     a, b = history(os.path.join(vmapped, "seed-0")), history(os.path.join(vmapped, "seed-2"))
     assert a[-1]["train_loss"] != b[-1]["train_loss"]  # Own init and data order: not one model twice.
 

@@ -36,9 +36,9 @@ class DataConfig:
     """Evaluate on a fixed subset of N images of the test split (images; the same subset for every --seed
     and run), for quick checks: accuracies on a subset are not comparable with the full test set's (which
     run records say); None: all."""
-    image_size: Optional[tuple[int, int]] = None
-    """Resize every image of a class-folder --dataset to H W (pixels, bilinear); None: keep their size (one
-    size for all)."""
+    image_size: Optional[str] = None
+    """H,W: resize every image of a class-folder --dataset to H x W pixels (bilinear), e.g. 32,32; None: keep
+    their size (one size for all)."""
     val_split: int = 0
     """Hold out N train images (images; the same seeded subset for every --seed) as a validation split
     that picks the best checkpoint, so the test set only reports; 0: none."""

@@ -3,7 +3,7 @@ take and no preset recipe behind them (the defaults of ``tinyjax.config.Config``
 --max-lr 0.05, 20 epochs of batch 128).
 
     tinyjax-train --model path/to/net.py:Net --dataset data.npz --epochs 10 --optimizer adam --max-lr 0.01
-    tinyjax-train --model my_package.models:tiny_cnn --dataset path/to/class_folders --image-size 32 32 --seeds 5
+    tinyjax-train --model my_package.models:tiny_cnn --dataset path/to/class_folders --image-size 32,32 --seeds 5
     tinyjax-train --resume runs/train-default-<timestamp>
 
 --model takes a preset name or an import reference to a flax linen or nnx module (a module, a class

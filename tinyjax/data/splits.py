@@ -23,7 +23,8 @@ def dataset_of(config: Config, dataset: Dataset | None = None) -> Dataset | None
     """
     if dataset is not None:
         return dataset
-    return resolve(config.data.name, config.data.image_size, config.data.data_dir)
+    size = None if config.data.image_size is None else tuple(int(n) for n in config.data.image_size.split(","))
+    return resolve(config.data.name, size, config.data.data_dir)
 
 
 def data_info(config: Config, dataset: Dataset | None = None) -> DataInfo:

@@ -156,8 +156,9 @@ def resolve(spec, *, num_classes: int | None = None, dtype: str = "float32") -> 
             if spec not in PRESETS:
                 from tinyjax.validation import closest
 
-                raise ModelError(f"--model {spec!r} is unknown{closest(spec, PRESETS)}; choose one of {sorted(PRESETS)}, "
-                                 "or give an import reference, package.module:attr or path/to/file.py:attr")
+                raise ModelError(f"--model {spec!r} is unknown{closest(spec, PRESETS)}; choose one of "
+                                 f"{sorted(PRESETS)}, or give an import reference, package.module:attr or "
+                                 "path/to/file.py:attr")
             reference, spec = spec, PRESETS[spec]
         else:
             reference, spec = spec, import_reference(spec)

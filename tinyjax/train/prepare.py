@@ -182,7 +182,8 @@ def with_inputs(config: Config, model=None, data: data.Dataset | None = None) ->
     if colon and where.endswith(".py"):
         config = dataclasses.replace(config, model=f"{os.path.abspath(where)}:{attr}")
     if data is None and os.path.exists(config.data.name):
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=os.path.abspath(config.data.name)))
+        absolute = os.path.abspath(config.data.name)
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, name=absolute))
     if model is not None:
         try:
             net = resolve(model)
@@ -262,7 +263,8 @@ def announce(run: Run, position: Position) -> None:
     config, sizes = run.config, " / ".join(f"{len(labels)} {name}" for name, (_, labels) in run.splits.items())
     run.print_fn(run.table.markdown())
     run.print_fn(f"{config.experiment}: {run.model.name} ({run.table.trainable_params:,} params), {config.data.name} "
-                 f"{sizes}{' (test: 10% of train held out, the data has no test split)' if run.held_out else ''}, {config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
+                 f"{sizes}{' (test: 10% of train held out, the data has no test split)' if run.held_out else ''}, "
+                 f"{config.epochs} epochs x {run.steps_per_epoch} steps of {config.batch_size}, "
                  f"{run.placement.describe()}, '{config.loop}' loop"
                  + (", the nnx object's own init for every member" if run.model.instance is not None else "")
                  + ("" if run.model.reference else " (a Python object: load it with tinyjax.load(run_dir, model=...))")

@@ -102,7 +102,7 @@ def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, inf
     state = create_train_state(net, tx, jax.random.key(config.seed), (1,) + tuple(info.image_shape),
                                ema=config.ema > 0)
     from_data = net.init_from_data()
-    if from_data is not None and train_images is not None:  # A random subset: some sources store the images sorted by class.
+    if from_data is not None and train_images is not None:  # A random subset: some sources sort by class.
         key = streams.key(jax.random.key(config.seed), streams.WHITEN)
         pick = data.pipeline.subset(key, len(train_images), WHITENING_IMAGES)
         params = from_data(state.params, data.pipeline.normalize(jnp.asarray(train_images[pick]), info.mean, info.std))
