@@ -17,7 +17,7 @@ from flax import nnx
 
 import tinyjax
 from tinyjax import data
-from tinyjax.config import Config, ConfigError, DataConfig, OptimConfig, ScheduleConfig
+from tinyjax.config import AugmentConfig, Config, ConfigError, DataConfig, OptimConfig, ScheduleConfig
 from tinyjax.data import DataError, from_arrays
 from tinyjax.models.door import ModelError, resolve
 from tinyjax.train import train_and_evaluate
@@ -50,8 +50,10 @@ def digits():
     return from_arrays(d.images[:1500] / 16.0, d.target[:1500], d.images[1500:] / 16.0, d.target[1500:])
 
 
-# 1,300 train images after --val-split 200: 20 steps of 64, the last of 20 (no mask: its true size).
+# 1,300 train images after --val-split 200: 20 steps of 64, the last of 20 (no mask: its true size); the
+# augmentation at the digits' 8x8x1.
 FEATURES = Config(experiment="own", epochs=3, batch_size=64, ema=0.9, tta="flip", accumulate=2, early_stop=2,
+                  augment=AugmentConfig(crop_padding=1, rotation=10.0, brightness=0.2),  # At 8x8x1.
                   optim=OptimConfig(name="adam"), schedule=ScheduleConfig(max_lr=0.01),
                   data=DataConfig(val_split=200))
 
@@ -59,7 +61,7 @@ FEATURES = Config(experiment="own", epochs=3, batch_size=64, ema=0.9, tta="flip"
 @pytest.fixture(scope="session", params=["linen", "nnx"])
 def own_run(request, digits, tmp_path_factory):
     """A finished run of a user model (linen from a file reference, nnx as a class object) on arrays
-    with EMA, TTA, --accumulate 2 and early stopping on a validation split."""
+    with EMA, TTA, --accumulate 2, crop, rotation and brightness, and early stopping on a validation split."""
     model = NET if request.param == "linen" else TinyNnx
     out = tmp_path_factory.mktemp(f"own-{request.param}")
     _, history, run_dir = train_and_evaluate(dataclasses.replace(FEATURES, out=str(out)), model=model, data=digits)
