@@ -103,8 +103,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
                 if hosts.primary():  # A member made before its first save holds nothing to keep.
                     shutil.rmtree(d, ignore_errors=True)
         train_members([members[k] for k in batch], print_fn, resume=None if fresh else batch_dirs,
-                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir, model=model,
-                      dataset=source if source is not None else None)
+                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir, model=model, dataset=source)
     histories = [runs.read_metrics(d) for d in dirs]
     summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
     def cell(key):
