@@ -55,6 +55,16 @@ TINY_RUN = ["--epochs", "3", "--train-limit", "512", "--batch-size", "32"]  # 16
 
 
 @pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled 8x8 digits (no download) as the user's arrays: 1,500 train, 297 test."""
+    from sklearn.datasets import load_digits
+    from tinyjax.data import from_arrays
+
+    d = load_digits()
+    return from_arrays(d.images[:1500] / 16.0, d.target[:1500], d.images[1500:] / 16.0, d.target[1500:])
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished 3-epoch run of reference 000's CNN on 512 real images: its run directory."""
     from experiments import mnist_onecycle

@@ -42,14 +42,6 @@ class TinyNnx(nnx.Module):
         return self.fc(self.drop(x.reshape(x.shape[0], -1)))
 
 
-@pytest.fixture(scope="session")
-def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return from_arrays(d.images[:1500] / 16.0, d.target[:1500], d.images[1500:] / 16.0, d.target[1500:])
-
-
 # 1,300 train images after --val-split 200: 20 steps of 64, the last of 20 (no mask: its true size); the
 # augmentation at the digits' 8x8x1.
 FEATURES = Config(experiment="own", epochs=3, batch_size=64, ema=0.9, tta="flip", accumulate=2, early_stop=2,
@@ -247,6 +239,10 @@ def test_a_model_that_does_not_fit_the_data_stops_before_training(digits, tmp_pa
     # No mask: the last batch, 1,500 % 64 = 28 images, trains at its true size, which 8 micro-batches do not cut.
     with pytest.raises(ConfigError, match="takes no mask.* 28 images .*--accumulate 8"):
         train_and_evaluate(Config(out=str(tmp_path), batch_size=64, accumulate=8), model=NET, data=digits)
+    # The elastic warp's blur kernel (sigma 2: 17 pixels) against the digits' 8 pixels, known once loaded.
+    with pytest.raises(ConfigError, match="too wide for a 8-pixel image"):
+        train_and_evaluate(Config(out=str(tmp_path), augment=AugmentConfig(elastic_alpha=1.0, elastic_sigma=2.0)),
+                           model=NET, data=digits)
     assert not os.listdir(tmp_path)  # Nothing written.
 
 

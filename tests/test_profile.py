@@ -83,7 +83,7 @@ def test_profile_ranges_are_checked_with_one_line():
     from tinyjax.train import lr_find
 
     with pytest.raises(ConfigError, match="a --find-lr range test has none: drop --profile"):
-        lr_find.main(dataclasses.replace(MLP, profile="1:3"), None, None)
+        lr_find.find_lr(dataclasses.replace(MLP, profile="1:3"), None, None)
 
 
 @pytest.mark.parametrize("loop, start, stop, traced", [

@@ -194,10 +194,10 @@ def main(variants: Mapping[str, Config], args: Sequence[str] | None = None,
             return 0
         configs = _configs(variants, known, rest, description, grid)
         if known.find_lr is not None:  # A range test instead of training.
-            lr_find.main(configs[0], known.find_lr or None, known.find_lr_steps)
+            lr_find.find_lr(configs[0], known.find_lr or None, known.find_lr_steps)
             return 0
         if known.halving is not None:  # A grid that prunes itself.
-            halving.search(halving.start(configs, known.halving, list(grids.parse(known.grid, grid))))
+            halving.train_halving(configs, known.halving, list(grids.parse(known.grid, grid)))
             return 0
         run_dirs = _train(configs, known)
     except (ConfigError, DatasetNotFoundError, DataError) as e:
@@ -263,31 +263,21 @@ def _configs(variants: Mapping[str, Config], known: argparse.Namespace, rest: li
     configs = [with_inputs(c) for c in configs]  # File references and data paths made absolute.
     for config in configs:
         validate(config)
-    if known.halving is not None:
-        from tinyjax.train import halving
-
-        halving.check(configs, known.halving)
     return configs
 
 
 def _train(configs: list[Config], known: argparse.Namespace) -> list[str]:
     """Trains the configs in order (a grid's points that can share a program as replicas of one,
-    with ``--replicas vmap``); returns their run directories."""
+    with ``--replicas vmap``: ``tinyjax.train.grid``); returns their run directories."""
     from tinyjax.train import train_members
-    from tinyjax.train.replicas import groups, resolve
+    from tinyjax.train.grid import train_grid
     from tinyjax.train.seeds import run_seeds
 
-    run_dirs = [""] * len(configs)
-    for group in groups(configs) if known.grid is not None else [[i] for i in range(len(configs))]:
-        members = [configs[i] for i in group]
-        if len(group) > 1 and resolve(members[0].replicas, members[0].model) == "vmap":
-            for i, run_dir in zip(group, train_members(members)[2]):
-                run_dirs[i] = run_dir
-            continue
-        for i, config in zip(group, members):
-            run_dirs[i] = (run_seeds(config, resume=known.resume)[1] if config.seeds else
-                           train_members([config], resume=None if known.resume is None else [known.resume])[2][0])
-    return run_dirs
+    if known.grid is not None:
+        return train_grid(configs)
+    resume = None if known.resume is None else [known.resume]
+    return [run_seeds(c, resume=known.resume)[1] if c.seeds else train_members([c], resume=resume)[2][0]
+            for c in configs]
 
 
 def _write_table(config: Config, run_dirs: list[str], kind: str, fields: list[str]) -> None:

@@ -52,7 +52,8 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
     from tinyjax.data import Dataset, to_device
     from tinyjax.data.splits import dataset_of, load_splits, test_split
     from tinyjax.runs import checkpoint
-    from tinyjax.train.epochs import make_epoch_fns, summarize
+    from tinyjax.train.epochs import make_epoch_fns
+    from tinyjax.train.progress import summarize
     from tinyjax.train.state import TrainState
 
     if split not in ("test", "val") or (tta is not None and tta not in TTA):

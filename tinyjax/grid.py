@@ -10,15 +10,17 @@ them ``milestones=80,120`` is two points of one milestone each). Milestones
 are epochs of the variant's run, scaled with ``--epochs``. Each point
 is a normal run with its own run directory; the other flags apply to every
 point, and ``--epochs N`` shortens each one, its milestones scaled with it
-(``tinyjax.cli``).
+(``tinyjax.cli``). From Python, ``expand(config, {"lr": [1e-3, 3e-3], ...})`` gives the points'
+configs and ``tinyjax.train.grid.train_grid`` trains them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from tinyjax.config import ConfigError
+from tinyjax.config import Config, ConfigError, from_dict
 from tinyjax.flags import field, flag
 
 
@@ -74,6 +76,33 @@ def points(grid: Mapping[str, Sequence[str]]) -> list[list[str]]:
     flags = list(grid)
     return [[token for flag, value in zip(flags, combo) for token in (flag, *value.split())]
             for combo in itertools.product(*(grid[f] for f in flags))]
+
+
+def expand(config: Config, grid: Mapping[str, Sequence[Any]]) -> list[Config]:
+    """One config per point of the product of ``grid``'s values over ``config``, in order (the last
+    field changes fastest), e.g. ``expand(c, {"lr": [1e-3, 3e-3], "weight_decay": [0, 5e-4]})``: four
+    configs. Fields are named as their flags without dashes (``batch_size``, ``optimizer``, ``max_lr``);
+    a list field takes lists (``{"milestones": [(50, 100), (75, 125)]}``). Call
+    ``tinyjax.validation.validate`` (``train_grid`` does) to check the values.
+
+    Raises:
+      ConfigError: an unknown field (the closest flag named) or a field without values.
+    """
+    paths = {name: field(name) for name in grid}
+    for name, values in grid.items():
+        if not len(values):
+            raise ConfigError(f"grid field {name!r} has no values; give at least one.")
+    configs = []
+    for combo in itertools.product(*grid.values()):
+        d = dataclasses.asdict(config)
+        for path, value in zip(paths.values(), combo):
+            *parents, leaf = path.split(".")
+            node = d
+            for key in parents:
+                node = node[key]
+            node[leaf] = list(value) if isinstance(value, (list, tuple)) else value
+        configs.append(from_dict(d))
+    return configs
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ def validate(config: Config, model=None, data=None) -> None:
         if not ok:
             raise ConfigError(message + ".")
     _check_model(config, model, data is not None)
-    _check_elastic(config)
+    check_elastic(config)
     if config.profile:  # Its format; its end is checked against the run's steps (tinyjax.train.profile).
         parse_profile(config.profile)
 
@@ -191,16 +191,20 @@ def check_model(config: Config, net, info) -> None:
                           f"{config.max_params:,}; choose a smaller model or raise the budget.")
 
 
-def _check_elastic(config: Config) -> None:
-    """``--elastic-sigma``'s blur kernel (reflect padding) fits the dataset's images."""
+def check_elastic(config: Config, image_shape: tuple[int, ...] | None = None) -> None:
+    """``--elastic-sigma``'s blur kernel (reflect padding) fits ``image_shape`` (H, W, C), by default a
+    built-in dataset's (other data is checked once loaded: ``tinyjax.train.prepare``).
+
+    Raises:
+      ConfigError: a kernel wider than the images allow (``tinyjax.data.warp.blur_matrix``'s line).
+    """
     if config.augment.elastic_alpha > 0:
         from tinyjax.data import IMAGE_SHAPES
         from tinyjax.data.warp import blur_matrix
 
+        shape = image_shape or IMAGE_SHAPES.get(config.data.name)
         try:
-            for n in IMAGE_SHAPES.get(config.data.name, (0, 0))[:2]:  # Other data: not known before loading.
-                if not n:
-                    continue
+            for n in shape[:2] if shape else ():
                 blur_matrix(n, config.augment.elastic_sigma)
         except ValueError as e:
             raise ConfigError(str(e)) from None

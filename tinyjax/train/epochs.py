@@ -30,7 +30,7 @@ from tinyjax.config import Config
 from tinyjax.data import augment
 from tinyjax.distributed import parallel
 from tinyjax.runs.inference import view_logits
-from tinyjax.train.progress import SYNC_EVERY, Progress, summarize  # noqa: F401  (still importable from here)
+from tinyjax.train.progress import Progress
 from tinyjax.train.steps import batch_metrics, train_step
 
 BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry

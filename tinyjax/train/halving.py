@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import shutil
 import time
@@ -40,82 +39,20 @@ from typing import Callable, Sequence
 
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
+from tinyjax.flags import field, flag
 from tinyjax.distributed import hosts
-from tinyjax.data.splits import data_info, dataset_of
-from tinyjax.models.door import resolve
+from tinyjax.data.dataset import Dataset
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
+from tinyjax.train.halving_rule import check, keep, order, rungs
+from tinyjax.train.inputs import inputs_of, resolve_inputs
+from tinyjax.train.prepare import with_inputs
 from tinyjax.train.seeds import latest_position
+from tinyjax.validation import validate
 
 SEARCH_FILE = "halving.json"
 PRINT = functools.partial(print, flush=True)
-
-
-def rungs(epochs: int, points: int, eta: int) -> list[int]:
-    """The epochs (1-based) after which points are ranked and pruned, the last being ``epochs``
-    itself: Hyperband's most aggressive bracket for ``points`` and ``R = epochs``, ``R * eta**(i - s)``
-    (rounded, i = 0..s) with ``s`` the most prunings that leave a point (``eta**s <= points``) and a
-    first rung of one epoch or more; ``[epochs]`` when no pruning fits.
-
-    Raises:
-      ValueError: ``eta < 2``.
-    """
-    if eta < 2:
-        raise ValueError(f"successive halving needs ETA >= 2, got {eta}")
-    s = 0
-    while eta ** (s + 1) <= points and epochs / eta ** (s + 1) >= 1:
-        s += 1
-    return sorted({max(1, round(epochs / eta ** (s - i))) for i in range(s + 1)})
-
-
-def keep(alive: int, eta: int) -> int:
-    """How many of ``alive`` points go on after a rung: ``alive // eta``, at least one (Hyperband)."""
-    return max(1, alive // eta)
-
-
-def order(values: Sequence[float], mode: str) -> list[int]:
-    """Indices of ``values`` best first (``mode`` ``"max"`` or ``"min"``); a non-finite value ranks
-    last, and equal values in index order."""
-    def key(i):
-        finite = math.isfinite(values[i])
-        return (not finite, (-values[i] if mode == "max" else values[i]) if finite else 0.0, i)
-    return sorted(range(len(values)), key=key)
-
-
-def check(configs: Sequence[Config], eta: int) -> None:
-    """Refuses a search that cannot rank or prune, with one line naming the fix.
-
-    Raises:
-      ConfigError: ETA < 2, fewer points than ETA, no validation split, a test-set metric, points of
-        different lengths or metrics, ``--early-stop``, ``--save-every 0``, or no rung before the end.
-    """
-    c, n = configs[0], len(configs)
-    metric = best_metric(c)
-    if eta < 2:
-        raise ConfigError(f"--halving ETA keeps the best 1/ETA of the points at each rung: give an integer >= 2, "
-                          f"got {eta}.")
-    problems = [
-        (n >= eta, f"--halving {eta} needs a grid of at least {eta} points, this one has {n}"),
-        (all(x.data.val_split > 0 for x in configs), "--halving ranks the points on a validation split, "
-                                                     "never the test set: add --val-split N"),
-        (metric.startswith("val_"), f"--halving ranks on --best-metric {metric}, which is not a validation "
-                                    "metric: use val_acc or val_loss"),
-        (c.checkpoint.best_mode == ("min" if metric.endswith("_loss") else "max"),
-         f"--halving ranks on {metric} with --best-mode {c.checkpoint.best_mode}, which would keep the worst "
-         f"points: give --best-mode {'min' if metric.endswith('_loss') else 'max'}"),
-        (len({(x.epochs, best_metric(x), x.checkpoint.best_mode) for x in configs}) == 1,
-         "--halving needs one --epochs, --best-metric and --best-mode for every point (the rungs are "
-         "epochs of one length): take them out of --grid"),
-        (not any(x.early_stop for x in configs), "--halving and --early-stop both stop points: give one of them"),
-        (all(x.checkpoint.save_every for x in configs), "--halving pauses the points at each rung in their "
-                                                         "checkpoints: drop --save-every 0"),
-        (len(rungs(c.epochs, n, eta)) > 1, f"--halving {eta} with --epochs {c.epochs} has no rung before the "
-                                           f"end: give --epochs >= {eta}"),
-    ]
-    for ok, message in problems:
-        if not ok:
-            raise ConfigError(message + ".")
 
 
 def is_search(path: str) -> bool:
@@ -123,7 +60,28 @@ def is_search(path: str) -> bool:
     return os.path.isfile(os.path.join(path, SEARCH_FILE))
 
 
-def start(configs: Sequence[Config], eta: int, fields: Sequence[str]) -> str:
+def train_halving(configs: Sequence[Config], eta: int, fields: Sequence[str] = (),
+                  print_fn: Callable[[str], None] = PRINT, *, model=None, data: Dataset | None = None) -> list[str]:
+    """Successive halving over a grid's points (``configs``, e.g. ``tinyjax.grid.expand``'s), each
+    validated and the search checked (``check``) before anything trains; ``fields``: the grid's
+    fields, the table's columns. ``model`` and ``data``: your own model and data for every point, as
+    ``train_and_evaluate`` takes them (passed again to ``search`` to resume). Returns the points' run
+    directories in rank order (the winner first); the search directory is their parent.
+
+    Raises:
+      ConfigError: a bad point or a search that cannot rank or prune (one line, before anything
+        trains); as ``search``.
+    """
+    configs = [with_inputs(c, model, data) for c in configs]
+    for config in configs:
+        validate(config, model, data)
+    check(configs, eta)
+    return search(start(configs, eta, [flag(field(f)) for f in fields], model=model, data=data), print_fn,
+                  model=model, data=data)
+
+
+def start(configs: Sequence[Config], eta: int, fields: Sequence[str], *, model=None,
+          data: Dataset | None = None) -> str:
     """Creates the search directory with its ``halving.json`` (``fields``: the grid's flags, the
     table's columns; the configs saved with ``--on-nan skip``); returns its path. Call ``check`` first.
 
@@ -133,8 +91,8 @@ def start(configs: Sequence[Config], eta: int, fields: Sequence[str]) -> str:
     configs = [dataclasses.replace(x, on_nan="skip") for x in configs]  # See the module docstring.
     c = configs[0]
     hosts.together(lambda: runs.check_writable(c.out))
-    info = data_info(c, dataset_of(c))  # The first point's data and layer table.
-    layers = layer_table(resolve(c.model, num_classes=info.num_classes, dtype=c.dtype), info.image_shape).markdown()
+    _, info, net = resolve_inputs(c, model, data)  # The first point's data and layer table.
+    layers = layer_table(net, info.image_shape).markdown()
     path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), layers, data_info=info.to_json())
     _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
                   "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
@@ -159,9 +117,11 @@ def resume(search_dir: str, rest: Sequence[str], print_fn: Callable[[str], None]
     return search(search_dir, print_fn)
 
 
-def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str]:
+def search(search_dir: str, print_fn: Callable[[str], None] = PRINT, *, model=None,
+           data: Dataset | None = None) -> list[str]:
     """Runs (or continues) the search in ``search_dir`` to its end; returns the points' run
-    directories in rank order (the winner first) and writes ``halving.md``.
+    directories in rank order (the winner first) and writes ``halving.md``. ``model``, ``data``: as
+    ``train_halving``'s.
 
     Raises:
       as ``tinyjax.train.train_members``; ``Interrupted`` leaves a search that ``--resume`` continues.
@@ -174,13 +134,14 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
     print_fn(f"halving: {len(configs)} points, ETA {eta}, rungs at epochs {meta['rungs']} by {metric} "
              f"(--on-nan skip: a diverging point does not stop the others) -> {search_dir}")
     alive, decisions = list(range(len(configs))), []
+    inputs = inputs_of(configs, model, data)  # Each dataset read and each model built once.
     for rung in meta["rungs"][:-1]:
-        _advance(search_dir, configs, dirs, alive, rung, print_fn)
+        _advance(search_dir, configs, dirs, alive, rung, print_fn, inputs=inputs)
         values = _agreed(lambda: [runs.read_metrics(dirs[k])[rung - 1][metric] for k in alive])
         value = dict(zip(alive, values))
         ranked = [alive[i] for i in order(values, mode)]
         kept, pruned = ranked[:keep(len(alive), eta)], ranked[keep(len(alive), eta):]
-        _finish_paused(search_dir, configs, dirs, sorted(pruned), rung, print_fn)
+        _finish_paused(search_dir, configs, dirs, sorted(pruned), rung, print_fn, inputs=inputs)
         for rank, k in enumerate(ranked, 1):
             if k in pruned:
                 _mark(dirs[k], meta, rank, rung, value[k])
@@ -192,7 +153,7 @@ def search(search_dir: str, print_fn: Callable[[str], None] = PRINT) -> list[str
         print_fn(f"halving: after epoch {rung}, kept {len(kept)} of {len(alive)} by {metric}: "
                  + "; ".join(f"{labels[k]} ({value[k]:.4g})" for k in kept))
         alive = sorted(kept)
-    _advance(search_dir, configs, dirs, alive, None, print_fn)
+    _advance(search_dir, configs, dirs, alive, None, print_fn, inputs=inputs)
     values = _agreed(lambda: [runs.read_metrics(dirs[k])[-1][metric] for k in alive])
     value = dict(zip(alive, values))
     final = [alive[i] for i in order(values, mode)]
@@ -232,25 +193,27 @@ def _status(indices: Sequence[int], configs, dirs) -> dict[int, tuple[tuple[int,
     return {k: (None if p is None else tuple(p), done) for k, (p, done) in zip(indices, seen)}
 
 
-def _programs(indices: Sequence[int], configs: Sequence[Config], status: dict) -> list[list[int]]:
+def _programs(indices: Sequence[int], configs: Sequence[Config], status: dict, inputs) -> list[list[int]]:
     """Batches of points that train together: those that share a program (``replicas.groups``), are
-    vmapped (``--replicas``) and stand at one checkpoint (``status``); one point each otherwise."""
+    vmapped (``--replicas``, on ``inputs``: each point's ``tinyjax.train.inputs.Inputs``) and stand at
+    one checkpoint (``status``); one point each otherwise."""
     batches = []
     for group in replicas.groups([configs[i] for i in indices]):
         members = [indices[j] for j in group]
-        c = configs[members[0]]
-        together = len(members) > 1 and replicas.resolve(c.replicas, c.model) == "vmap" and \
-            len({status[k][0] for k in members}) == 1
+        net, info = inputs[members[0]].net, inputs[members[0]].info
+        together = len(members) > 1 and replicas.resolve(configs[members[0]].replicas, net, info.image_shape) == "vmap" \
+            and len({status[k][0] for k in members}) == 1
         batches.extend([members] if together else [[k] for k in members])
     return batches
 
 
-def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | None, print_fn) -> None:
+def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | None, print_fn, *,
+             inputs) -> None:
     """Trains the ``alive`` points to epoch ``until`` and pauses them there (None: to their end,
     finished); points already there or beyond (a resumed search) are left as they are, points never
     saved start afresh."""
     status = _status(alive, configs, dirs)
-    for batch in _programs(alive, configs, status):
+    for batch in _programs(alive, configs, status, inputs):
         position, batch_dirs = status[batch[0]][0], [dirs[k] for k in batch]
         if until is None and all(status[k][1] for k in batch):
             continue
@@ -261,10 +224,10 @@ def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | 
                 shutil.rmtree(d, ignore_errors=True)
         train_members([configs[k] for k in batch], print_fn, resume=None if position is None else batch_dirs,
                       run_dirs=batch_dirs if position is None else None, group_dir=search_dir,
-                      until=until, end=until is None)
+                      until=until, end=until is None, model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
 
 
-def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: int, print_fn) -> None:
+def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: int, print_fn, *, inputs) -> None:
     """Finishes the ``pruned`` points where they paused (``results.json`` and plots; nothing trains),
     as many at once as ``_programs`` batches."""
     status = _status(pruned, configs, dirs)
@@ -272,9 +235,9 @@ def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: 
     if todo:
         print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
                  + ", ".join(os.path.basename(dirs[k]) for k in todo))
-    for batch in _programs(todo, configs, status):
+    for batch in _programs(todo, configs, status, inputs):
         train_members([configs[k] for k in batch], lambda _: None, resume=[dirs[k] for k in batch],
-                      group_dir=search_dir, until=rung)
+                      group_dir=search_dir, until=rung, model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
 
 
 def _mark(run_dir: str, meta: dict, rank: int, pruned_at: int | None, value: float) -> None:

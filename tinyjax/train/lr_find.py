@@ -50,15 +50,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tinyjax import data, runs, streams
+from tinyjax import runs, streams
 from tinyjax.config import Config, ConfigError, ScheduleConfig
-from tinyjax.data.splits import data_info, dataset_of, load_splits
-from tinyjax.models.door import resolve
+from tinyjax.data import Dataset, batch_plan, num_batches, to_device
+from tinyjax.data.splits import load_splits
 from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
+from tinyjax.train.inputs import resolve_inputs
+from tinyjax.train.prepare import with_inputs
 from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, resolve_loop, zero_metrics
 from tinyjax.train.lr_rule import TAIL, TOLERANCE, final_losses, flat_range, suggest, table
 from tinyjax.train.state import init_state
+from tinyjax.validation import validate
 
 DEFAULT_RANGE = "1e-5:1:16"
 DEFAULT_STEPS = 200
@@ -97,8 +100,8 @@ def member_configs(config: Config, lrs) -> list[Config]:
 
 
 def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print,
-               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None,
-               train: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None, *, model=None,
+               data: Dataset | None = None, train: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Trains a replica per rate in ``lrs`` for ``steps`` optimizer steps from the same init and
     batches; returns ``float32 [steps, K]``, the mean training loss of each step (NaN from a
     non-finite step on: the replica diverged and its state is kept as it was before it).
@@ -107,7 +110,10 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     and ``--val-split`` apply; the augmentation too): ``train`` (images, labels), else loaded.
     ``done`` maps rates already tested (a resumed test) to their curves, which are kept;
     ``on_group(indices, losses)`` is called after each program (all rates vmapped, or one rate)
-    with the losses so far.
+    with the losses so far. ``model`` and ``data``: your own model and data, as
+    ``train_and_evaluate`` takes them. A model without a ``mask`` argument trains on an epoch's
+    full batches only (``--batch-size`` is at most the train split's size): no padding row reaches
+    its batch statistics.
 
     Raises:
       ConfigError: a config whose optimizer or schedule cannot be built; as ``train_and_evaluate``
@@ -115,17 +121,15 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     """
     done = done or {}
     configs = member_configs(dataclasses.replace(config, on_nan="stop"), lrs)
-    source = dataset_of(config)
-    info = data_info(config, source)
-    net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
+    source, info, net = resolve_inputs(config, model, data)
     mode = replicas.resolve(config.replicas, net, info.image_shape)
     images, labels = train if train is not None else load_splits(config, source)["train"]
-    steps_per_epoch = data.num_batches(len(labels), config.batch_size)
+    steps_per_epoch = num_batches(len(labels), config.batch_size)
     try:
         states = [init_state(c, steps_per_epoch, images, net=net, info=info)[1] for c in configs]
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    device_data = data.to_device(images, labels)
+    device_data = to_device(images, labels)
     todo = [k for k in range(len(configs)) if k not in done]
     groups = ([todo] if todo else []) if mode == "vmap" else [[k] for k in todo]
     print_fn(f"find-lr: {config.model}, {len(lrs)} rates {lrs[0]:.3g} .. {lrs[-1]:.3g}, {steps} steps of "
@@ -137,7 +141,8 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     program = _program(configs[0], mode == "vmap", (info.mean, info.std))
     for group in groups:
         state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
-        losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None)
+        losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None,
+                                full_only=not net.takes_mask)
         if on_group is not None:
             on_group(group, losses)
     return losses
@@ -173,16 +178,17 @@ def _program(config: Config, replicated: bool, normalization=None):
     return steps
 
 
-def _run(program, state, device_data, config: Config, steps: int, n: int | None) -> np.ndarray:
-    """``program`` over ``steps`` steps of shuffled epochs (``n`` replicas, or one model: None)."""
-    epoch_steps = data.num_batches(int(device_data.labels.shape[0]), config.batch_size)
+def _run(program, state, device_data, config: Config, steps: int, n: int | None, full_only: bool) -> np.ndarray:
+    """``program`` over ``steps`` steps of shuffled epochs (``n`` replicas, or one model: None), each
+    epoch's last partial batch left out when ``full_only``."""
+    examples = int(device_data.labels.shape[0])
+    epoch_steps = examples // config.batch_size if full_only else num_batches(examples, config.batch_size)
     totals = zero_metrics(train=True, replicas=n)
     smoothing = jnp.full(() if n is None else (n,), config.label_smoothing, jnp.float32)
     carry, out, epoch = TrainCarry(state, totals, jnp.int32(0), smoothing), [], 0
     while sum(len(x) for x in out) < steps:
         def plan(rng):
-            return data.batch_plan(streams.key(rng, streams.DATA_ORDER, epoch), int(device_data.labels.shape[0]),
-                                   config.batch_size)
+            return batch_plan(streams.key(rng, streams.DATA_ORDER, epoch), examples, config.batch_size)
         take = min(epoch_steps, steps - sum(len(x) for x in out))
         if n is None:
             indices, mask = plan(carry.state.rng)
@@ -194,12 +200,16 @@ def _run(program, state, device_data, config: Config, steps: int, n: int | None)
     return np.concatenate(out)
 
 
-def main(config: Config, text: str | None, steps: int | None, print_fn: Callable[[str], None] = print,
-         resume: str | None = None) -> str:
-    """``--find-lr``: the range test of ``config`` in a new run directory
-    (``<out>/<experiment>-<variant>-find-lr-<timestamp>/``), or the unfinished one in ``resume``
-    (its rates, steps and the curves it finished are read from its ``lr_find.json``, which is
-    written after each program: each rate when they run one after another); returns its path.
+def find_lr(config: Config, text: str | None = None, steps: int | None = None,
+            print_fn: Callable[[str], None] = print, resume: str | None = None, *, model=None,
+            data: Dataset | None = None) -> str:
+    """``--find-lr``: the range test of ``config`` (``text``: ``"MIN:MAX:K"``, default
+    ``DEFAULT_RANGE``; ``steps``: optimizer steps per rate, default ``DEFAULT_STEPS``) in a new run
+    directory (``<out>/<experiment>-<variant>-find-lr-<timestamp>/``), or the unfinished one in
+    ``resume`` (its rates, steps and the curves it finished are read from its ``lr_find.json``, which
+    is written after each program: each rate when they run one after another); returns its path.
+    ``model`` and ``data``: your own model and data, as ``train_and_evaluate`` takes them (passed
+    again to resume).
 
     Raises:
       ConfigError: a bad range or step count, or ``--profile`` (before any data is loaded), or as
@@ -207,17 +217,18 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
     """
     if config.profile:
         raise ConfigError("--profile traces a run's training steps; a --find-lr range test has none: drop --profile.")
-    started, done, train = time.perf_counter(), {}, None
+    started, done = time.perf_counter(), {}
     if resume is None:
+        config = with_inputs(config, model, data)
+        validate(config, model, data)
         lrs = parse_range(text or DEFAULT_RANGE)
         steps = DEFAULT_STEPS if steps is None else steps
         if steps < 5:
             raise ConfigError(f"--find-lr-steps must be >= 5 (optimizer steps), got {steps}.")
         runs.check_writable(config.out)
-        source = dataset_of(config)
-        train = load_splits(config, source)["train"]  # Missing data: an error before the run directory exists.
-        info = data_info(config, source)
-        net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
+    source, info, net = resolve_inputs(config, model, data)  # Read once, for the table and the test.
+    train = load_splits(config, source)["train"]  # Missing data: an error before the run directory exists.
+    if resume is None:
         run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
                               layer_table(net, info.image_shape).markdown(), data_info=info.to_json())
         progress = {"lrs": [float(x) for x in lrs], "steps": steps, "seed": config.seed,
@@ -237,7 +248,7 @@ def main(config: Config, text: str | None, steps: int | None, print_fn: Callable
         for k in group:
             progress["done"][k], progress["losses"][k] = True, _json_curve(losses[:, k])
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
-    losses = range_test(config, lrs, steps, print_fn, done, save, train)
+    losses = range_test(config, lrs, steps, print_fn, done, save, model=net, data=source, train=train)
     finals = final_losses(losses)
     flat = flat_range(lrs, finals)
     suggestion, text_table = suggest(flat), table(lrs, losses, finals, flat)
@@ -271,7 +282,7 @@ def resume(run_dir: str, flags: list[str], print_fn: Callable[[str], None] = pri
 
     if flags:
         raise ConfigError(f"--resume {run_dir} continues a --find-lr range test as it began; drop {' '.join(flags)}.")
-    return main(load_config(run_dir), None, None, print_fn, resume=run_dir)
+    return find_lr(load_config(run_dir), None, None, print_fn, resume=run_dir)
 
 
 def is_range_test(run_dir: str) -> bool:

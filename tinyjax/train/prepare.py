@@ -13,15 +13,16 @@ import jax.numpy as jnp
 
 from tinyjax import data, runs, streams
 from tinyjax.config import Config, ConfigError
-from tinyjax.data.splits import data_info, dataset_of, load_splits
+from tinyjax.data.splits import load_splits
 from tinyjax.distributed import hosts, parallel
 from tinyjax.models.door import ModelError, resolve
 from tinyjax.models.summary import LayerTable, layer_table
 from tinyjax.runs.checkpoint import Checkpoints
 from tinyjax.train import flops, profile, replicas
 from tinyjax.train.epochs import make_epoch_fns, resolve_loop
+from tinyjax.train.inputs import resolve_inputs
 from tinyjax.train.state import TrainState, init_state
-from tinyjax.validation import check_model
+from tinyjax.validation import check_elastic, check_model
 
 
 @dataclasses.dataclass
@@ -135,15 +136,11 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
     def load():
         if resume is None:
             runs.check_writable(config.out)
-        source = dataset_of(config, dataset)
-        return source, load_splits(config, source)
-    source, splits = hosts.together(load)  # One process failing here (its data missing) stops all.
-    info = data_info(config, source)
-    try:
-        net = resolve(config.model if model is None else model, num_classes=info.num_classes, dtype=config.dtype)
-    except ModelError as e:
-        raise ConfigError(str(e)) from None
+        found = resolve_inputs(config, model, dataset)
+        return found, load_splits(config, found.source)
+    (source, info, net), splits = hosts.together(load)  # One process failing here (its data missing) stops all.
     check_model(config, net, info)  # Its output width and budget on these images, from shapes only.
+    check_elastic(config, info.image_shape)
     table = layer_table(net, info.image_shape)
     steps_per_epoch = data.num_batches(len(splits["train"][1]), config.batch_size)
     _check_last_batch(config, net, len(splits["train"][1]), placement.devices)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyjax.train.epochs import summarize
+from tinyjax.train.progress import summarize
 from tinyjax.train.flops import si
 
 

@@ -29,13 +29,12 @@ from typing import Callable
 
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError
-from tinyjax.data.splits import data_info, dataset_of
 from tinyjax.distributed import hosts
-from tinyjax.models.door import resolve
 from tinyjax.models.summary import layer_table
 from tinyjax.runs.checkpoint import find
 from tinyjax.runs.compare import confidence_interval
 from tinyjax.train import replicas
+from tinyjax.train.inputs import resolve_inputs
 from tinyjax.train.loop import train_members
 from tinyjax.train.prepare import with_inputs
 from tinyjax.validation import validate
@@ -78,9 +77,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
     started = time.perf_counter()
     print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
     members = replicas.expand(config)
-    source = dataset_of(config, dataset)  # Read once; every member trains on it.
-    info = data_info(config, source)
-    net = resolve(config.model if model is None else model, num_classes=info.num_classes, dtype=config.dtype)
+    source, info, net = resolve_inputs(config, model, dataset)  # Read once; every member trains on it.
     mode = replicas.resolve(config.replicas, net, info.image_shape) if len(members) > 1 else "sequential"
     if resume is None:
         hosts.together(lambda: runs.check_writable(config.out))
@@ -103,7 +100,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
                 if hosts.primary():  # A member made before its first save holds nothing to keep.
                     shutil.rmtree(d, ignore_errors=True)
         train_members([members[k] for k in batch], print_fn, resume=None if fresh else batch_dirs,
-                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir, model=model, dataset=source)
+                      run_dirs=batch_dirs if fresh else None, group_dir=run_dir, model=net, dataset=source)
     histories = [runs.read_metrics(d) for d in dirs]
     summary = write_summary(run_dir, config, dirs, mode, histories, time.perf_counter() - started)
     def cell(key):
