@@ -41,8 +41,8 @@ def test_nnx_model_on_the_command_line(tmp_path, capsys):
 
 
 def test_a_tfds_name_on_mock_data(tmp_path):
-    """examples/tfds_name.py on tfds.testing.mock_data (no network; random images): KMNIST's class
-    names and shapes reach the run, and it finishes."""
+    """examples/tfds_name.py on tfds.testing.mock_data (no network; random images): Fashion-MNIST's
+    class names and shapes reach the run, and it finishes."""
     import tensorflow_datasets as tfds
 
     import tfds_name
@@ -50,6 +50,6 @@ def test_a_tfds_name_on_mock_data(tmp_path):
     with tfds.testing.mock_data(num_examples=1024):  # 8 steps of 128.
         run_dir = tfds_name.main(epochs=1, out=str(tmp_path))
     info = json.load(open(os.path.join(run_dir, "data.json")))
-    assert info["image_shape"] == [28, 28, 1] and info["class_names"][:3] == ["o", "ki", "su"]
+    assert info["image_shape"] == [28, 28, 1] and info["class_names"][:3] == ["T-shirt/top", "Trouser", "Pullover"]
     assert len(info["class_names"]) == 10 and os.path.exists(os.path.join(run_dir, "results.json"))
-    assert json.load(open(os.path.join(run_dir, "config.json")))["data"]["name"] == "kmnist"
+    assert json.load(open(os.path.join(run_dir, "config.json")))["data"]["name"] == "fashion_mnist:3.0.1"
