@@ -50,18 +50,21 @@ def test_a_grid_of_a_user_model_trains_as_vmapped_replicas(digits, tmp_path):
         assert os.path.exists(os.path.join(run_dir, "results.json"))
 
 
-def test_the_grid_of_a_user_model_file_and_an_npz_on_the_command_line(digits, tmp_path):
+def test_the_grid_of_a_linen_model_file_and_an_npz_on_the_command_line(digits, tmp_path, capsys):
     from tinyjax.train_cli import main
 
     (x, y), (x_test, y_test) = digits.train, digits.test
     np.savez(tmp_path / "digits.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
-    (tmp_path / "net.py").write_text("from test_own_runs import TinyMlp as Net\n")
+    (tmp_path / "net.py").write_text(  # A linen MLP in its own file: --replicas auto vmaps it.
+        "from flax import linen as nn\n\n\nclass Net(nn.Module):\n    @nn.compact\n    def __call__(self, x):\n"
+        "        return nn.Dense(10)(nn.relu(nn.Dense(32)(x.reshape(x.shape[0], -1))))\n")
     status = main(["--model", str(tmp_path / "net.py") + ":Net", "--dataset", str(tmp_path / "digits.npz"),
                    "--epochs", "1", "--batch-size", "100", "--optimizer", "adam", "--out", str(tmp_path / "runs"),
                    "--grid", "max_lr=0.003,0.03"])
     assert status == 0
     table = open(glob.glob(str(tmp_path / "runs" / "train-grid-*.md"))[0]).read()
     assert "| 0.003 |" in table and "| 0.03 |" in table
+    assert "2 replicas vmapped as one program" in capsys.readouterr().out
 
 
 def test_successive_halving_takes_a_user_model_and_ranks_on_validation(digits, tmp_path):
