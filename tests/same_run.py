@@ -7,7 +7,7 @@ import signal
 import chex
 import numpy as np
 
-from tinyjax.runs.checkpoint import load
+from tinyjax.runs.loading import load
 
 
 def history(run_dir):

@@ -8,7 +8,7 @@ import pytest
 
 import tinyjax
 from tinyjax import data, models
-from tinyjax.runs import checkpoint
+from tinyjax.runs import loading
 from tinyjax.runs.checkpoint import CheckpointError, Checkpoints
 from tinyjax.config import CheckpointConfig, ConfigError
 from tinyjax.evaluate import evaluate_checkpoint, main as evaluate_main
@@ -94,7 +94,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
 
 
 def test_load_and_predict_without_knowing_the_config(tiny_run):
-    model, variables, config, epoch = checkpoint.load(tiny_run, "latest")
+    model, variables, config, epoch = loading.load(tiny_run, "latest")
     assert config.model == "mnist_cnn_7k" and epoch == 3
     assert set(variables) == {"params", "batch_stats"}
     images, labels = data.load("mnist", "test")
@@ -124,7 +124,7 @@ def test_evaluate_reproduces_the_recorded_accuracy(tiny_run, capsys):
 def test_evaluate_with_another_tta_is_predict_with_it(tiny_run, capsys):
     shifted = evaluate_checkpoint(tiny_run, "latest", tta="shift")
     assert shifted["recorded"] is None  # The run evaluated without TTA: nothing recorded to compare.
-    model, variables, config, _ = checkpoint.load(tiny_run, "latest")
+    model, variables, config, _ = loading.load(tiny_run, "latest")
     images, labels = data.load("mnist", "test")
     probabilities = tinyjax.predict(model, variables, images, config.data.name, tta="shift")
     assert shifted["test_acc"] == pytest.approx(100 * (probabilities.argmax(1) == labels).mean(), abs=1e-9)
@@ -151,7 +151,7 @@ def test_results_say_which_epoch_is_best_and_how_it_was_chosen(tiny_run):
                                            ("best", "is not a tinyjax run directory")])
 def test_load_errors_are_one_line(tmp_path, tiny_run, which, message):
     with pytest.raises(ConfigError, match=message) as err:
-        checkpoint.load(str(tmp_path) if which == "best" else tiny_run, which)
+        loading.load(str(tmp_path) if which == "best" else tiny_run, which)
     assert "\n" not in str(err.value)
 
 

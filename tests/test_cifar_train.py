@@ -13,7 +13,7 @@ import pytest
 
 from experiments import cifar10_fast, cifar10_resnet
 from tinyjax import data, predict
-from tinyjax.runs import checkpoint
+from tinyjax.runs import loading
 from tinyjax.cli import main
 from tinyjax.train.epochs import make_epoch_fns
 from tinyjax.data.splits import load_splits
@@ -130,7 +130,7 @@ def test_cifar_experiment_end_to_end_with_ema_tta_and_checkpoint(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["params"] == 269_722 and results["label_smoothing"] == 0.0
     assert (run_dir / "misclassified.png").exists()
-    restored = checkpoint.load(str(run_dir), "latest")
+    restored = loading.load(str(run_dir), "latest")
     assert restored.config.augment.rotation == 10 and restored.config.ema == 0.9
     # The recorded test figures are those of the restored weights (the moving average) under the flip TTA,
     # over all 10,000 test images: recomputed here with the model's own apply and numpy, outside the

@@ -17,7 +17,7 @@ import pytest
 
 from experiments import mnist_mlp, mnist_onecycle
 from tinyjax import data
-from tinyjax.runs import checkpoint
+from tinyjax.runs import loading
 from tinyjax.cli import main
 from tinyjax.train.records import TIMING
 
@@ -85,7 +85,7 @@ def assert_same_run(resumed: str, baseline: str) -> None:
         with open(os.path.join(d, "metrics.jsonl")) as f:
             return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f]
     assert records(resumed) == records(baseline)
-    a, b = checkpoint.load(resumed, "latest"), checkpoint.load(baseline, "latest")
+    a, b = loading.load(resumed, "latest"), loading.load(baseline, "latest")
     chex.assert_trees_all_equal(a.variables, b.variables)
 
 
@@ -173,7 +173,7 @@ def test_on_nan_skip_drops_non_finite_steps_and_goes_on(tmp_path):
     history = [json.loads(line) for line in open(os.path.join(run_dir(tmp_path), "metrics.jsonl"))]
     assert sum(h["skipped"] for h in history) > 0
     assert all(np.isfinite(h["train_loss"]) for h in history)
-    restored = checkpoint.load(run_dir(tmp_path), "latest")
+    restored = loading.load(run_dir(tmp_path), "latest")
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.variables))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tinyjax
-import tinyjax.runs.checkpoint
+import tinyjax.runs.loading
 from tinyjax import data
 from tinyjax.runs.inference import view_logits
 
@@ -45,7 +45,7 @@ def tta_run(tmp_path_factory):
 
 
 def test_predict_reproduces_the_recorded_accuracy_of_a_tta_run(tta_run):
-    run = tinyjax.runs.checkpoint.load(tta_run, "latest")
+    run = tinyjax.runs.loading.load(tta_run, "latest")
     assert run.config.tta == "flip_shift" and run.epoch == 1
     images, labels = data.load("mnist", "test")
     recorded = json.loads(open(os.path.join(tta_run, "metrics.jsonl")).read().splitlines()[-1])["test_acc"]

@@ -36,3 +36,12 @@ def test_wheel_installs_a_working_tinyjax_without_a_top_level_experiments_packag
     location, model = done.stdout.split()
     assert location.startswith(str(target)) and model == "CNN"
     assert not (target / "experiments").exists()
+
+
+def test_the_version_is_the_package_metadata_version():
+    import tomllib
+
+    import tinyjax
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        assert tinyjax.__version__ == tomllib.load(f)["project"]["version"]

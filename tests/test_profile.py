@@ -13,7 +13,7 @@ import pytest
 from experiments import mnist_mlp
 from tinyjax.cli import main
 from tinyjax.config import ConfigError
-from tinyjax.runs import checkpoint
+from tinyjax.runs import loading
 from tinyjax.train import flops, profile
 from tinyjax.train.profile import traced as _traced
 from tinyjax.train.records import TIMING, epoch_line
@@ -138,6 +138,6 @@ def test_a_profiled_run_traces_and_trains_exactly_as_one_without(tmp_path, capsy
     def records(d):
         return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in open(f"{d}/metrics.jsonl")]
     assert records(traced) == records(plain)
-    chex.assert_trees_all_equal(checkpoint.load(traced, "latest").variables, checkpoint.load(plain, "latest").variables)
+    chex.assert_trees_all_equal(loading.load(traced, "latest").variables, loading.load(plain, "latest").variables)
     results = json.load(open(f"{traced}/results.json"))
     assert results["flops_per_step"] == MLP.batch_size * results["flops_per_image"] > 0

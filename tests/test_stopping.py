@@ -11,7 +11,7 @@ import pytest
 from experiments import mnist_mlp
 from tinyjax.cli import main
 from tinyjax.config import Config
-from tinyjax.runs.checkpoint import load
+from tinyjax.runs.loading import load
 from tinyjax.train.seeds import member_dirs
 from tinyjax.train.stopping import patience
 

@@ -5,7 +5,7 @@ hosts: ``distributed``); experiments are ``Config`` instances under ``experiment
 ``tinyjax.cli.main``. ``tinyjax.load(run_dir)`` and ``tinyjax.predict(...)`` serve inference.
 """
 
-__version__ = "0.1.0"
+from tinyjax.common import VERSION as __version__
 
 
 def __getattr__(name):
@@ -15,6 +15,6 @@ def __getattr__(name):
         from tinyjax.runs.inference import predict
         return predict
     if name == "load":
-        from tinyjax.runs.checkpoint import load
+        from tinyjax.runs.loading import load
         return load
     raise AttributeError(f"module 'tinyjax' has no attribute {name!r}")

@@ -1,15 +1,26 @@
-"""What every layer of tinyjax shares: the one-line error text and the atomic file write."""
+"""What every layer of tinyjax shares: its version, the one-line error text, the "did you mean" of a
+name, and the atomic file write."""
 
 from __future__ import annotations
 
 import os
 from typing import Callable
 
+VERSION = "0.1.0"  # tinyjax.__version__; pyproject.toml's version (tests/test_package.py holds them equal).
+
 
 def one_line(e: BaseException, limit: int = 300) -> str:
     """``TypeName: message`` of an exception on one line (whitespace collapsed), at most ``limit``
     characters: what an error message quotes of a library's exception."""
     return f"{type(e).__name__}: {' '.join(str(e).split())}"[:limit]
+
+
+def closest(name: str, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:

@@ -51,14 +51,14 @@ def evaluate_checkpoint(run_dir: str, which: str = "best", split: str = "test", 
     from tinyjax.config import ConfigError
     from tinyjax.data import Dataset, to_device
     from tinyjax.data.splits import dataset_of, load_splits, test_split
-    from tinyjax.runs import checkpoint
+    from tinyjax.runs import loading
     from tinyjax.train.epochs import make_epoch_fns
     from tinyjax.train.progress import summarize
     from tinyjax.train.state import TrainState
 
     if split not in ("test", "val") or (tta is not None and tta not in TTA):
         raise ConfigError(f"--split must be test or val and --tta one of {list(TTA)}; got {split!r}, {tta!r}.")
-    run = checkpoint.load(run_dir, which, model)
+    run = loading.load(run_dir, which, model)
     model, variables, config, epoch = run
     if split == "val" and not config.data.val_split:
         raise ConfigError(f"{run_dir} was trained without --val-split: it has no validation images; use --split test.")

@@ -66,7 +66,7 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
 
     from tinyjax import models
     from tinyjax.config import ConfigError
-    from tinyjax.runs import checkpoint
+    from tinyjax.runs import loading
     from tinyjax.runs.inference import view_logits
 
     if batch is not None and batch < 1:
@@ -75,7 +75,7 @@ def export_run(run_dir: str, which: str = "best", batch: int | None = None, out:
     if unknown:
         raise ConfigError(f"--platforms {','.join(platforms)}: {', '.join(unknown)} is not a jax.export platform; "
                           f"choose among {','.join(PLATFORMS)}.")
-    run = checkpoint.load(run_dir, which, model)
+    run = loading.load(run_dir, which, model)
     model, variables, config, epoch = run
     out = out or os.path.join(run_dir, "export")
     try:

@@ -9,16 +9,9 @@ import re
 import typing
 from typing import Sequence
 
+from tinyjax.common import closest
 from tinyjax.config import EPOCH_METRICS, Config, ConfigError, best_metric
 from tinyjax.flags import flag
-
-
-def closest(name: str, choices) -> str:
-    """``" (did you mean 'x'?)"`` for the choice closest to ``name``, or ``""``."""
-    import difflib
-
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def validate(config: Config, model=None, data=None) -> None:

@@ -154,7 +154,7 @@ def resolve(spec, *, num_classes: int | None = None, dtype: str = "float32") -> 
     if isinstance(spec, str):
         if ":" not in spec:
             if spec not in PRESETS:
-                from tinyjax.validation import closest
+                from tinyjax.common import closest
 
                 raise ModelError(f"--model {spec!r} is unknown{closest(spec, PRESETS)}; choose one of "
                                  f"{sorted(PRESETS)}, or give an import reference, package.module:attr or "

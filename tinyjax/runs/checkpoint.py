@@ -270,7 +270,3 @@ def find(run_dir: str, config: Config, which: str = "latest") -> tuple[Checkpoin
         what = "checkpoint" if which == "latest" else f"epoch-end checkpoint with {checkpoints.metric}"
         raise ConfigError(f"{run_dir} holds no {what} yet.")
     return checkpoints, checkpoint_id
-
-
-# Loading a run for inference lives in tinyjax.runs.loading; ``tinyjax.runs.checkpoint.load`` stays its name too.
-from tinyjax.runs.loading import Restored, data_info, load  # noqa: E402,F401  (after find and load_config)

@@ -193,7 +193,7 @@ def best_epoch(config: Config, history: list[dict]) -> dict:
 
 
 def write_results(run_dir: str, config: Config, params: int, history: list[dict], best: dict,
-                  wall_time: float, compute: dict | None = None) -> dict:
+                  wall_time: float, compute: dict | None = None, stopped_epoch: int | None = None) -> dict:
     """``results.json``: the run in one record, in the spirit of reference 003's.
 
     ``test_accuracy`` is the last epoch's; ``best_epoch`` and
@@ -206,8 +206,8 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     best checkpoint's (Keras's ``restore_best_weights``), so ``test_accuracy``
     and ``final_test_loss`` are ``best``'s, and ``early_stop`` records the
     patience, min_delta, the monitored metric, ``epochs_trained`` and
-    ``stopped_epoch`` (1-based, Keras's decision replayed from ``history``; None when it never
-    stopped). ``compute`` (``tinyjax.train.flops.results``: FLOPs per step and per image,
+    ``stopped_epoch`` (1-based, given by the caller: ``tinyjax.train.stopping``'s decision replayed
+    from ``history``; None when it never stopped). ``compute`` (``tinyjax.train.flops.results``: FLOPs per step and per image,
     achieved FLOP/s, MFU) is added as it is.
     """
     last = history[-1]
@@ -228,12 +228,10 @@ def write_results(run_dir: str, config: Config, params: int, history: list[dict]
     if config.data.val_split:
         results["best_epoch_val_accuracy"] = best["val_acc"]
     if config.early_stop:
-        from tinyjax.train.stopping import decide  # The decision, replayed: a stop at the last epoch counts.
-
         results.update(test_accuracy=best["test_acc"], final_test_loss=best["test_loss"], epochs_trained=len(history),
                        early_stop={"patience": config.early_stop, "min_delta": config.early_stop_min_delta,
                                    "monitor": best_metric(config), "restored_epoch": best["epoch"],
-                                   "stopped_epoch": decide(config, history).stopped_epoch})
+                                   "stopped_epoch": stopped_epoch})
     write_json(os.path.join(run_dir, "results.json"), results)
     return results
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import optax
 
-import tinyjax
+from tinyjax.common import VERSION
 
 
 def cpu_model() -> str:
@@ -46,7 +46,7 @@ def environment() -> dict:
                          "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                          "device": getattr(device, "device_kind", str(device)),
                          "device_count": jax.device_count()},
-            "versions": {"tinyjax": tinyjax.__version__, "python": platform.python_version(),
+            "versions": {"tinyjax": VERSION, "python": platform.python_version(),
                          "jax": jax.__version__, "jaxlib": _version("jaxlib"), "flax": flax.__version__,
                          "optax": optax.__version__, "orbax-checkpoint": _version("orbax-checkpoint"),
                          "numpy": np.__version__}}
