@@ -33,16 +33,46 @@ def test_every_field_is_a_flat_flag():
     assert config.data.data_dir == "/x"
 
 
-def test_help_lists_fields_with_units():
-    out = subprocess.run([sys.executable, "-m", "experiments.mnist_onecycle", "--help"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={**os.environ, "COLUMNS": "250"})
-    assert out.returncode == 0, out.stderr
-    for flag in ("--epochs", "--batch-size", "--seed", "--max-lr", "--pct-start", "--label-smoothing",
-                 "--optimizer", "--momentum", "--weight-decay", "--data-dir", "--out", "--loop"):
-        assert flag in out.stdout
-    assert "Training length (epochs over the train split)." in out.stdout
-    assert "Training batch (images per step)" in out.stdout
+EXPERIMENTS = ("mnist_onecycle", "mnist_mlp", "mnist_tiny", "mnist_optimizers", "cifar10_resnet", "cifar10_fast")
+
+
+def _help(capsys, monkeypatch, module, flag="--help") -> list[str]:
+    """The lines ``--help`` (or ``-H``) prints at ``COLUMNS=100``."""
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exited:
+        parse(module.VARIANTS, [flag], module.__doc__)
+    assert exited.value.code == 0
+    return capsys.readouterr().out.rstrip("\n").split("\n")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_help_fits_a_screen_and_lists_every_option(name, capsys, monkeypatch):
+    import importlib
+
+    from tinyjax.cli_help import RUN_OPTIONS
+    from tinyjax.data.dataset import BUILTIN
+    from tinyjax.flags import FLAGS
+
+    module = importlib.import_module(f"experiments.{name}")
+    lines = _help(capsys, monkeypatch, module)
+    assert len(lines) <= 130 and max(map(len, lines)) <= 100, (len(lines), max(lines, key=len))
+    text = "\n".join(lines)
+    for option in [f for f in FLAGS.values() if f not in ("--variant", "--seeds")] + [o for o, _ in RUN_OPTIONS]:
+        assert f"{option} " in text or f"{option}\n" in text, option
+    for variant in module.VARIANTS:
+        assert f"\n  {variant}: " in text  # One line each.
+    assert all(preset in text for preset in models.PRESETS) and all(d in text for d in BUILTIN)
+    if name == "mnist_onecycle":  # Units and defaults.
+        for option in ("--epochs EPOCHS (default: 20)", "--batch-size IMAGES (default: 128)",
+                       "--rotation DEGREES (default: 0.0)", "--seeds N|S,S,..", "--save-every EPOCHS (default: 1)"):
+            assert option in text, option
+
+
+def test_verbose_help_says_what_every_field_means(capsys, monkeypatch):
+    text = "\n".join(_help(capsys, monkeypatch, mnist_onecycle, "-H"))
+    assert "Training length (epochs over the train split)." in text
+    assert "Training batch (images per step)" in text
+    assert "python -m experiments.mnist_onecycle --variant ours --seeds 5" in text  # The examples.
 
 
 NET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "digits_net.py")
@@ -152,12 +182,9 @@ def test_every_variant_is_valid_and_names_a_preset(module):
         assert config.model in models.PRESETS, name
 
 
-def test_help_lists_the_variants():
-    out = subprocess.run([sys.executable, "-m", "experiments.mnist_optimizers", "--help"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={**os.environ, "COLUMNS": "250"})
-    assert out.returncode == 0, out.stderr
-    assert "--variant {adam_onecycle,sgd_onecycle,sgd_fixed,adamw_onecycle,ours}" in out.stdout
+def test_help_lists_the_variants(capsys, monkeypatch):
+    text = "\n".join(_help(capsys, monkeypatch, mnist_optimizers))
+    assert "variants (--variant NAME):\n  adam_onecycle: (the base config)\n  sgd_onecycle: --optimizer sgd" in text
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
 ``--variant NAME`` picks one of the experiment's named configs (default
 first); every ``Config`` field is then a flag over it (``--epochs 3
---batch-size 256 --seed 1``); ``--help`` lists the variants and the fields
-with their units. ``--sweep`` trains every variant in turn, the other flags
+--batch-size 256 --seed 1``); ``--help`` lists the variants and every option with its
+unit and default on one screen, ``-H`` what each means (``tinyjax.cli_help``). ``--sweep`` trains every variant in turn, the other flags
 applied to each, and writes one results table
 (``<out>/<experiment>-sweep-<timestamp>.md``, via ``tinyjax.runs.report``).
 ``--grid [field=v1,v2 ...]`` trains every point of a hyperparameter grid
@@ -38,10 +38,12 @@ from typing import Mapping, Sequence
 
 import tyro
 
-from tinyjax import grid as grids
+from tinyjax import cli_help, grid as grids
+from tinyjax.cli_help import HELP_FLAGS
 from tinyjax.config import Config, ConfigError
 from tinyjax.flags import flag, flat
-from tinyjax.validation import check_flags, closest
+from tinyjax.common import closest
+from tinyjax.validation import check_flags
 from tinyjax.data import DataError, DatasetNotFoundError
 
 # Fields a resumed run may change: where things are written or read, which
@@ -101,26 +103,11 @@ def _split(variants: Mapping[str, Config], args: Sequence[str] | None) -> tuple[
 
 def _parse_over(variants: Mapping[str, Config], base: Config, rest: list[str], description: str | None) -> Config:
     check_flags(rest)
-    names = list(variants)
-    help_text = (description or "") + (
-        f"\n\n--variant {{{','.join(names)}}}: the base config (default: {names[0]}). "
-        "--sweep: train every variant, the other flags applied to each, and write one results table."
-        if len(names) > 1 else "") + (
-        "\n\n--grid [field=v1,v2 ...]: train every point of a hyperparameter grid (this experiment's own "
-        "when none is given, if it has one) and write one results table. "
-        "--seeds N or --seeds 0,3,7: train those seeds as one run (--replicas: as one vmapped program or one "
-        "after another) and report the mean and sample std of their test accuracy. "
-        "--resume RUN_DIR: continue that run from its latest checkpoint. "
-        "--find-lr [MIN:MAX:K] [--find-lr-steps N]: a learning-rate range test instead of training: K constant "
-        "rates (default 1e-5:1:16, log-spaced) from one init as one program, N steps each (default 200); "
-        "writes lr_find.png and suggests a one-cycle peak. "
-        "--grid ... --halving ETA: successive halving: at each rung keep the best 1/ETA of the points by the "
-        "validation metric (needs --val-split). "
-        "--coordinator HOST:PORT --num-processes N --process-id I: one of N processes of one run "
-        "(not needed under srun or mpirun; --coordinator auto: jax finds the cluster, e.g. a Cloud TPU slice). "
-        "--debug: show tracebacks instead of one error line.")
+    help_text = None
+    if any(a in HELP_FLAGS for a in rest):
+        help_text = cli_help.help_text(variants, description, any(a in ("-H", "--help-verbose") for a in rest))
     config = tyro.cli(Config, default=base, args=rest, description=help_text,
-                      config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+                      config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff), compact_help=True)
     schedule = config.schedule
     if (schedule.name == "piecewise" and config.epochs != base.epochs and schedule.milestones == base.schedule.milestones
             and not any(a.split("=")[0] == "--milestones" for a in rest)):
@@ -276,7 +263,7 @@ def _train(configs: list[Config], known: argparse.Namespace) -> list[str]:
     if known.grid is not None:
         return train_grid(configs)
     resume = None if known.resume is None else [known.resume]
-    return [run_seeds(c, resume=known.resume)[1] if c.seeds else train_members([c], resume=resume)[2][0]
+    return [run_seeds(c, resume=known.resume).run_dir if c.seeds else train_members([c], resume=resume).run_dirs[0]
             for c in configs]
 
 
