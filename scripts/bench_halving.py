@@ -46,7 +46,7 @@ def quiet(_: str) -> None:
 def measure(configs, folder: str) -> tuple[float, float]:
     """``(t, r)``: the steady epoch seconds of the configs as one program, and the cost of rebuilding it."""
     dirs = [os.path.join(folder, f"point-{k}") for k in range(len(configs))]
-    histories = train_members(configs, quiet, run_dirs=dirs, until=2, end=False)[1]
+    histories = train_members(configs, quiet, run_dirs=dirs, until=2, end=False).histories
     steady = histories[0][1]["seconds"]
     started = time.perf_counter()
     train_members(configs, quiet, resume=dirs, until=3, end=False)

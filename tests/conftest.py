@@ -78,9 +78,12 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No environment data dir; an empty private cache."""
+    """No environment data dir, no Debian dataset packages (``/usr/share/datasets``); an empty private cache."""
+    from tinyjax.data import sources
+
     monkeypatch.delenv("TINYJAX_DATA_DIR", raising=False)
     monkeypatch.setenv("TINYJAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "_DEBIAN_DIR", str(tmp_path / "no-debian-datasets"))
     return tmp_path
 
 

@@ -37,14 +37,6 @@ def one_line(err):
     return message
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No environment data dir; an empty private cache."""
-    monkeypatch.delenv("TINYJAX_DATA_DIR", raising=False)
-    monkeypatch.setenv("TINYJAX_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 @pytest.mark.parametrize("subdir", ["", "mnist"])
 def test_local_files_through_data_dir(isolated, subdir):
     images, labels = write_split(isolated / "data" / "mnist", "t10k", 5)

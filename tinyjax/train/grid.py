@@ -41,10 +41,10 @@ def train_grid(configs: Sequence[Config], print_fn: Callable[[str], None] = PRIN
         members = [configs[i] for i in group]
         source, info, net = inputs[group[0]]
         if len(group) > 1 and replicas.resolve(members[0].replicas, net, info.image_shape) == "vmap":
-            for i, run_dir in zip(group, train_members(members, print_fn, model=net, dataset=source)[2]):
+            for i, run_dir in zip(group, train_members(members, print_fn, model=net, dataset=source).run_dirs):
                 run_dirs[i] = run_dir
             continue
         for i, config in zip(group, members):
-            run_dirs[i] = (run_seeds(config, print_fn, model=net, dataset=source)[1] if config.seeds else
-                           train_members([config], print_fn, model=net, dataset=source)[2][0])
+            run_dirs[i] = (run_seeds(config, print_fn, model=net, dataset=source).run_dir if config.seeds else
+                           train_members([config], print_fn, model=net, dataset=source).run_dirs[0])
     return run_dirs

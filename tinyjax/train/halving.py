@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import time
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError, best_metric, from_dict
@@ -185,12 +185,19 @@ def _agreed(read: Callable[[], object]):
     return json.loads(hosts.agree(json.dumps(read() if hosts.primary() else None)))
 
 
-def _status(indices: Sequence[int], configs, dirs) -> dict[int, tuple[tuple[int, int] | None, bool]]:
-    """Each point's latest checkpoint ``(epoch, position)`` (None: none yet) and whether it is finished
-    (holds ``results.json``), as process 0 sees them."""
+class Status(NamedTuple):
+    """Where a point stands: its latest checkpoint ``(epoch, position)`` (None: none yet) and whether
+    it is finished (holds ``results.json``)."""
+
+    position: tuple[int, int] | None
+    finished: bool
+
+
+def _status(indices: Sequence[int], configs, dirs) -> dict[int, Status]:
+    """Each point's ``Status``, as process 0 sees them."""
     seen = _agreed(lambda: [[latest_position(dirs[k], configs[k]), os.path.exists(os.path.join(dirs[k], "results.json"))]
                             for k in indices])
-    return {k: (None if p is None else tuple(p), done) for k, (p, done) in zip(indices, seen)}
+    return {k: Status(None if p is None else tuple(p), done) for k, (p, done) in zip(indices, seen)}
 
 
 def _programs(indices: Sequence[int], configs: Sequence[Config], status: dict, inputs) -> list[list[int]]:
@@ -202,7 +209,7 @@ def _programs(indices: Sequence[int], configs: Sequence[Config], status: dict, i
         members = [indices[j] for j in group]
         net, info = inputs[members[0]].net, inputs[members[0]].info
         together = len(members) > 1 and replicas.resolve(configs[members[0]].replicas, net, info.image_shape) == "vmap" \
-            and len({status[k][0] for k in members}) == 1
+            and len({status[k].position for k in members}) == 1
         batches.extend([members] if together else [[k] for k in members])
     return batches
 
@@ -214,8 +221,8 @@ def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | 
     saved start afresh."""
     status = _status(alive, configs, dirs)
     for batch in _programs(alive, configs, status, inputs):
-        position, batch_dirs = status[batch[0]][0], [dirs[k] for k in batch]
-        if until is None and all(status[k][1] for k in batch):
+        position, batch_dirs = status[batch[0]].position, [dirs[k] for k in batch]
+        if until is None and all(status[k].finished for k in batch):
             continue
         if until is not None and position is not None and position >= (until, 0):
             continue
@@ -231,7 +238,7 @@ def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: 
     """Finishes the ``pruned`` points where they paused (``results.json`` and plots; nothing trains),
     as many at once as ``_programs`` batches."""
     status = _status(pruned, configs, dirs)
-    todo = [k for k in pruned if not status[k][1]]
+    todo = [k for k in pruned if not status[k].finished]
     if todo:
         print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
                  + ", ".join(os.path.basename(dirs[k]) for k in todo))

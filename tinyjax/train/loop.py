@@ -19,7 +19,7 @@ import functools
 import signal
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ from tinyjax.train.prepare import Position, Run, announce, prepare, restore, wit
 from tinyjax.train.profile import StepTrace, traced
 from tinyjax.train import replicas, stopping
 from tinyjax.train import flops
-from tinyjax.train.records import TIMING, epoch_line, epoch_record
+from tinyjax.train.records import epoch_line, epoch_record, ranked
 from tinyjax.train.state import TrainState
 from tinyjax.validation import validate
 
@@ -86,11 +86,19 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
     return state, histories[0], run_dirs[0]
 
 
+class Trained(NamedTuple):
+    """What ``train_members`` returns (unpacks as ``state, histories, run_dirs``): the final state
+    (stacked when N > 1), each member's history and run directory."""
+
+    state: TrainState
+    histories: list[list[dict]]
+    run_dirs: list[str]
+
+
 def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT,
                   resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
                   group_dir: str | None = None, until: int | None = None,
-                  end: bool = True, *, model=None,
-                  dataset: Dataset | None = None) -> tuple[TrainState, list[list[dict]], list[str]]:
+                  end: bool = True, *, model=None, dataset: Dataset | None = None) -> Trained:
     """Trains N >= 1 validated configs that differ only in ``replicas.REPLICA_FIELDS`` as one program
     (N > 1: a stacked train state, vmapped steps), each member in its own run directory, written
     as ``train_and_evaluate`` writes one: ``run_dirs`` (created; default
@@ -112,8 +120,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     ``model`` and ``dataset``: objects passed in (``train_and_evaluate``).
 
     Returns:
-      ``(state, histories, run_dirs)``: the final state (stacked when N > 1), each member's
-      history and run directory.
+      ``Trained(state, histories, run_dirs)``.
 
     Raises:
       as ``train_and_evaluate``; ConfigError too for configs that cannot share a program.
@@ -129,7 +136,7 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
     if signum is not None and (group_dir or not end):  # Finished or paused: what comes after must not start.
         raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: {'finished' if end else 'paused'} "
                           f"{', '.join(run.run_dirs)}", signum, run.resume_command)
-    return state, histories, run.run_dirs
+    return Trained(state, histories, run.run_dirs)
 
 
 def train_epochs(run: Run, position: Position,
@@ -183,7 +190,7 @@ def train_epochs(run: Run, position: Position,
                 if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0
                                     or stops.on and any(improved)):  # --early-stop restores the best: save it.
                     run.save(state, epoch + 1, 0, jax.tree.map(jnp.zeros_like, totals),
-                             [_ranked(row, improved[k], best_metric(run.configs[k])) for k, row in enumerate(rows)])
+                             [ranked(row, improved[k], best_metric(run.configs[k])) for k, row in enumerate(rows)])
                 totals = None
                 if stop and not last_epoch:
                     raise interrupted(f"after epoch {epoch + 1}")
@@ -249,13 +256,6 @@ def _early_stops(run: Run, stops: stopping.Stops, epoch: int, histories: list[li
     return improved
 
 
-def _ranked(row: dict | None, improved: bool, metric: str) -> dict | None:
-    """What ranks a member's checkpoint for the best one: its epoch record without the timings, and
-    without the metric when the epoch did not improve (``--early-stop``: the best checkpoint is then
-    Keras's best epoch, the first to reach the best value by more than min_delta)."""
-    return None if row is None else {k: v for k, v in row.items() if k not in TIMING and (improved or k != metric)}
-
-
 def _restore_best(run: Run, state, bests: list[dict]):
     """Each member's best checkpoint's train state, stacked like ``state``, announced."""
     members = []
@@ -292,5 +292,7 @@ def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], star
                          probabilities.argmax(-1).astype(np.int32), run.info.class_names)
         runs.write_results(run.run_dirs[k], c, run.table.trainable_params, histories[k], bests[k],
                            time.perf_counter() - started,
-                           flops.results(run.flops, run.n * c.batch_size, histories[k], run.peak, run.placement.devices))
+                           flops.results(run.flops, run.n * c.batch_size, histories[k], run.peak, run.placement.devices),
+                           # Early stopping's decision, replayed: a stop at the last epoch counts.
+                           stopping.decide(c, histories[k]).stopped_epoch if c.early_stop else None)
     hosts.sync("tinyjax: run written")  # Others may read what process 0 wrote (a --seeds summary, a table).

@@ -126,7 +126,7 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     images, labels = train if train is not None else load_splits(config, source)["train"]
     steps_per_epoch = num_batches(len(labels), config.batch_size)
     try:
-        states = [init_state(c, steps_per_epoch, images, net=net, info=info)[1] for c in configs]
+        states = [init_state(c, steps_per_epoch, images, net=net, info=info).state for c in configs]
     except ValueError as e:
         raise ConfigError(str(e)) from e
     device_data = to_device(images, labels)

@@ -160,14 +160,14 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
     resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.
     run = Run(configs, net, info, table, placement, splits,
               {name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
-              steps_per_epoch, fingerprint, train_epoch, evaluate, [f for _, _, f in inits],
+              steps_per_epoch, fingerprint, train_epoch, evaluate, [init.lr_fn for init in inits],
               [f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs, checkpoints,
               hosts.printer(print_fn), resume is not None,  # Process 0 prints for all.
               runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
-              flops.step_flops(config, inits[0][1], splits["train"][0], n, (info.mean, info.std)),
+              flops.step_flops(config, inits[0].state, splits["train"][0], n, (info.mean, info.std)),
               flops.peak_flops(jax.devices()[0].device_kind, config.dtype),
               held_out=source is not None and source.test is None)
-    return run, [s for _, s, _ in inits]
+    return run, [init.state for init in inits]
 
 
 def with_inputs(config: Config, model=None, data: data.Dataset | None = None) -> Config:

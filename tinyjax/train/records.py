@@ -1,4 +1,4 @@
-"""An epoch's record and its printed line."""
+"""An epoch's record, its printed line, and what of it ranks the best checkpoint."""
 
 from __future__ import annotations
 
@@ -35,3 +35,10 @@ def epoch_line(row: dict, epochs: int) -> str:
             + f"  lr {row['lr']:.3e}  {row['seconds']:5.1f}s"
             + (f"  {si(row['train_flop_per_s'], 'FLOP/s')}" if row.get("train_flop_per_s") else "")
             + (f" (MFU {100 * row['train_mfu']:.1f}%)" if row.get("train_mfu") is not None else ""))
+
+
+def ranked(row: dict | None, improved: bool, metric: str) -> dict | None:
+    """What ranks a member's checkpoint for the best one: its epoch record without the timings, and
+    without the metric when the epoch did not improve (``--early-stop``: the best checkpoint is then
+    Keras's best epoch, the first to reach the best value by more than min_delta)."""
+    return None if row is None else {k: v for k, v in row.items() if k not in TIMING and (improved or k != metric)}

@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError
@@ -50,15 +50,23 @@ def member_dirs(run_dir: str, config: Config) -> list[str]:
     return [os.path.join(run_dir, f"seed-{s}") for s in config.seeds]
 
 
+class SeedRuns(NamedTuple):
+    """What ``train_seeds`` returns (unpacks as ``histories, run_dir``): each member's per-epoch
+    records, in seed order, and the run directory."""
+
+    histories: list[list[dict]]
+    run_dir: str
+
+
 def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
-                resume: str | None = None, *, model=None, data=None) -> tuple[list[list[dict]], str]:
+                resume: str | None = None, *, model=None, data=None) -> SeedRuns:
     """Trains every seed of ``config.seeds`` (a new run directory, or the
     interrupted one in ``resume``: finished members are kept, the others
     continue from their latest checkpoints, and one that had saved none starts
     again), then writes the summary.
 
     Returns:
-      ``(histories, run_dir)``: each member's per-epoch records (as
+      ``SeedRuns(histories, run_dir)``: each member's per-epoch records (as
       ``train_and_evaluate``'s), in seed order, and the run directory.
 
     ``model`` and ``data``: your own model and data, as ``train_and_evaluate`` takes them.
@@ -72,7 +80,7 @@ def train_seeds(config: Config, print_fn: Callable[[str], None] = functools.part
 
 
 def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partial(print, flush=True),
-              resume: str | None = None, *, model=None, dataset=None) -> tuple[list[list[dict]], str]:
+              resume: str | None = None, *, model=None, dataset=None) -> SeedRuns:
     """``train_seeds`` of a config its caller has validated (the CLI validates every config first)."""
     started = time.perf_counter()
     print_fn = hosts.printer(print_fn)  # Process 0 prints for all.
@@ -109,7 +117,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
     print_fn(f"{len(dirs)} seeds {_seeds(config.seeds)}: test accuracy (mean ± sample std [95% CI], n = "
              f"{len(dirs)}) final {cell('test_accuracy')}, best {cell('best_test_accuracy')}, at the best "
              f"checkpoint {cell('best_epoch_test_accuracy')} -> {run_dir}/results.json")
-    return histories, run_dir
+    return SeedRuns(histories, run_dir)
 
 
 def write_summary(run_dir: str, config: Config, dirs: list[str], mode: str, histories: list[list[dict]],

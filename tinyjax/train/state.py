@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,16 @@ def update_ema(state: TrainState, decay: float) -> TrainState:
 WHITENING_IMAGES = 5000  # Train images that a model's init_from_data hook sees (FastNet's whitening layer).
 
 
-def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, info=None):
+class Init(NamedTuple):
+    """What ``init_state`` builds: the model (a ``tinyjax.models.door.Net``), the fresh ``TrainState``
+    and the learning rate as a function of the 0-based step (unpacks as ``net, state, lr_fn``)."""
+
+    net: Any
+    state: TrainState
+    lr_fn: Callable
+
+
+def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, info=None) -> Init:
     """The model, fresh train state and learning-rate schedule of a config.
 
     Builds the model (``net``, else ``config.model`` through ``tinyjax.models.door.resolve`` in
@@ -83,7 +92,7 @@ def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, inf
         built-in ``config.data.name``'s.
 
     Returns:
-      ``(net, state, lr_fn)``: the model, the ``TrainState`` and the
+      ``Init(net, state, lr_fn)``: the model, the ``TrainState`` and the
       learning rate as a function of the 0-based step.
 
     Raises:
@@ -109,7 +118,7 @@ def init_state(config, steps_per_epoch: int, train_images=None, *, net=None, inf
         state = state.replace(params=params)
         if state.ema is not None:
             state = state.replace(ema={**state.ema, "params": copy_buffers(params)})
-    return net, state, lr_fn
+    return Init(net, state, lr_fn)
 
 
 def copy_buffers(tree):
