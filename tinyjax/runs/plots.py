@@ -63,20 +63,29 @@ def confusion(labels: np.ndarray, predictions: np.ndarray, path: str, title: str
 def misclassified(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: str,
                   title: str, limit: int = 40, class_names: Sequence[str] | None = None) -> None:
     """A grid of the first ``limit`` misclassified images (``uint8 [N, H, W, C]``, C = 1 in grey,
-    C = 3 in colour) with their true and predicted labels."""
+    C = 3 in colour) with their true and predicted labels, 10 to a row.
+
+    Drawn as one montage image on one axes (a label above each tile) rather than one axes per
+    image: the same picture in about a fifth of the time (40 axes took ~1 s on a 2-core CPU, most
+    of a short run's finish)."""
     wrong = np.flatnonzero(labels != predictions)[:limit]
-    cols = 10
-    rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        if images.shape[-1] == 1:
-            ax.imshow(images[i, ..., 0], cmap="gray_r")
-        else:
-            ax.imshow(images[i])
-        name = (lambda c: str(c) if class_names is None else class_names[c][:8])
-        ax.set_title(f"{name(labels[i])} -> {name(predictions[i])}", fontsize=8, color="crimson")
+    cols, (h, w, c) = 10, images.shape[1:]
+    rows, gap = max(1, -(-len(wrong) // cols)), max(2, h // 7)  # gap: white pixels between tiles.
+    montage = np.full((rows * (h + gap), cols * (w + gap), c), 255 if c == 3 else 0, np.uint8)
+    for n, i in enumerate(wrong):
+        r, k = divmod(n, cols)
+        montage[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = images[i]
+    fig, ax = plt.subplots(figsize=(cols * 1.1, rows * 1.3))
+    if c == 1:  # Ink dark on white, as the digits are written; the gaps (0) white.
+        ax.imshow(montage[..., 0], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(montage, interpolation="nearest")
+    ax.axis("off")
+    name = (lambda k: str(k) if class_names is None else class_names[k][:8])
+    for n, i in enumerate(wrong):
+        r, k = divmod(n, cols)
+        ax.text(k * (w + gap) + w / 2, r * (h + gap) - 0.5, f"{name(labels[i])} -> {name(predictions[i])}",
+                ha="center", va="bottom", fontsize=8, color="crimson")
     _save(fig, path, f"{title}: {int((labels != predictions).sum())} misclassified (true -> predicted)")
 
 
