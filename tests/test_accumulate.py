@@ -86,7 +86,7 @@ def test_an_all_padding_micro_batch_changes_nothing():
                                 rtol=1e-5, atol=1e-6)
 
 
-TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "32", "--seeds", "0,1"]  # 8 updates per epoch.
+TINY = ["--epochs", "2", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32", "--seeds", "0,1"]  # 8 updates per epoch.
 
 
 def test_accumulated_mlp_run_matches_the_plain_run_and_resumes_bit_identically(tmp_path, capsys):

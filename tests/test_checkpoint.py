@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import tinyjax
-from tinyjax import data, models
+from tinyjax import models
 from tinyjax.runs import loading
+from tinyjax.data import splits
 from tinyjax.runs.checkpoint import CheckpointError, Checkpoints
 from tinyjax.config import CheckpointConfig, ConfigError
 from tinyjax.evaluate import evaluate_checkpoint, main as evaluate_main
@@ -97,9 +98,9 @@ def test_load_and_predict_without_knowing_the_config(tiny_run):
     model, variables, config, epoch = loading.load(tiny_run, "latest")
     assert config.model == "mnist_cnn_7k" and epoch == 3
     assert set(variables) == {"params", "batch_stats"}
-    images, labels = data.load("mnist", "test")
-    probabilities = tinyjax.predict(model, variables, images, config.data.name, batch_size=1000)
-    assert probabilities.shape == (10000, 10) and probabilities.dtype == np.float32
+    images, labels = splits.test_split(config)  # The 1,000 test images the run evaluated on (--test-limit).
+    probabilities = tinyjax.predict(model, variables, images, config.data.name, batch_size=300)
+    assert probabilities.shape == (1000, 10) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
     # The predictions are the run's: the accuracy its last epoch recorded, to the image.
     last = json.loads(open(os.path.join(tiny_run, "metrics.jsonl")).read().splitlines()[-1])
@@ -125,7 +126,7 @@ def test_evaluate_with_another_tta_is_predict_with_it(tiny_run, capsys):
     shifted = evaluate_checkpoint(tiny_run, "latest", tta="shift")
     assert shifted["recorded"] is None  # The run evaluated without TTA: nothing recorded to compare.
     model, variables, config, _ = loading.load(tiny_run, "latest")
-    images, labels = data.load("mnist", "test")
+    images, labels = splits.test_split(config)
     probabilities = tinyjax.predict(model, variables, images, config.data.name, tta="shift")
     assert shifted["test_acc"] == pytest.approx(100 * (probabilities.argmax(1) == labels).mean(), abs=1e-9)
     assert evaluate_main([tiny_run, "--which", "latest", "--tta", "shift"]) == 0

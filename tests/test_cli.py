@@ -190,7 +190,7 @@ def test_help_lists_the_variants(capsys, monkeypatch):
 @pytest.mark.slow
 def test_sweep_trains_every_variant_and_writes_one_table(tmp_path):
     variants = {name: mnist_mlp.VARIANTS[name] for name in ("2hl_50", "3hl_10")}
-    status = main(variants, ["--sweep", "--epochs", "1", "--train-limit", "500", "--out", str(tmp_path)])
+    status = main(variants, ["--sweep", "--epochs", "1", "--train-limit", "500", "--test-limit", "500", "--out", str(tmp_path)])
     assert status == 0
     tables = list(tmp_path.glob("mnist_mlp-sweep-*.md"))
     assert len(tables) == 1

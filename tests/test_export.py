@@ -11,6 +11,7 @@ import pytest
 
 import tinyjax
 from tinyjax import export
+from tinyjax.data import splits
 
 # A fresh interpreter that knows jax and numpy only: the artifact's logits of the images in argv[2].
 LOADER = """
@@ -27,22 +28,22 @@ assert not any(m == "tinyjax" or m.startswith("tinyjax.") for m in sys.modules),
 """
 
 
-def test_the_artifact_loads_without_tinyjax_and_reproduces_the_test_accuracy(tiny_run, mnist_test, tmp_path):
+def test_the_artifact_loads_without_tinyjax_and_reproduces_the_test_accuracy(tiny_run, tmp_path):
     out = tmp_path / "export"
     assert export.main([tiny_run, "--out", str(out)]) == 0
     spec = json.loads((out / "model.json").read_text())
     assert spec["input"]["shape"] == [None, 28, 28, 1] and spec["input"]["dtype"] == "uint8"
     assert spec["output"]["shape"] == [None, 10] and spec["class_names"] == [str(d) for d in range(10)]
     assert spec["source"]["params"] == 7784 and set(spec["platforms"]) == {"cpu", "cuda", "tpu"}
-    images, labels = mnist_test
+    run = tinyjax.load(tiny_run, "best")
+    images, labels = splits.test_split(run.config)  # The 1,000 test images the run evaluated on.
     np.save(tmp_path / "images.npy", images)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", LOADER, str(out), str(tmp_path / "images.npy"), str(tmp_path / "logits.npy"),
                     str(tmp_path / "seven.npy")], check=True, cwd=str(tmp_path), env=env)
     logits, seven = np.load(tmp_path / "logits.npy"), np.load(tmp_path / "seven.npy")
-    assert logits.shape == (10000, 10) and logits.dtype == np.float32
+    assert logits.shape == (1000, 10) and logits.dtype == np.float32
     np.testing.assert_allclose(seven, logits[:7], rtol=1e-5, atol=1e-5)
-    run = tinyjax.load(tiny_run, "best")
     probabilities = run.predict(images)
     np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits)), probabilities, atol=1e-5)
     assert np.array_equal(logits.argmax(-1), probabilities.argmax(-1))  # To the image.

@@ -24,7 +24,7 @@ from tinyjax.train.records import TIMING
 from faults_helpers import fail_checkpoint_writes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--epochs", "4", "--train-limit", "2048", "--batch-size", "32"]
+ARGS = ["--epochs", "4", "--train-limit", "2048", "--test-limit", "500", "--batch-size", "32"]
 # Runs the experiment as `python -m` would; with TINYJAX_TEST_STALL_SAVE=<id>, the background
 # write of checkpoint <id> stalls (after touching <out>/stalled) so the test can kill it mid-save.
 DRIVER = """
@@ -167,7 +167,7 @@ def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, ca
 
 @pytest.mark.slow
 def test_on_nan_skip_drops_non_finite_steps_and_goes_on(tmp_path):
-    args = ["--epochs", "2", "--train-limit", "512", "--batch-size", "32", "--max-lr", "1e4",
+    args = ["--epochs", "2", "--train-limit", "512", "--test-limit", "500", "--batch-size", "32", "--max-lr", "1e4",
             "--on-nan", "skip", "--out", str(tmp_path)]
     assert main(mnist_onecycle.VARIANTS, args) == 0
     history = [json.loads(line) for line in open(os.path.join(run_dir(tmp_path), "metrics.jsonl"))]
@@ -248,4 +248,4 @@ def test_resuming_a_finished_run_only_rewrites_its_results(tiny_run):
     assert [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))] == before
 
 
-TINY_ARGS = ["--epochs", "1", "--train-limit", "256", "--batch-size", "32"]
+TINY_ARGS = ["--epochs", "1", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32"]

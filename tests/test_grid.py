@@ -68,7 +68,7 @@ def test_scaled_milestones_never_merge():
 @pytest.mark.slow
 def test_grid_runs_every_point_and_writes_one_table(tmp_path):
     args = ["--grid", "batch_size=32,64", "label_smoothing=0,0.1", "--epochs", "1", "--train-limit", "512",
-            "--out", str(tmp_path)]
+            "--test-limit", "500", "--out", str(tmp_path)]
     assert main(mnist_onecycle.VARIANTS, args) == 0
     (table,) = tmp_path.glob("mnist_onecycle-grid-*.md")
     lines = table.read_text().splitlines()

@@ -38,8 +38,8 @@ def test_keep_and_order():
 # ----------------------------------------------------------------------------- whole searches
 # Reference 003's small MLP on 512 real images, 4 points, ETA 2: rungs at epochs 1 and 2, then 4;
 # ranked by the validation loss (continuous: no ties for float rounding to flip).
-SEARCH = ["--variant", "2hl_50_v2", "--epochs", "4", "--train-limit", "512", "--batch-size", "64",
-          "--val-split", "256", "--best-metric", "val_loss", "--best-mode", "min", "--halving", "2",
+SEARCH = ["--variant", "2hl_50_v2", "--epochs", "4", "--train-limit", "512", "--test-limit", "500",
+          "--batch-size", "64", "--val-split", "256", "--best-metric", "val_loss", "--best-mode", "min", "--halving", "2",
           "--grid", "lr=1e-3,3e-3", "weight_decay=0,1e-4"]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import tinyjax
 import tinyjax.runs.loading
-from tinyjax import data
+from tinyjax.data import splits
 from tinyjax.runs.inference import view_logits
 
 
@@ -37,7 +37,7 @@ def tta_run(tmp_path_factory):
     from tinyjax.cli import main
 
     out = tmp_path_factory.mktemp("tta_run")
-    args = ["--epochs", "1", "--train-limit", "1024", "--batch-size", "32", "--optimizer", "adam", "--schedule",
+    args = ["--epochs", "1", "--train-limit", "1024", "--test-limit", "1000", "--batch-size", "32", "--optimizer", "adam", "--schedule",
             "constant", "--lr", "0.01", "--tta", "flip_shift", "--ema", "0.5"]
     assert main(mnist_onecycle.VARIANTS, args + ["--out", str(out)]) == 0
     (run_dir,) = out.iterdir()
@@ -47,11 +47,11 @@ def tta_run(tmp_path_factory):
 def test_predict_reproduces_the_recorded_accuracy_of_a_tta_run(tta_run):
     run = tinyjax.runs.loading.load(tta_run, "latest")
     assert run.config.tta == "flip_shift" and run.epoch == 1
-    images, labels = data.load("mnist", "test")
+    images, labels = splits.test_split(run.config)  # The run's 1,000 test images (--test-limit).
     recorded = json.loads(open(os.path.join(tta_run, "metrics.jsonl")).read().splitlines()[-1])["test_acc"]
     assert recorded > 50  # A model that tells digits apart, so that the check below means something.
     probabilities = run.predict(images)
-    assert probabilities.shape == (10000, 10)
+    assert probabilities.shape == (1000, 10)
     assert 100 * (probabilities.argmax(1) == labels).mean() == pytest.approx(recorded, abs=1e-9)
     # The same through tinyjax.predict with the run's tta; one view alone is another classifier.
     same = tinyjax.predict(run.model, run.variables, images, run.config.data.name, tta=run.config.tta)

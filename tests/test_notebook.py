@@ -13,7 +13,7 @@ from tinyjax.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "colab.ipynb")
-TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "64"]  # 4 steps per epoch.
+TINY = ["--epochs", "2", "--train-limit", "256", "--test-limit", "500", "--batch-size", "64"]  # 4 steps per epoch.
 
 
 @pytest.mark.slow  # Starts a kernel and trains twice.

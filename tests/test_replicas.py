@@ -22,7 +22,7 @@ from tinyjax.train.seeds import member_dirs
 
 from same_run import assert_same_run, history
 
-TINY = ["--epochs", "2", "--train-limit", "256", "--batch-size", "32"]  # 8 steps per epoch.
+TINY = ["--epochs", "2", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32"]  # 8 steps per epoch.
 
 
 @pytest.fixture(scope="module")

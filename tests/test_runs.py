@@ -86,7 +86,7 @@ def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkey
         real_import = builtins.__import__
         monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (
             (_ for _ in ()).throw(ImportError(name)) if name == "tensorboardX" else real_import(name, *a, **k)))
-    args = ["--epochs", "3", "--train-limit", "1000", "--val-split", "200", "--out", str(tmp_path)]
+    args = ["--epochs", "3", "--train-limit", "1000", "--test-limit", "500", "--val-split", "200", "--out", str(tmp_path)]
     assert main({"2hl_50": mnist_mlp.VARIANTS["2hl_50"]}, args) == 0
     (run_dir,) = tmp_path.iterdir()
     history = runs.read_metrics(str(run_dir))

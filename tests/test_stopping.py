@@ -11,6 +11,7 @@ import pytest
 from experiments import mnist_mlp
 from tinyjax.cli import main
 from tinyjax.config import Config
+from tinyjax.data import splits
 from tinyjax.runs.loading import load
 from tinyjax.train.seeds import member_dirs
 from tinyjax.train.stopping import patience
@@ -64,8 +65,8 @@ def test_bad_arguments_raise():
 
 
 # ----------------------------------------------------------------------------- whole runs
-EARLY = ["--epochs", "8", "--train-limit", "256", "--batch-size", "32", "--val-split", "128", "--lr", "0.01",
-         "--early-stop", "1", "--best-metric", "val_loss", "--best-mode", "min", "--seeds", "0,1,2"]
+EARLY = ["--epochs", "8", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32", "--val-split", "128",
+         "--lr", "0.01", "--early-stop", "1", "--best-metric", "val_loss", "--best-mode", "min", "--seeds", "0,1,2"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def stopped_runs(tmp_path_factory):
     return {mode: str(d) for mode, d in out.items()}
 
 
-def test_vmapped_replicas_stop_where_their_own_runs_stop(stopped_runs, mnist_test):
+def test_vmapped_replicas_stop_where_their_own_runs_stop(stopped_runs):
     stops = {}
     for mode, run_dir in stopped_runs.items():
         stops[mode] = [json.load(open(os.path.join(d, "results.json")))["early_stop"]
@@ -88,7 +89,8 @@ def test_vmapped_replicas_stop_where_their_own_runs_stop(stopped_runs, mnist_tes
     assert stops["vmap"] == stops["sequential"]
     stopped = [s["stopped_epoch"] for s in stops["vmap"]]
     assert all(stopped) and len(set(stopped)) > 1  # Each stops, and not all at one epoch: the hold is tested.
-    images, labels = mnist_test
+    first = member_dirs(stopped_runs["vmap"], Config(seeds=(0, 1, 2)))[0]
+    images, labels = splits.test_split(load(first, "best").config)  # The run's 500 test images (--test-limit).
     for a, b in zip(*(member_dirs(stopped_runs[m], Config(seeds=(0, 1, 2))) for m in ("vmap", "sequential"))):
         assert_same_run(a, b)  # The same epochs, and the vmapped member's latest weights are its last epoch's.
         rows, results = history(a), json.load(open(os.path.join(a, "results.json")))

@@ -2,7 +2,6 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
-import pytest
 
 from tinyjax import models
 from tinyjax.models.summary import layer_table
