@@ -5,14 +5,6 @@ The suite trains many tiny runs of the same few programs, in this process and
 in subprocesses: jax's persistent compilation cache (a fresh folder per
 session, set before jax is imported, inherited by the subprocesses) compiles
 each program once. It returns the same executables, so no result changes.
-
-Compiling is most of the suite's time (tiny models, few steps): XLA's CPU backend compiles at
-optimisation level 0 here (``--xla_backend_optimization_level=0`` in ``XLA_FLAGS``, inherited by the
-subprocesses; ``TEST_XLA_FLAGS``), which halved a short run's time on 2 cores (30.7 -> 15.8 s
-cold, 10.4 -> 5.6 s warm, 2026-12-05). The programs are the same and every comparison in the suite
-is between programs compiled alike; rounding may differ from a default build by a few ulps, which
-no tolerance here is near. Set ``XLA_FLAGS`` yourself (e.g. to an empty string) to test at XLA's
-default level; speed is measured by ``scripts/``, never here.
 """
 
 import atexit
@@ -25,8 +17,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
     os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ.setdefault("XLA_FLAGS", TEST_XLA_FLAGS)
 
 import pytest  # noqa: E402
 

@@ -24,7 +24,6 @@ from tinyjax.distributed import parallel
 from tinyjax.cli import main
 from tinyjax.config import Config, ConfigError
 
-from host_devices import device_env
 from same_run import assert_same_run, history
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +41,7 @@ for args in json.loads(sys.argv[1]):
 
 def on_devices(runs: list[list[str]], devices: int = 4) -> None:
     """Runs ``python -m experiments.mnist_onecycle <args>`` for each args in one process with ``devices`` CPU devices."""
-    env = device_env(devices)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", RUN, json.dumps(runs)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -157,7 +156,7 @@ def launch(args: list[str], processes: int = 2, devices: int = 2, data_dirs: lis
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = device_env(devices)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     return [subprocess.Popen([sys.executable, "-m", "experiments.mnist_onecycle", *args, "--coordinator",
                               f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i)],
                              cwd=ROOT, env={**env, **({"TINYJAX_DATA_DIR": data_dirs[i]} if data_dirs else {})},
