@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 from tinyjax import data  # noqa: E402
 
 
-WHOLE_RUNS = {"tiny_run", "seed_runs", "tta_run", "runs", "stopped_runs", "own_run"}  # Fixtures that train whole runs (cli.main).
+WHOLE_RUNS = {"tiny_run", "seed_runs", "tta_run", "runs", "stopped_runs", "own_run", "searches"}  # Fixtures that train whole runs (cli.main).
 
 
 def pytest_collection_modifyitems(config, items):

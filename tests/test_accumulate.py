@@ -65,8 +65,9 @@ def test_batchnorm_normalises_each_micro_batch_and_updates_its_statistics_per_mi
         return -jnp.sum(onehot * jax.nn.log_softmax(logits)) / 64, updates["batch_stats"]
 
     stats, grads = state.batch_stats, []
+    grad_fn = jax.jit(jax.grad(loss_fn, has_aux=True))  # One compile; op by op took ~25 s on 2 cores.
     for k in range(2):
-        g, stats = jax.grad(loss_fn, has_aux=True)(state.params, stats, jnp.arange(k, 64, 2))
+        g, stats = grad_fn(state.params, stats, jnp.arange(k, 64, 2))
         grads.append(g)
     want = state.apply_gradients(grads=jax.tree.map(jnp.add, *grads), batch_stats=stats)
     chex.assert_trees_all_close(got.batch_stats, want.batch_stats, rtol=1e-5, atol=1e-6)
@@ -89,6 +90,7 @@ def test_an_all_padding_micro_batch_changes_nothing():
 TINY = ["--epochs", "2", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32", "--seeds", "0,1"]  # 8 updates per epoch.
 
 
+@pytest.mark.slow
 def test_accumulated_mlp_run_matches_the_plain_run_and_resumes_bit_identically(tmp_path, capsys):
     """Run level: the MLP (no BatchNorm, no dropout) with --accumulate 4 trains as without it, through
     vmapped --seeds, checkpoints and a resume after a kill at the end of epoch 1."""

@@ -257,6 +257,7 @@ def test_a_corrupt_data_file_is_one_error_line_and_no_run_directory(tmp_path, ca
     ("bench_accumulate.py", ["--accumulate", "2,3"],
      "--accumulate 3 must be > 1 and divide --batch-sizes 128: pick a divisor"),
 ])
+@pytest.mark.slow
 def test_bench_scripts_refuse_bad_arguments_in_one_line(script, args, line):
     out = subprocess.run([sys.executable, f"scripts/{script}", *args],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)

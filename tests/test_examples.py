@@ -5,8 +5,11 @@ import json
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
+pytestmark = pytest.mark.slow  # Each trains whole runs.
 
 
 def test_own_model_file_and_arrays(tmp_path):

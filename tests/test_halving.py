@@ -86,6 +86,7 @@ def test_vmapped_and_sequential_points_make_the_same_decisions(searches):
         assert f"| {len(rows)} of 4: " + ("pruned, " if pruned_at else "") + f"rank {rank} of 4 (val_loss " in line
 
 
+@pytest.mark.slow
 def test_a_point_paused_at_every_rung_ends_as_its_own_run(searches, tmp_path):
     """The winner paused after epochs 1 and 2 and resumed each time (its own program, sequential):
     bit for bit the run of its config trained straight through."""
@@ -97,6 +98,7 @@ def test_a_point_paused_at_every_rung_ends_as_its_own_run(searches, tmp_path):
     assert_same_run(os.path.join(searches["sequential"], f"point-{winner}"), only_dir(tmp_path), exact=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cut", [1, 3])
 def test_an_interrupted_search_resumes_to_the_same_decisions(searches, tmp_path, cut, capsys, monkeypatch):
     """SIGTERM in epoch ``cut`` (1: the first rung's, all four points paused there; 3: the winner's

@@ -49,8 +49,9 @@ def test_mask_keeps_padding_out_of_batch_statistics():
     x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
     padded = jnp.concatenate([x, 100.0 * jnp.ones((2, 28, 28, 1))])
     mask = jnp.array([True] * 4 + [False] * 2)
-    logits, stats = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    logits_p, stats_p = model.apply(variables, padded, train=True, mask=mask, mutable=["batch_stats"])
+    apply = jax.jit(lambda x, mask: model.apply(variables, x, train=True, mask=mask, mutable=["batch_stats"]))
+    logits, stats = apply(x, None)
+    logits_p, stats_p = apply(padded, mask)
     np.testing.assert_allclose(logits_p[:4], logits, rtol=1e-4, atol=1e-5)
     chex.assert_trees_all_close(stats_p, stats, rtol=1e-4, atol=1e-6)
 
@@ -79,11 +80,13 @@ def test_depthwise_conv_matches_grouped_conv(channels, features, kernel, stride,
     ours = DepthwiseConv(features, kernel, stride, padding, bias)
     grouped = nn.Conv(features, (kernel, kernel), strides=stride, padding=padding, use_bias=bias,
                       feature_group_count=channels, kernel_init=kernel_init, bias_init=bias_init(kernel ** 2))
-    variables = ours.init(jax.random.key(1), x)
-    chex.assert_trees_all_equal(variables, grouped.init(jax.random.key(1), x))  # Same init draw.
-    chex.assert_trees_all_close(ours.apply(variables, x), grouped.apply(variables, x), rtol=1e-5, atol=1e-5)
-    weights = jax.random.normal(jax.random.key(2), grouped.apply(variables, x).shape)
-    grad = lambda m: jax.grad(lambda v, x: jnp.sum(m.apply(v, x) * weights), argnums=(0, 1))(variables, x)
+    # Each computation one jitted program: op by op, every shape compiles on its own (seconds each on 2 cores).
+    variables = jax.jit(ours.init)(jax.random.key(1), x)
+    chex.assert_trees_all_equal(variables, jax.jit(grouped.init)(jax.random.key(1), x))  # Same init draw.
+    out = jax.jit(ours.apply)(variables, x)
+    chex.assert_trees_all_close(out, jax.jit(grouped.apply)(variables, x), rtol=1e-5, atol=1e-5)
+    weights = jax.random.normal(jax.random.key(2), out.shape)
+    grad = lambda m: jax.jit(jax.grad(lambda v, x: jnp.sum(m.apply(v, x) * weights), argnums=(0, 1)))(variables, x)
     chex.assert_trees_all_close(grad(ours), grad(grouped), rtol=1e-4, atol=1e-4)
 
 

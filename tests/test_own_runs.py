@@ -37,6 +37,7 @@ BASE = Config(experiment="own", epochs=1, batch_size=64, optim=OptimConfig(name=
               schedule=ScheduleConfig(max_lr=0.01), data=DataConfig(val_split=200))
 
 
+@pytest.mark.slow
 def test_a_grid_of_a_user_model_trains_as_vmapped_replicas(digits, tmp_path):
     configs = expand(dataclasses.replace(BASE, out=str(tmp_path)), {"max_lr": [0.003, 0.03]})
     lines = []
@@ -50,6 +51,7 @@ def test_a_grid_of_a_user_model_trains_as_vmapped_replicas(digits, tmp_path):
         assert os.path.exists(os.path.join(run_dir, "results.json"))
 
 
+@pytest.mark.slow
 def test_the_grid_of_a_linen_model_file_and_an_npz_on_the_command_line(digits, tmp_path, capsys):
     from tinyjax.train_cli import main
 
@@ -67,6 +69,7 @@ def test_the_grid_of_a_linen_model_file_and_an_npz_on_the_command_line(digits, t
     assert "2 replicas vmapped as one program" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_successive_halving_takes_a_user_model_and_ranks_on_validation(digits, tmp_path):
     configs = expand(dataclasses.replace(BASE, epochs=3, out=str(tmp_path)), {"max_lr": [1e-5, 0.003, 0.03]})
     ranked = train_halving(configs, 3, ["max_lr"], lambda _: None, model=TinyMlp, data=digits)
@@ -79,6 +82,7 @@ def test_successive_halving_takes_a_user_model_and_ranks_on_validation(digits, t
     assert ranked[0].endswith(f"point-{first['kept'][0]}") and first["ranked"][-1] == 0  # lr 1e-5 learns least.
 
 
+@pytest.mark.slow
 def test_the_lr_finder_takes_a_user_model_and_its_data(digits, tmp_path):
     run_dir = find_lr(dataclasses.replace(BASE, out=str(tmp_path)), "1e-3:1e-1:3", 25, model=TinyNnx, data=digits)
     progress = json.load(open(os.path.join(run_dir, "lr_find.json")))

@@ -126,6 +126,7 @@ def test_a_trace_that_cannot_start_is_a_warning_and_a_resume_past_it_says_so(mon
     assert lines[-1] == "profile: the run resumes at training step 10, past --profile 2:4: nothing traced."
 
 
+@pytest.mark.slow
 def test_a_profiled_run_traces_and_trains_exactly_as_one_without(tmp_path, capsys):
     args = ["--epochs", "2", "--train-limit", "500", "--test-limit", "500"]  # 10 steps per epoch.
     assert main({"2hl_50": MLP}, args + ["--out", str(tmp_path / "plain")]) == 0

@@ -58,6 +58,7 @@ def test_hold_out_is_a_fixed_disjoint_subset():
     np.testing.assert_array_equal(again, val_x)
 
 
+@pytest.mark.slow
 def test_test_limit_evaluates_a_fixed_subset_of_the_test_split(tmp_path, capsys):
     config = dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"], data=DataConfig(train_limit=1000, test_limit=300))
     full_x, full_y = data.load("mnist", "test")
@@ -78,6 +79,7 @@ def test_test_limit_evaluates_a_fixed_subset_of_the_test_split(tmp_path, capsys)
     assert again["test_acc"] == pytest.approx(again["recorded"]["test_acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tensorboard", [True, False])
 def test_val_split_picks_the_best_epoch_and_events_are_optional(tmp_path, monkeypatch, tensorboard):
     if tensorboard:

@@ -140,7 +140,7 @@ def test_train_state_vmaps_over_seeds():
     tx, _ = make_optimizer(CONFIG.optim, CONFIG.schedule, 10)
     model = models.create("mnist_cnn_7k")
     keys = jax.vmap(jax.random.key)(jnp.arange(3))
-    states = jax.vmap(lambda k: create_train_state(model, tx, k, (1, 28, 28, 1)))(keys)
+    states = jax.jit(jax.vmap(lambda k: create_train_state(model, tx, k, (1, 28, 28, 1))))(keys)
     batch = data.make_batch(fake_data(64), jnp.arange(64), jnp.ones(64, bool), 0.1307, 0.3081)
     new, metrics = jax.jit(jax.vmap(train_step, in_axes=(0, None)))(states, batch)
     chex.assert_shape(metrics["loss_sum"], (3,))
