@@ -31,10 +31,12 @@ needs_cifar = pytest.mark.skipif(not have_cifar(), reason="needs $TINYJAX_DATA_D
 
 
 def train_mode_loss(state: TrainState, images, labels, mean, std) -> float:
-    logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                               data.pipeline.normalize(images, mean, std), train=True, mutable=["batch_stats"],
-                               rngs={"dropout": jax.random.key(0)})
-    return float(cross_entropy_loss(logits, labels))
+    @jax.jit  # One program: op by op, each of ResNet-20's layers compiled on its own.
+    def loss(variables, images, labels):
+        logits, _ = state.apply_fn(variables, data.pipeline.normalize(images, mean, std), train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
+        return cross_entropy_loss(logits, labels)
+    return float(loss({"params": state.params, "batch_stats": state.batch_stats}, images, labels))
 
 
 @needs_cifar

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import cifar10_resnet, mnist_onecycle
+from experiments import cifar10_resnet, mnist_mlp, mnist_onecycle
 from tinyjax import grid
 from tinyjax.cli import main, parse
 from tinyjax.config import ConfigError
@@ -67,14 +67,15 @@ def test_scaled_milestones_never_merge():
 
 @pytest.mark.slow
 def test_grid_runs_every_point_and_writes_one_table(tmp_path):
-    args = ["--grid", "batch_size=32,64", "label_smoothing=0,0.1", "--epochs", "1", "--train-limit", "512",
-            "--test-limit", "500", "--out", str(tmp_path)]
-    assert main(mnist_onecycle.VARIANTS, args) == 0
-    (table,) = tmp_path.glob("mnist_onecycle-grid-*.md")
+    # The MLP, one point after another: the grid is the CLI's, whatever the model (vmapped points: test_replicas).
+    args = ["--variant", "2hl_50", "--grid", "batch_size=32,64", "label_smoothing=0,0.1", "--epochs", "1",
+            "--train-limit", "512", "--test-limit", "500", "--replicas", "sequential", "--out", str(tmp_path)]
+    assert main(mnist_mlp.VARIANTS, args) == 0
+    (table,) = tmp_path.glob("mnist_mlp-grid-*.md")
     lines = table.read_text().splitlines()
     assert lines[0].startswith("| run | batch-size | label-smoothing | variant |")
     assert [line.split(" | ")[1:3] for line in lines[2:]] == [["32", "0.0"], ["32", "0.1"], ["64", "0.0"], ["64", "0.1"]]
-    assert len(list(tmp_path.glob("mnist_onecycle-default-*/results.json"))) == 4
+    assert len(list(tmp_path.glob("mnist_mlp-2hl_50-*/results.json"))) == 4
 
 
 def test_grid_errors_come_before_any_training(tmp_path, capsys):

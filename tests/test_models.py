@@ -127,11 +127,13 @@ def test_seed_001_layers_have_bias_and_reach_1x1():
 @pytest.mark.slow
 def test_dropout_variant_differs_in_train_mode_only():
     model = models.create("mnist_cnn_7k_dropout")
-    variables = init(model)
+    variables = jax.jit(init, static_argnums=0)(model)  # Jitted: one compile instead of one per op.
     x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
-    np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
-    a, _ = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
-    b, _ = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    evaluate = jax.jit(model.apply)
+    np.testing.assert_array_equal(evaluate(variables, x), evaluate(variables, x))
+    train = jax.jit(lambda key: model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": key}))
+    a, _ = train(jax.random.key(0))
+    b, _ = train(jax.random.key(1))
     assert not np.allclose(a, b)
 
 
