@@ -1,6 +1,7 @@
 """Faults a run must survive: SIGKILL anywhere, SIGINT / SIGTERM, non-finite steps,
-an unwritable output folder, resumes that do not fit. Runs are tiny: the
-reference-000 CNN on 2,048 real images, 4 epochs of 64 steps."""
+an unwritable output folder, resumes that do not fit. Runs are tiny: the suite's ``TINY_RUN``
+(reference 000's CNN on 512 real images, 3 epochs of 16 steps), whose finished run, the session's
+``tiny_run``, is the uninterrupted run every interrupted one must equal."""
 
 import json
 import os
@@ -21,41 +22,34 @@ from tinyjax.runs import loading
 from tinyjax.cli import main
 from tinyjax.train.records import TIMING
 
+from conftest import TINY_RUN
 from faults_helpers import fail_checkpoint_writes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--epochs", "4", "--train-limit", "2048", "--test-limit", "500", "--batch-size", "32"]
-# Runs the experiment as `python -m` would; with TINYJAX_TEST_STALL_SAVE=<id>, the background
-# write of checkpoint <id> stalls (after touching <out>/stalled) so the test can kill it mid-save.
+# Runs the experiment as `python -m` would; with TINYJAX_TEST_STALL_SAVE=<id>:<seconds>, the background
+# write of checkpoint <id> stalls that long (after touching <out>/stalled) so the test can kill it mid-save.
 DRIVER = """
 import os, runpy, sys
 stall = os.environ.get("TINYJAX_TEST_STALL_SAVE")
 if stall:
     sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
     from faults_helpers import stall_checkpoint_write
-    stall_checkpoint_write(int(stall), os.environ["TINYJAX_TEST_STALL_MARK"])
+    checkpoint, seconds = stall.split(":")
+    stall_checkpoint_write(int(checkpoint), os.environ["TINYJAX_TEST_STALL_MARK"], float(seconds))
 sys.argv = ["experiments.mnist_onecycle"] + sys.argv[1:]
 runpy.run_module("experiments.mnist_onecycle", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    """The uninterrupted run every interrupted one must equal."""
-    out = tmp_path_factory.mktemp("baseline")
-    assert main(mnist_onecycle.VARIANTS, ARGS + ["--out", str(out)]) == 0
-    return str(next(out.iterdir()))
-
-
 class Run:
     """``python -m experiments.mnist_onecycle`` in a subprocess, logs in files."""
 
-    def __init__(self, tmp_path, args, stall=None):
+    def __init__(self, tmp_path, args, stall=None, stall_seconds=600.0):
         self.tmp_path = tmp_path
         self.stdout, self.stderr = tmp_path / f"out{time.monotonic_ns()}", tmp_path / f"err{time.monotonic_ns()}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TINYJAX_TEST_STALL_MARK": str(tmp_path / "stalled")}
         if stall is not None:
-            env["TINYJAX_TEST_STALL_SAVE"] = str(stall)
+            env["TINYJAX_TEST_STALL_SAVE"] = f"{stall}:{stall_seconds}"
         with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
             self.process = subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=ROOT, env=env,
                                             stdout=out, stderr=err)
@@ -90,11 +84,11 @@ def assert_same_run(resumed: str, baseline: str) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, baseline):
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, tiny_run):
     rng, out = random.Random(7), tmp_path / "runs"
-    # The killed runs stall in the last save (step 256, after epoch 4), so none can finish before its kill,
+    # The killed runs stall in the last save (step 48, after epoch 3), so none can finish before its kill,
     # however fast it trains: a kill that lands there is a kill mid-save.
-    run = Run(tmp_path, ARGS + ["--out", str(out)], stall=256)
+    run = Run(tmp_path, TINY_RUN + ["--out", str(out)], stall=48)
     def saved() -> bool:  # A complete checkpoint exists (before one, there is nothing to resume).
         folder = os.path.join(run_dir(out), "checkpoints")
         return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
@@ -105,33 +99,35 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, baseli
         assert run.process.poll() is None, "the run ended before it was killed"
         run.process.kill()
         assert run.finish() == -signal.SIGKILL  # Killed, not ended on its own.
-        run = Run(tmp_path, ["--resume", run_dir(out)], stall=256 if kill < 2 else None)
+        run = Run(tmp_path, ["--resume", run_dir(out)], stall=48 if kill < 2 else None)
     assert run.finish() == 0, run.stderr.read_text()[-2000:]
-    assert_same_run(run_dir(out), baseline)
+    assert_same_run(run_dir(out), tiny_run)
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_save_leaves_the_older_checkpoint_latest(tmp_path, baseline):
+def test_sigkill_during_a_save_leaves_the_older_checkpoint_latest(tmp_path, tiny_run):
     out = tmp_path / "runs"
-    run = Run(tmp_path, ARGS + ["--out", str(out)], stall=128)  # The save after epoch 2.
+    run = Run(tmp_path, TINY_RUN + ["--out", str(out)], stall=32)  # The save after epoch 2.
     run.wait_for(lambda: (tmp_path / "stalled").exists())
     run.process.kill()
     run.finish()
     entries = os.listdir(os.path.join(run_dir(out), "checkpoints"))
-    assert "64" in entries and "128" not in entries and any(e.startswith("128.") for e in entries), entries
+    assert "16" in entries and "32" not in entries and any(e.startswith("32.") for e in entries), entries
     resumed = Run(tmp_path, ["--resume", run_dir(out)])
     assert resumed.finish() == 0, resumed.stderr.read_text()[-2000:]
     assert "resumed at epoch 2, step 0" in resumed.stdout.read_text()
-    assert not any(e.startswith("128.") for e in os.listdir(os.path.join(run_dir(out), "checkpoints")))
-    assert_same_run(run_dir(out), baseline)
+    assert not any(e.startswith("32.") for e in os.listdir(os.path.join(run_dir(out), "checkpoints")))
+    assert_same_run(run_dir(out), tiny_run)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_sigint_and_sigterm_save_print_the_resume_command_and_exit(tmp_path, baseline, signum, status):
+def test_sigint_and_sigterm_save_print_the_resume_command_and_exit(tmp_path, tiny_run, signum, status):
     out = tmp_path / "runs"
-    run = Run(tmp_path, ARGS + ["--out", str(out)])
-    run.wait_for(lambda: run.epochs_printed() >= 1)
+    # The save after epoch 1 stalls for 3 s, so the run cannot end before the signal, however fast it trains
+    # (it waits for that save before it finishes); the signal lands while it trains epoch 2 or waits.
+    run = Run(tmp_path, TINY_RUN + ["--out", str(out)], stall=16, stall_seconds=3.0)
+    run.wait_for(lambda: (tmp_path / "stalled").exists())
     time.sleep(0.3)
     run.process.send_signal(signum)
     assert run.finish() == status
@@ -140,12 +136,12 @@ def test_sigint_and_sigterm_save_print_the_resume_command_and_exit(tmp_path, bas
     assert lines[-2].startswith(f"stopped: {signal.Signals(signum).name} ") and "saved" in lines[-2]
     resumed = Run(tmp_path, lines[-1].split()[3:])
     assert resumed.finish() == 0, resumed.stderr.read_text()[-2000:]
-    assert_same_run(run_dir(out), baseline)
+    assert_same_run(run_dir(out), tiny_run)
 
 
 @pytest.mark.slow
 def test_a_second_sigint_aborts_at_once(tmp_path):
-    run = Run(tmp_path, ARGS + ["--out", str(tmp_path / "runs")], stall=64)  # Saves hang from epoch 1 on.
+    run = Run(tmp_path, TINY_RUN + ["--out", str(tmp_path / "runs")], stall=16)  # The save after epoch 1 hangs.
     run.wait_for(lambda: (tmp_path / "stalled").exists())
     run.process.send_signal(signal.SIGINT)  # The run finishes its step, then waits on the stalled save...
     time.sleep(1.0)
@@ -156,7 +152,7 @@ def test_a_second_sigint_aborts_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, capsys):
-    status = main(mnist_onecycle.VARIANTS, ARGS + ["--max-lr", "1e8", "--out", str(tmp_path)])
+    status = main(mnist_onecycle.VARIANTS, TINY_RUN + ["--max-lr", "1e8", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert status == 1 and "\n" not in err, err
     assert err.startswith("error: non-finite loss or gradient at epoch 1, step ")
@@ -167,8 +163,7 @@ def test_non_finite_loss_stops_at_once_and_saves_nothing_non_finite(tmp_path, ca
 
 @pytest.mark.slow
 def test_on_nan_skip_drops_non_finite_steps_and_goes_on(tmp_path):
-    args = ["--epochs", "2", "--train-limit", "512", "--test-limit", "500", "--batch-size", "32", "--max-lr", "1e4",
-            "--on-nan", "skip", "--out", str(tmp_path)]
+    args = TINY_RUN + ["--max-lr", "1e4", "--on-nan", "skip", "--out", str(tmp_path)]
     assert main(mnist_onecycle.VARIANTS, args) == 0
     history = [json.loads(line) for line in open(os.path.join(run_dir(tmp_path), "metrics.jsonl"))]
     assert sum(h["skipped"] for h in history) > 0
@@ -206,7 +201,7 @@ def test_resume_of_another_experiment_or_a_folder_without_checkpoints(tiny_run, 
     assert main(mnist_onecycle.VARIANTS, ["--resume", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path} is not a tinyjax run directory")
     empty = tmp_path / "empty"
-    assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--save-every", "0", "--out", str(empty)]) == 0
+    assert main(mnist_onecycle.VARIANTS, TINY_RUN + ["--save-every", "0", "--out", str(empty)]) == 0
     capsys.readouterr()
     assert main(mnist_onecycle.VARIANTS, ["--resume", run_dir(empty)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {run_dir(empty)} holds no checkpoint (no checkpoints/ "
@@ -236,9 +231,9 @@ def test_resume_on_other_data_is_refused(tiny_run, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_written_is_one_error_line_and_exit_1(tmp_path, capsys, monkeypatch):
     fail_checkpoint_writes(monkeypatch, OSError(28, "No space left on device"))
-    assert main(mnist_onecycle.VARIANTS, TINY_ARGS + ["--epochs", "2", "--out", str(tmp_path)]) == 1
+    assert main(mnist_onecycle.VARIANTS, TINY_RUN + ["--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: saving checkpoint 8 in ") and "No space left on device" in err, err
+    assert err.startswith("error: saving checkpoint 16 in ") and "No space left on device" in err, err
     assert err.endswith("older checkpoints are intact.") and "\n" not in err
 
 
@@ -246,6 +241,3 @@ def test_resuming_a_finished_run_only_rewrites_its_results(tiny_run):
     before = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
     assert main(mnist_onecycle.VARIANTS, ["--resume", tiny_run, "--out", "/elsewhere"]) == 0
     assert [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))] == before
-
-
-TINY_ARGS = ["--epochs", "1", "--train-limit", "256", "--test-limit", "500", "--batch-size", "32"]
