@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from tinyjax.distributed import hosts, parallel
+from tinyjax.models.summary import layer_table
 from tinyjax.runs import plots
 from tinyjax.runs.hardware import environment
 from tinyjax.common import atomic_write
@@ -52,11 +53,12 @@ def check_writable(out: str) -> None:
         raise ConfigError(f"--out {out}: cannot write in {path} (permission denied); choose another --out.")
 
 
-def create(config: Config, layers: str, path: str | None = None, data_info: dict | None = None) -> str:
+def create(config: Config, net, info, path: str | None = None) -> str:
     """Creates ``path``, by default ``<out>/<experiment>-<variant>-<YYYYmmdd-HHMMSS>[-N]/``, with
-    ``config.json``, ``layers.md`` and ``data.json`` (``data_info``: the data's image shape, class
-    names and normalisation, ``tinyjax.data.DataInfo.to_json``, which ``tinyjax.load`` and
-    ``tinyjax-export`` read); returns its path (process 0's, on every process).
+    ``config.json``, ``layers.md`` (the layer table of ``net``, a ``tinyjax.models.door.Net``, on
+    ``info.image_shape``: ``tinyjax.models.summary.layer_table``) and ``data.json`` (``info``, a
+    ``tinyjax.data.DataInfo``: the data's image shape, class names and normalisation, which
+    ``tinyjax.load`` and ``tinyjax-export`` read); returns its path (process 0's, on every process).
 
     Raises:
       ConfigError: the folder cannot be created.
@@ -67,14 +69,14 @@ def create(config: Config, layers: str, path: str | None = None, data_info: dict
             raise ConfigError(f"--out {config.out}: process 0 could not create the run directory (see its error).")
         return path
     try:
-        path = _create(config, layers, path, data_info)
+        path = _create(config, layer_table(net, info.image_shape).markdown(), path, info.to_json())
     except BaseException:
         hosts.agree("")  # The other processes are waiting for the path.
         raise
     return hosts.agree(path)
 
 
-def _create(config: Config, layers: str, path: str | None, data_info: dict | None) -> str:
+def _create(config: Config, layers: str, path: str | None, data_info: dict) -> str:
     given = path is not None
     base = path if given else os.path.join(
         config.out, f"{config.experiment}-{config.variant}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
@@ -90,8 +92,7 @@ def _create(config: Config, layers: str, path: str | None, data_info: dict | Non
     else:
         raise ConfigError(f"--out {config.out}: 10,000 runs named {base}-N exist; choose another --out.")
     write_json(os.path.join(path, "config.json"), dataclasses.asdict(config))
-    if data_info is not None:
-        write_json(os.path.join(path, "data.json"), data_info)
+    write_json(os.path.join(path, "data.json"), data_info)
     with open(os.path.join(path, "layers.md"), "w") as f:
         f.write(layers + "\n")
     return path

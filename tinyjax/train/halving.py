@@ -42,7 +42,6 @@ from tinyjax.config import Config, ConfigError, best_metric, from_dict
 from tinyjax.flags import field, flag
 from tinyjax.distributed import hosts
 from tinyjax.data.dataset import Dataset
-from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.loop import train_members
 from tinyjax.train.halving_rule import check, keep, order, rungs
@@ -92,8 +91,7 @@ def start(configs: Sequence[Config], eta: int, fields: Sequence[str], *, model=N
     c = configs[0]
     hosts.together(lambda: runs.check_writable(c.out))
     _, info, net = resolve_inputs(c, model, data)  # The first point's data and layer table.
-    layers = layer_table(net, info.image_shape).markdown()
-    path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), layers, data_info=info.to_json())
+    path = runs.create(dataclasses.replace(c, variant=f"{c.variant}-halving"), net, info)
     _write(path, {"eta": eta, "epochs": c.epochs, "rungs": rungs(c.epochs, len(configs), eta),
                   "metric": best_metric(c), "mode": c.checkpoint.best_mode, "fields": list(fields),
                   "points": [f"point-{k}" for k in range(len(configs))],

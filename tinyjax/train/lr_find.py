@@ -54,7 +54,6 @@ from tinyjax import runs, streams
 from tinyjax.config import Config, ConfigError, ScheduleConfig
 from tinyjax.data import Dataset, batch_plan, num_batches, to_device
 from tinyjax.data.splits import load_splits
-from tinyjax.models.summary import layer_table
 from tinyjax.train import replicas
 from tinyjax.train.inputs import resolve_inputs
 from tinyjax.train.prepare import with_inputs
@@ -229,8 +228,7 @@ def find_lr(config: Config, text: str | None = None, steps: int | None = None,
     source, info, net = resolve_inputs(config, model, data)  # Read once, for the table and the test.
     train = load_splits(config, source)["train"]  # Missing data: an error before the run directory exists.
     if resume is None:
-        run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"),
-                              layer_table(net, info.image_shape).markdown(), data_info=info.to_json())
+        run_dir = runs.create(dataclasses.replace(config, variant=f"{config.variant}-find-lr"), net, info)
         progress = {"lrs": [float(x) for x in lrs], "steps": steps, "seed": config.seed,
                     "done": [False] * len(lrs), "losses": [None] * len(lrs)}
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)

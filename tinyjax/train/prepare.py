@@ -154,7 +154,7 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
         raise ConfigError(str(e)) from e
     train_epoch, evaluate = make_epoch_fns(config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None,
                                            placement, net=net, info=info)
-    run_dirs = list(resume or [runs.create(c, table.markdown(), d, info.to_json())
+    run_dirs = list(resume or [runs.create(c, net, info, d)
                                for c, d in zip(configs, run_dirs or [None] * n)])
     checkpoints = [Checkpoints(d, c) for d, c in zip(run_dirs, configs)] if config.checkpoint.save_every else None
     resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.

@@ -30,7 +30,6 @@ from typing import Callable, NamedTuple
 from tinyjax import runs
 from tinyjax.config import Config, ConfigError
 from tinyjax.distributed import hosts
-from tinyjax.models.summary import layer_table
 from tinyjax.runs.checkpoint import find
 from tinyjax.runs.compare import confidence_interval
 from tinyjax.train import replicas
@@ -89,7 +88,7 @@ def run_seeds(config: Config, print_fn: Callable[[str], None] = functools.partia
     mode = replicas.resolve(config.replicas, net, info.image_shape) if len(members) > 1 else "sequential"
     if resume is None:
         hosts.together(lambda: runs.check_writable(config.out))
-        run_dir = runs.create(config, layer_table(net, info.image_shape).markdown(), data_info=info.to_json())
+        run_dir = runs.create(config, net, info)
     else:
         run_dir = resume
         runs.write_json(os.path.join(run_dir, "config.json"), dataclasses.asdict(config))  # Allowed changes.
