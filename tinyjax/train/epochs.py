@@ -172,6 +172,19 @@ def over_replicas(train_batch: BatchFn, eval_batch: BatchFn) -> tuple[BatchFn, B
     return train, jax.vmap(eval_batch, in_axes=(EvalCarry(0, 0, 0), None, None, None))
 
 
+def epoch_plan(replicated: bool) -> Callable:
+    """The compiled batch plan of an epoch, ``(key, examples, batch_size) -> (indices int32, mask
+    bool)`` (``tinyjax.data.batch_plan``): ``[S, B]``; ``replicated``: one shuffle per replica from
+    ``key [N]``, step-major ``[S, N, B]`` (step i's batches of every replica together)."""
+    if not replicated:
+        return jax.jit(data.batch_plan, static_argnums=(1, 2))
+    plans = jax.jit(jax.vmap(data.batch_plan, in_axes=(0, None, None)), static_argnums=(1, 2))
+
+    def step_major(key, examples, batch_size):
+        return tuple(jnp.swapaxes(x, 0, 1) for x in plans(key, examples, batch_size))
+    return step_major
+
+
 def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None,
                    placement: parallel.Placement = parallel.Placement(), *, net=None,
                    info=None) -> tuple[Callable, Callable]:
@@ -211,15 +224,10 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     synced_apply = placement.synced(net).apply
     train_batch, eval_batch = batch_fns(config, parallel.AXIS if placement.mode == "pmap" else None,
                                         (info.mean, info.std))
-    plan = jax.jit(data.batch_plan, static_argnums=(1, 2))
-    if replicated:  # Each replica's own shuffle; the epoch's plans step-major, [S, N, B].
+    plan = epoch_plan(False)
+    train_plan = epoch_plan(True) if replicated else plan
+    if replicated:
         train_batch, eval_batch = over_replicas(train_batch, eval_batch)
-        plans = jax.jit(jax.vmap(data.batch_plan, in_axes=(0, None, None)), static_argnums=(1, 2))
-
-        def train_plan(key, n, batch_size):
-            return tuple(jnp.swapaxes(x, 0, 1) for x in plans(key, n, batch_size))
-    else:
-        train_plan = plan
     run_train = epoch_driver(train_batch, loop, True, placement)
     run_eval = epoch_driver(eval_batch, loop, False, placement)
 

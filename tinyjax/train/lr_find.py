@@ -44,7 +44,7 @@ import json
 import math
 import os
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,12 +52,12 @@ import numpy as np
 
 from tinyjax import runs, streams
 from tinyjax.config import Config, ConfigError, ScheduleConfig
-from tinyjax.data import Dataset, batch_plan, num_batches, to_device
+from tinyjax.data import Dataset, num_batches, to_device
 from tinyjax.data.splits import load_splits
 from tinyjax.train import replicas
 from tinyjax.train.inputs import resolve_inputs
 from tinyjax.train.prepare import with_inputs
-from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, resolve_loop, zero_metrics
+from tinyjax.train.epochs import TrainCarry, batch_fns, epoch_driver, epoch_plan, over_replicas, resolve_loop, zero_metrics
 from tinyjax.train.lr_rule import TAIL, TOLERANCE, final_losses, flat_range, suggest, table
 from tinyjax.train.state import init_state
 from tinyjax.validation import validate
@@ -140,63 +140,60 @@ def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] 
     program = _program(configs[0], mode == "vmap", (info.mean, info.std))
     for group in groups:
         state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
-        losses[:, group] = _run(program, state, device_data, configs[0], steps, len(group) if mode == "vmap" else None,
+        losses[:, group] = _run(program, state, device_data, configs[0], steps, mode == "vmap",
                                 full_only=not net.takes_mask)
         if on_group is not None:
             on_group(group, losses)
     return losses
 
 
+class RangeCarry(NamedTuple):
+    """The range test's loop state: the epoch functions' ``TrainCarry``, every step's mean training
+    loss so far (``float32 [steps]``, or ``[steps, K]`` for K replicas; NaN where a step is still to
+    come or was not applied) and the number of steps done (int32)."""
+
+    train: TrainCarry
+    losses: jax.Array
+    done: jax.Array
+
+
 def _program(config: Config, replicated: bool, normalization=None):
-    """The compiled train steps that also give each step's mean loss: ``(carry, data, indices [S,
-    (K,) B], mask) -> (carry, float32 [S] or [S, K])``, as the run's ``--loop`` would run them
-    (``epochs.resolve_loop``: jitted steps called from Python on CPU, one ``lax.scan`` elsewhere)."""
+    """The run's train steps (``epochs.batch_fns``, over the replicas when ``replicated``) that also
+    write each step's mean loss into the carry, driven as the run's ``--loop`` drives them
+    (``epochs.epoch_driver``: jitted steps called from Python on CPU, one ``lax.scan`` elsewhere):
+    ``(RangeCarry, device_data, indices [S, (K,) B], mask) -> (RangeCarry, S)``."""
     train_batch, eval_batch = batch_fns(config, normalization=normalization)
     if replicated:
         train_batch = over_replicas(train_batch, eval_batch)[0]
 
-    def step(c, device_data, indices, mask):
-        new = train_batch(c, device_data, indices, mask)
-        count = new.totals["count"] - c.totals["count"]  # 0 once a non-finite step stopped the replica.
-        loss = (new.totals["loss_sum"] - c.totals["loss_sum"]) / jnp.maximum(count, 1)
-        return new, jnp.where(count > 0, loss, jnp.nan)
-
-    if resolve_loop(config.loop) == "scan":
-        def scan(carry, device_data, indices, mask):
-            return jax.lax.scan(lambda c, xs: step(c, device_data, *xs), carry, (indices, mask))
-        return jax.jit(scan, donate_argnums=0)
-    one = jax.jit(lambda c, device_data, indices, mask, i: step(c, device_data, indices[i], mask[i]),
-                  donate_argnums=0)
-
-    def steps(carry, device_data, indices, mask):
-        losses = []
-        for i in range(indices.shape[0]):  # The host only dispatches: no sync until the stack.
-            carry, loss = one(carry, device_data, indices, mask, i)
-            losses.append(loss)
-        return carry, jnp.stack(losses)
-    return steps
+    def step(c: RangeCarry, device_data, indices, mask) -> RangeCarry:
+        new = train_batch(c.train, device_data, indices, mask)
+        count = new.totals["count"] - c.train.totals["count"]  # 0 once a non-finite step stopped the replica.
+        loss = (new.totals["loss_sum"] - c.train.totals["loss_sum"]) / jnp.maximum(count, 1)
+        return RangeCarry(new, c.losses.at[c.done].set(jnp.where(count > 0, loss, jnp.nan)), c.done + 1)
+    return epoch_driver(step, resolve_loop(config.loop), donate=True)
 
 
-def _run(program, state, device_data, config: Config, steps: int, n: int | None, full_only: bool) -> np.ndarray:
-    """``program`` over ``steps`` steps of shuffled epochs (``n`` replicas, or one model: None), each
-    epoch's last partial batch left out when ``full_only``."""
+def _run(program, state, device_data, config: Config, steps: int, replicated: bool, full_only: bool) -> np.ndarray:
+    """``program`` over ``steps`` steps of shuffled epochs (the plan and keys of the run's epochs:
+    ``epochs.epoch_plan``, ``streams.DATA_ORDER``), each epoch's last partial batch left out when
+    ``full_only``; returns the losses ``float32 [steps, K]`` (K = 1 for one model)."""
     examples = int(device_data.labels.shape[0])
     epoch_steps = examples // config.batch_size if full_only else num_batches(examples, config.batch_size)
-    totals = zero_metrics(train=True, replicas=n)
+    n = int(state.step.shape[0]) if replicated else None
+    plan = epoch_plan(replicated)
     smoothing = jnp.full(() if n is None else (n,), config.label_smoothing, jnp.float32)
-    carry, out, epoch = TrainCarry(state, totals, jnp.int32(0), smoothing), [], 0
-    while sum(len(x) for x in out) < steps:
-        def plan(rng):
-            return batch_plan(streams.key(rng, streams.DATA_ORDER, epoch), examples, config.batch_size)
-        take = min(epoch_steps, steps - sum(len(x) for x in out))
-        if n is None:
-            indices, mask = plan(carry.state.rng)
-        else:  # [N, S, B] -> [S, N, B], as the epoch functions' replicated plan.
-            indices, mask = (jnp.swapaxes(x, 0, 1) for x in jax.vmap(plan)(carry.state.rng))
-        carry, losses = program(carry._replace(epoch=jnp.int32(epoch)), device_data, indices[:take], mask[:take])
-        out.append(np.asarray(losses).reshape(take, -1))
-        epoch += 1
-    return np.concatenate(out)
+    carry = RangeCarry(TrainCarry(state, zero_metrics(train=True, replicas=n), jnp.int32(0), smoothing),
+                       jnp.full((steps,) + smoothing.shape, jnp.nan, jnp.float32), jnp.int32(0))
+    for epoch in range(math.ceil(steps / epoch_steps)):
+        def order(rng):
+            return streams.key(rng, streams.DATA_ORDER, epoch)
+        indices, mask = plan(jax.vmap(order)(carry.train.state.rng) if replicated else order(carry.train.state.rng),
+                             examples, config.batch_size)
+        take = min(epoch_steps, steps - epoch * epoch_steps)
+        carry, _ = program(carry._replace(train=carry.train._replace(epoch=jnp.int32(epoch))), device_data,
+                           indices[:take], mask[:take])
+    return np.asarray(carry.losses).reshape(steps, -1)
 
 
 def find_lr(config: Config, text: str | None = None, steps: int | None = None,
