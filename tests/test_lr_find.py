@@ -58,9 +58,9 @@ def test_each_replica_trains_what_a_constant_rate_run_trains(tmp_path):
     base = dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"], batch_size=32, epochs=1,
                                data=dataclasses.replace(mnist_mlp.VARIANTS["2hl_50"].data, train_limit=512))
     lrs = [1e-4, 1e-2, 10.0]
-    curves = {mode: lr_find.range_test(dataclasses.replace(base, replicas=mode), lrs, 20, print)
+    curves = {mode: lr_find.range_test(dataclasses.replace(base, replicas=mode), lrs, 20)
               for mode in ("vmap", "sequential")}
-    scan = lr_find.range_test(dataclasses.replace(base, replicas="vmap", loop="scan"), lrs, 20, print)
+    scan = lr_find.range_test(dataclasses.replace(base, replicas="vmap", loop="scan"), lrs, 20)
     for other in (curves["sequential"], scan):  # Vmapped or not, jitted steps or one scan: the same training.
         np.testing.assert_allclose(other[:, :2], curves["vmap"][:, :2], rtol=1e-4)
         assert lr_rule.final_losses(other)[2] > 10 * other[0, 2]  # Adam at 10 blows up (rounding then grows).

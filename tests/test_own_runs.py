@@ -72,7 +72,7 @@ def test_the_grid_of_a_linen_model_file_and_an_npz_on_the_command_line(digits, t
 @pytest.mark.slow
 def test_successive_halving_takes_a_user_model_and_ranks_on_validation(digits, tmp_path):
     configs = expand(dataclasses.replace(BASE, epochs=3, out=str(tmp_path)), {"max_lr": [1e-5, 0.003, 0.03]})
-    ranked = train_halving(configs, 3, ["max_lr"], lambda _: None, model=TinyMlp, data=digits)
+    ranked = train_halving(configs, 3, ["max_lr"], print_fn=lambda _: None, model=TinyMlp, data=digits)
     meta = json.load(open(os.path.join(os.path.dirname(ranked[0]), "halving.json")))
     assert meta["rungs"] == [1, 3] and len(meta["decisions"]) == 1 and len(meta["decisions"][0]["kept"]) == 1
     epochs = [json.load(open(os.path.join(d, "results.json")))["epochs_trained"] for d in ranked]

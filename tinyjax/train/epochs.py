@@ -196,7 +196,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     (``key`` is then ``[N]`` keys). ``placement`` splits every batch over devices; ``device_data``
     must be on them already (``placement.replicated``). Metric sums come back summed over devices.
 
-    ``train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
+    ``train_epoch(state, device_data, key, *, epoch=0, start=0, totals=None, should_stop=None,
     description="train", active=None, hook=None) -> (state, totals, done)`` trains the (0-based) ``epoch``
     shuffled by ``key`` from batch ``start``, adding to ``totals`` (a resumed epoch's sums); it
     stops early after a step where ``should_stop()`` is true (asked after every step of the
@@ -234,7 +234,7 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     def zeros(train):
         return zero_metrics(train, len(smoothing) if replicated else None)
 
-    def train_epoch(state, device_data, key, epoch=0, start=0, totals=None, should_stop=None,
+    def train_epoch(state, device_data, key, *, epoch=0, start=0, totals=None, should_stop=None,
                     description="train", active=None, hook=None):
         examples = device_data.labels.shape[-1]  # Under pmap the placed data is [L, N].
         indices, mask = placement.batches(*train_plan(key, examples, config.batch_size))

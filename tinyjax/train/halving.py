@@ -59,8 +59,8 @@ def is_search(path: str) -> bool:
     return os.path.isfile(os.path.join(path, SEARCH_FILE))
 
 
-def train_halving(configs: Sequence[Config], eta: int, fields: Sequence[str] = (),
-                  print_fn: Callable[[str], None] = PRINT, *, model=None, data: Dataset | None = None) -> list[str]:
+def train_halving(configs: Sequence[Config], eta: int, fields: Sequence[str] = (), *,
+                  print_fn: Callable[[str], None] = PRINT, model=None, data: Dataset | None = None) -> list[str]:
     """Successive halving over a grid's points (``configs``, e.g. ``tinyjax.grid.expand``'s), each
     validated and the search checked (``check``) before anything trains; ``fields``: the grid's
     fields, the table's columns. ``model`` and ``data``: your own model and data for every point, as

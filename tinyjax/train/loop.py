@@ -81,7 +81,7 @@ def train_and_evaluate(config: Config, print_fn: Callable[[str], None] = PRINT,
         raise ConfigError("a config with --seeds trains with tinyjax.train.seeds.train_seeds.")
     config = with_inputs(config, model, data)
     validate(config, model, data)
-    state, histories, run_dirs = train_members([config], print_fn, None if resume is None else [resume],
+    state, histories, run_dirs = train_members([config], print_fn, resume=None if resume is None else [resume],
                                                model=model, dataset=data)
     return state, histories[0], run_dirs[0]
 
@@ -95,10 +95,10 @@ class Trained(NamedTuple):
     run_dirs: list[str]
 
 
-def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT,
+def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT, *,
                   resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
                   group_dir: str | None = None, until: int | None = None,
-                  end: bool = True, *, model=None, dataset: Dataset | None = None) -> Trained:
+                  end: bool = True, model=None, dataset: Dataset | None = None) -> Trained:
     """Trains N >= 1 validated configs that differ only in ``replicas.REPLICA_FIELDS`` as one program
     (N > 1: a stacked train state, vmapped steps), each member in its own run directory, written
     as ``train_and_evaluate`` writes one: ``run_dirs`` (created; default
@@ -126,7 +126,8 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
       as ``train_and_evaluate``; ConfigError too for configs that cannot share a program.
     """
     started = time.perf_counter()
-    run, states = prepare(configs, print_fn, resume, run_dirs, group_dir, model=model, dataset=dataset)
+    run, states = prepare(configs, print_fn, resume=resume, run_dirs=run_dirs, group_dir=group_dir, model=model,
+                          dataset=dataset)
     position = restore(run, states, resume) if resume is not None else Position.fresh(run, states)
     del states
     announce(run, position)
@@ -164,11 +165,11 @@ def train_epochs(run: Run, position: Position,
                     break
                 started = time.perf_counter()
                 # From state.rng, not a copy of the root key: the state's buffers are donated.
-                state, totals, done = run.train_epoch(state, run.device["train"], run.order_key(state.rng, epoch),
-                                                      epoch, start_step, totals, interrupts.agreed,
-                                                      f"epoch {epoch + 1}/{config.epochs}",
-                                                      stops.active if run.n > 1 else None,
-                                                      trace and traced(trace, epoch, run.steps_per_epoch, config.loop))
+                hook = traced(trace, epoch, run.steps_per_epoch, config.loop) if trace else None
+                state, totals, done = run.train_epoch(
+                    state, run.device["train"], run.order_key(state.rng, epoch), epoch=epoch, start=start_step,
+                    totals=totals, should_stop=interrupts.agreed, description=f"epoch {epoch + 1}/{config.epochs}",
+                    active=stops.active if run.n > 1 else None, hook=hook)
                 state, trained, start_step = stops.hold(state), done - start_step, 0  # Stopped members keep their weights.
                 nonfinite = [int(x) * active for x, active in
                              zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]

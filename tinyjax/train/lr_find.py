@@ -98,8 +98,8 @@ def member_configs(config: Config, lrs) -> list[Config]:
                                 optim=dataclasses.replace(optim, lr=float(lr))) for lr in lrs]
 
 
-def range_test(config: Config, lrs, steps: int, print_fn: Callable[[str], None] = print,
-               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None, *, model=None,
+def range_test(config: Config, lrs, steps: int, *, print_fn: Callable[[str], None] = print,
+               done: dict[int, np.ndarray] | None = None, on_group: Callable | None = None, model=None,
                data: Dataset | None = None, train: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Trains a replica per rate in ``lrs`` for ``steps`` optimizer steps from the same init and
     batches; returns ``float32 [steps, K]``, the mean training loss of each step (NaN from a
@@ -196,8 +196,8 @@ def _run(program, state, device_data, config: Config, steps: int, replicated: bo
     return np.asarray(carry.losses).reshape(steps, -1)
 
 
-def find_lr(config: Config, text: str | None = None, steps: int | None = None,
-            print_fn: Callable[[str], None] = print, resume: str | None = None, *, model=None,
+def find_lr(config: Config, text: str | None = None, steps: int | None = None, *,
+            print_fn: Callable[[str], None] = print, resume: str | None = None, model=None,
             data: Dataset | None = None) -> str:
     """``--find-lr``: the range test of ``config`` (``text``: ``"MIN:MAX:K"``, default
     ``DEFAULT_RANGE``; ``steps``: optimizer steps per rate, default ``DEFAULT_STEPS``) in a new run
@@ -243,7 +243,8 @@ def find_lr(config: Config, text: str | None = None, steps: int | None = None,
         for k in group:
             progress["done"][k], progress["losses"][k] = True, _json_curve(losses[:, k])
         runs.write_json(os.path.join(run_dir, "lr_find.json"), progress)
-    losses = range_test(config, lrs, steps, print_fn, done, save, model=net, data=source, train=train)
+    losses = range_test(config, lrs, steps, print_fn=print_fn, done=done, on_group=save, model=net, data=source,
+                        train=train)
     finals = final_losses(losses)
     flat = flat_range(lrs, finals)
     suggestion, text_table = suggest(flat), table(lrs, losses, finals, flat)
@@ -277,7 +278,7 @@ def resume(run_dir: str, flags: list[str], print_fn: Callable[[str], None] = pri
 
     if flags:
         raise ConfigError(f"--resume {run_dir} continues a --find-lr range test as it began; drop {' '.join(flags)}.")
-    return find_lr(load_config(run_dir), None, None, print_fn, resume=run_dir)
+    return find_lr(load_config(run_dir), print_fn=print_fn, resume=run_dir)
 
 
 def is_range_test(run_dir: str) -> bool:

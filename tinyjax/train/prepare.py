@@ -25,7 +25,7 @@ from tinyjax.train.state import TrainState, init_state
 from tinyjax.validation import check_elastic, check_model
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Run:
     """What a run's stages share: its member ``configs`` (N >= 1; ``config`` is the first), the
     model (a ``Net``), the data's ``info`` (shape, classes, normalisation) and the layer ``table``, the ``placement`` on devices, the host ``splits`` and their
@@ -109,8 +109,8 @@ class Position:
         return cls(replicas.stack(states) if run.n > 1 else states[0], 0, 0, None, [[] for _ in states])
 
 
-def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: Sequence[str] | None = None,
-            run_dirs: Sequence[str] | None = None, group_dir: str | None = None, *, model=None,
+def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], *, resume: Sequence[str] | None = None,
+            run_dirs: Sequence[str] | None = None, group_dir: str | None = None, model=None,
             dataset: data.Dataset | None = None) -> tuple[Run, list[TrainState]]:
     """Checks that the configs can share a program, places the run on its devices, loads the data
     (every process, or none), puts the model through the door (``tinyjax.models.door``; ``model``, an
@@ -158,14 +158,16 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], resume: 
                                for c, d in zip(configs, run_dirs or [None] * n)])
     checkpoints = [Checkpoints(d, c) for d, c in zip(run_dirs, configs)] if config.checkpoint.save_every else None
     resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.
-    run = Run(configs, net, info, table, placement, splits,
-              {name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
-              steps_per_epoch, fingerprint, train_epoch, evaluate, [init.lr_fn for init in inits],
-              [f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs, checkpoints,
-              hosts.printer(print_fn), resume is not None,  # Process 0 prints for all.
-              runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
-              flops.step_flops(config, inits[0].state, splits["train"][0], n, (info.mean, info.std)),
-              flops.peak_flops(jax.devices()[0].device_kind, config.dtype),
+    run = Run(configs=configs, model=net, info=info, table=table, placement=placement, splits=splits,
+              device={name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
+              steps_per_epoch=steps_per_epoch, fingerprint=fingerprint, train_epoch=train_epoch, evaluate=evaluate,
+              lr_fns=[init.lr_fn for init in inits],
+              labels=[f"{label}: " if label else "" for label in replicas.differences(configs)], run_dirs=run_dirs,
+              checkpoints=checkpoints, print_fn=hosts.printer(print_fn),  # Process 0 prints for all.
+              resumed=resume is not None,
+              resume_command=runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
+              flops=flops.step_flops(config, inits[0].state, splits["train"][0], n, (info.mean, info.std)),
+              peak=flops.peak_flops(jax.devices()[0].device_kind, config.dtype),
               held_out=source is not None and source.test is None)
     return run, [init.state for init in inits]
 
