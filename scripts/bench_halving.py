@@ -34,7 +34,7 @@ from tinyjax import grid as grids
 from tinyjax.cli import parse
 from tinyjax.runs import cpu_model
 from tinyjax.train import halving
-from tinyjax.train.loop import train_members
+from tinyjax.train.loop import pause_members
 
 GRID = ["lr=3e-4,1e-3,3e-3", "weight_decay=0,1e-4,1e-3", "label_smoothing=0,0.1,0.2"]
 
@@ -46,10 +46,10 @@ def quiet(_: str) -> None:
 def measure(configs, folder: str) -> tuple[float, float]:
     """``(t, r)``: the steady epoch seconds of the configs as one program, and the cost of rebuilding it."""
     dirs = [os.path.join(folder, f"point-{k}") for k in range(len(configs))]
-    histories = train_members(configs, quiet, run_dirs=dirs, until=2, end=False).histories
+    histories = pause_members(configs, 2, quiet, run_dirs=dirs).histories
     steady = histories[0][1]["seconds"]
     started = time.perf_counter()
-    train_members(configs, quiet, resume=dirs, until=3, end=False)
+    pause_members(configs, 3, quiet, resume=dirs)
     return steady, time.perf_counter() - started - steady
 
 

@@ -34,12 +34,12 @@ def assert_same_run(a, b, exact=False, rtol=1e-4, weights=None):
 def sigterm_after_epoch(monkeypatch, cut):
     """Sends SIGTERM at the end of (1-based) epoch ``cut`` of the runs that follow, where the epoch loop
     decides early stops; the loop sees it at its next ``interrupts.agreed()``. ``monkeypatch.undo()`` ends it."""
-    from tinyjax.train import loop
+    from tinyjax.train import stopping
 
-    decide = loop._early_stops
+    decide = stopping.early_stops
 
     def terminated(run, stops, epoch, histories, state):
         if epoch + 1 == cut:
             os.kill(os.getpid(), signal.SIGTERM)
         return decide(run, stops, epoch, histories, state)
-    monkeypatch.setattr(loop, "_early_stops", terminated)
+    monkeypatch.setattr(stopping, "early_stops", terminated)

@@ -82,3 +82,17 @@ class Interrupts:
         self.signal = signum
         print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving and stopping "
               "(Ctrl-C again aborts at once, without saving).", file=sys.stderr, flush=True)
+
+
+def nonfinite_error(run, epoch: int, steps, nonfinite: list[int]) -> NonFiniteError:
+    """The error of a non-finite step with ``--on-nan stop``: where, and the last good checkpoint."""
+    for c in run.checkpoints or []:
+        c.wait()
+    last = run.checkpoints and run.checkpoints[0].latest()
+    position = int(min(steps[k] for k, x in enumerate(nonfinite) if x)) - epoch * run.steps_per_epoch + 1
+    which = "".join(f" of {run.labels[k][:-2]}" for k, x in enumerate(nonfinite) if x and run.labels[k])
+    return NonFiniteError(
+        f"non-finite loss or gradient{which} at epoch {epoch + 1}, step {position}/{run.steps_per_epoch}; "
+        "nothing after the last good checkpoint was saved ("
+        + (f"{run.checkpoints[0].directory}/{last}" if last is not None else "none yet")
+        + "). Lower the learning rate, or pass --on-nan skip to skip such steps.")

@@ -15,8 +15,8 @@ diverging point must not end the whole vmapped program (again on every
 ``--resume``); it is ranked by what it reaches.
 
 Rung-synchronous: every point still training trains to the rung and pauses
-there, saved (``train_members(until=...)``); the pruned ones are finished
-where they paused; the kept ones resume as a new, smaller program (vmapped
+there, saved (``pause_members``); the pruned ones are finished where they
+paused (``finish_paused``); the kept ones resume as a new, smaller program (vmapped
 where they share one, else one after another, pruned alike). ``scripts/bench_halving.py`` measures
 that against holding the pruned points in the program. The search directory
 ``<out>/<experiment>-<variant>-halving-<timestamp>/`` holds ``halving.json`` (configs, rungs, each
@@ -43,7 +43,7 @@ from tinyjax.flags import field, flag
 from tinyjax.distributed import hosts
 from tinyjax.data.dataset import Dataset
 from tinyjax.train import replicas
-from tinyjax.train.loop import train_members
+from tinyjax.train.loop import finish_paused, pause_members, train_members
 from tinyjax.train.halving_rule import check, keep, order, rungs
 from tinyjax.train.inputs import inputs_of, resolve_inputs
 from tinyjax.train.prepare import with_inputs
@@ -227,9 +227,13 @@ def _advance(search_dir: str, configs, dirs, alive: Sequence[int], until: int | 
         if position is None and hosts.primary():
             for d in batch_dirs:  # A point made before its first save holds nothing to keep.
                 shutil.rmtree(d, ignore_errors=True)
-        train_members([configs[k] for k in batch], print_fn, resume=None if position is None else batch_dirs,
-                      run_dirs=batch_dirs if position is None else None, group_dir=search_dir,
-                      until=until, end=until is None, model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
+        members, where = [configs[k] for k in batch], dict(
+            resume=None if position is None else batch_dirs, run_dirs=batch_dirs if position is None else None,
+            group_dir=search_dir, model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
+        if until is None:
+            train_members(members, print_fn, **where)
+        else:
+            pause_members(members, until, print_fn, **where)
 
 
 def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: int, print_fn, *, inputs) -> None:
@@ -241,8 +245,8 @@ def _finish_paused(search_dir: str, configs, dirs, pruned: Sequence[int], rung: 
         print_fn(f"halving: finishing {len(todo)} pruned points at epoch {rung}: "
                  + ", ".join(os.path.basename(dirs[k]) for k in todo))
     for batch in _programs(todo, configs, status, inputs):
-        train_members([configs[k] for k in batch], lambda _: None, resume=[dirs[k] for k in batch],
-                      group_dir=search_dir, until=rung, model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
+        finish_paused([configs[k] for k in batch], [dirs[k] for k in batch], lambda _: None, group_dir=search_dir,
+                      model=inputs[batch[0]].net, dataset=inputs[batch[0]].source)
 
 
 def _mark(run_dir: str, meta: dict, rank: int, pruned_at: int | None, value: float) -> None:

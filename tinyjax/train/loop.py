@@ -6,6 +6,12 @@
     state, histories, bests, signal = train_epochs(run, position)   # train, evaluate, record, save, stop
     finish(run, state, histories, bests)       # results.json and plots
 
+``train_members`` runs all four; ``pause_members`` stops after a given epoch, saved and
+unfinished, and ``finish_paused`` finishes paused members where they stand (successive halving).
+The helpers of an epoch's end live beside what they serve: ``records.record_epoch`` and
+``records.best_records``, ``stopping.early_stops`` and ``stopping.restore_best``,
+``faults.nonfinite_error``.
+
 One model or N replicas: N members (``tinyjax.train.replicas``) are a leading
 axis of the train state and a ``jax.vmap`` inside the epoch functions; the
 stages only meet it where each member has its own record (``run.member``):
@@ -30,12 +36,11 @@ from tinyjax.config import Config, ConfigError, best_metric
 from tinyjax.data.dataset import Dataset
 from tinyjax.distributed import hosts
 from tinyjax.runs.inference import predict
-from tinyjax.train.faults import Interrupted, Interrupts, NonFiniteError
+from tinyjax.train.faults import Interrupted, Interrupts, nonfinite_error
 from tinyjax.train.prepare import Position, Run, announce, prepare, restore, with_inputs
 from tinyjax.train.profile import StepTrace, traced
-from tinyjax.train import replicas, stopping
-from tinyjax.train import flops
-from tinyjax.train.records import epoch_line, epoch_record, ranked
+from tinyjax.train import flops, stopping
+from tinyjax.train.records import best_records, ranked, record_epoch
 from tinyjax.train.state import TrainState
 from tinyjax.validation import validate
 
@@ -97,27 +102,18 @@ class Trained(NamedTuple):
 
 def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = PRINT, *,
                   resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
-                  group_dir: str | None = None, until: int | None = None,
-                  end: bool = True, model=None, dataset: Dataset | None = None) -> Trained:
+                  group_dir: str | None = None, model=None, dataset: Dataset | None = None) -> Trained:
     """Trains N >= 1 validated configs that differ only in ``replicas.REPLICA_FIELDS`` as one program
-    (N > 1: a stacked train state, vmapped steps), each member in its own run directory, written
-    as ``train_and_evaluate`` writes one: ``run_dirs`` (created; default
-    ``<out>/<experiment>-<variant>-<timestamp>``), or the directories in ``resume``, continued from
-    their latest checkpoints (all at the same step). Each epoch line is printed per member,
-    labelled with what differs. An interrupted run of several members is resumed as
-    ``group_dir`` (a ``--seeds`` run); without one there is no resume command. Inside a
-    ``group_dir``, a signal during the last epoch still finishes the members, then raises
-    ``Interrupted`` so that no further seed starts.
-
-    ``until`` (epochs, 1-based) pauses the members after that epoch, saved there, instead of
-    training to ``config.epochs``; ``end=False`` leaves them unfinished (no ``results.json`` or
-    plots), to be continued by another call with ``resume``; a paused run resumed with the same
-    ``until`` trains nothing and, with ``end``, is finished where it paused (successive halving,
-    ``tinyjax.train.halving``, pauses every point at a rung and finishes the pruned ones there). A
-    signal in a pause's last epoch saves, then raises ``Interrupted``; ``--early-stop``'s best weights
-    are restored only at the end.
-
-    ``model`` and ``dataset``: objects passed in (``train_and_evaluate``).
+    (N > 1: a stacked train state, vmapped steps) to their last epoch and finishes them, each member
+    in its own run directory, written as ``train_and_evaluate`` writes one: ``run_dirs`` (created;
+    default ``<out>/<experiment>-<variant>-<timestamp>``), or the directories in ``resume``,
+    continued from their latest checkpoints (all at the same step). Each epoch line is printed per
+    member, labelled with what differs. An interrupted run of several members is resumed as
+    ``group_dir`` (a ``--seeds`` run, a halving search); without one there is no resume command.
+    Inside a ``group_dir``, a signal during the last epoch still finishes the members, then raises
+    ``Interrupted`` so that no further member starts. ``model`` and ``dataset``: objects passed in
+    (``train_and_evaluate``). ``pause_members`` and ``finish_paused`` are the same stages stopped
+    after an epoch, and finished where they stopped.
 
     Returns:
       ``Trained(state, histories, run_dirs)``.
@@ -126,18 +122,65 @@ def train_members(configs: Sequence[Config], print_fn: Callable[[str], None] = P
       as ``train_and_evaluate``; ConfigError too for configs that cannot share a program.
     """
     started = time.perf_counter()
+    run, position = _start(configs, print_fn, resume, run_dirs, group_dir, model, dataset)
+    state, histories, bests, signum = train_epochs(run, position)
+    finish(run, state, histories, bests, started)
+    if signum is not None and group_dir:  # Finished: what comes after must not start.
+        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: finished {', '.join(run.run_dirs)}",
+                          signum, run.resume_command)
+    return Trained(state, histories, run.run_dirs)
+
+
+def pause_members(configs: Sequence[Config], epoch: int, print_fn: Callable[[str], None] = PRINT, *,
+                  resume: Sequence[str] | None = None, run_dirs: Sequence[str] | None = None,
+                  group_dir: str | None = None, model=None, dataset: Dataset | None = None) -> Trained:
+    """``train_members``' stages up to the end of (1-based) ``epoch``: the members are saved there
+    and left unfinished (no ``results.json`` or plots), to be continued by ``train_members`` or
+    ``pause_members`` with ``resume``, or finished there by ``finish_paused`` (successive halving,
+    ``tinyjax.train.halving``, pauses every point at a rung). A paused run paused again at the same
+    epoch trains nothing. A signal in the pause's last epoch saves, then raises ``Interrupted``;
+    ``--early-stop``'s best weights are restored only at the end of a run.
+
+    Returns:
+      ``Trained(state, histories, run_dirs)`` where they paused.
+
+    Raises:
+      as ``train_members``.
+    """
+    run, position = _start(configs, print_fn, resume, run_dirs, group_dir, model, dataset)
+    state, histories, _, signum = train_epochs(run, position, until=epoch)
+    if signum is not None:
+        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: paused {', '.join(run.run_dirs)}",
+                          signum, run.resume_command)
+    return Trained(state, histories, run.run_dirs)
+
+
+def finish_paused(configs: Sequence[Config], run_dirs: Sequence[str], print_fn: Callable[[str], None] = PRINT, *,
+                  group_dir: str | None = None, model=None, dataset: Dataset | None = None) -> None:
+    """Finishes paused members (``pause_members``) where they stand, as ``train_members`` finishes
+    a run (plots, ``results.json``; best epochs from their checkpoints); nothing trains.
+
+    Raises:
+      as ``train_members``.
+    """
+    started = time.perf_counter()
+    run, position = _start(configs, print_fn, run_dirs, None, group_dir, model, dataset)
+    try:
+        bests = best_records(run, position.histories)
+    finally:
+        for c in run.checkpoints or []:
+            c.close()
+    finish(run, position.state, position.histories, bests, started)
+
+
+def _start(configs, print_fn, resume, run_dirs, group_dir, model, dataset) -> tuple[Run, Position]:
+    """The stages before the epoch loop: ``prepare``, ``restore`` (or a fresh start), ``announce``."""
     run, states = prepare(configs, print_fn, resume=resume, run_dirs=run_dirs, group_dir=group_dir, model=model,
                           dataset=dataset)
     position = restore(run, states, resume) if resume is not None else Position.fresh(run, states)
     del states
     announce(run, position)
-    state, histories, bests, signum = train_epochs(run, position, until)
-    if end:
-        finish(run, state, histories, bests, started)
-    if signum is not None and (group_dir or not end):  # Finished or paused: what comes after must not start.
-        raise Interrupted(f"{signal.Signals(signum).name} in the last epoch: {'finished' if end else 'paused'} "
-                          f"{', '.join(run.run_dirs)}", signum, run.resume_command)
-    return Trained(state, histories, run.run_dirs)
+    return run, position
 
 
 def train_epochs(run: Run, position: Position,
@@ -176,7 +219,7 @@ def train_epochs(run: Run, position: Position,
                 train_seconds = time.perf_counter() - started  # The sums are in: the steps are done.
                 steps = np.atleast_1d(jax.device_get(state.step))  # Per member: skipped steps differ.
                 if max(nonfinite) and config.on_nan == "stop":
-                    raise _nonfinite(run, epoch, steps, nonfinite)
+                    raise nonfinite_error(run, epoch, steps, nonfinite)
                 if done < run.steps_per_epoch:  # Interrupted inside the epoch: save where it stopped.
                     if checkpoints:
                         run.save(state, epoch, done, totals)
@@ -184,9 +227,9 @@ def train_epochs(run: Run, position: Position,
                 evals = {name: run.evaluate(state, run.device[name]) for name in ("val", "test") if name in run.device}
                 compute = {"train_seconds": train_seconds,
                            **flops.rates(run.flops, trained, train_seconds, run.peak[0], run.placement.devices)}
-                rows = _record(run, epoch, state, totals, evals, steps, nonfinite, histories, events,
+                rows = record_epoch(run, epoch, state, totals, evals, steps, nonfinite, histories, events,
                                time.perf_counter() - started, stops.active, compute)
-                improved = _early_stops(run, stops, epoch, histories, state)
+                improved = stopping.early_stops(run, stops, epoch, histories, state)
                 last_epoch, stop = epoch + 1 == stop_at or all(stops.stopped), interrupts.agreed()
                 if checkpoints and (last_epoch or stop or (epoch + 1) % config.checkpoint.save_every == 0
                                     or stops.on and any(improved)):  # --early-stop restores the best: save it.
@@ -200,13 +243,9 @@ def train_epochs(run: Run, position: Position,
             if trace:
                 trace.close()
             # A signal from here on: finish anyway.
-            bests = [runs.best_epoch(c, h) for c, h in zip(run.configs, histories)]
-            for k, c in enumerate(checkpoints or []):
-                c.wait()
-                best_id = c.best()
-                bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
+            bests = best_records(run, histories)
             if stops.on and stop_at == config.epochs:  # Keras's restore_best_weights, at the end (not a pause).
-                state = _restore_best(run, state, bests)
+                state = stopping.restore_best(run, state, bests)
             signum = interrupts.stop_signal if interrupts.agreed() else None
     finally:
         for e in events:
@@ -217,69 +256,6 @@ def train_epochs(run: Run, position: Position,
         if trace:  # Last: it only observes (and warns instead of raising).
             trace.close()
     return state, histories, bests, signum
-
-
-def _record(run: Run, epoch: int, state, totals, evals: dict, steps, nonfinite: list[int],
-            histories: list[list[dict]], events: list, seconds: float, active: list[bool],
-            compute: dict) -> list[dict | None]:
-    """Each active member's epoch record: appended to its history, ``metrics.jsonl`` and
-    TensorBoard, printed; None for a member that stopped early. ``compute``: the epoch's training
-    seconds and FLOP/s, the program's (all members together)."""
-    rows = []
-    for k in range(run.n):
-        if not active[k]:
-            rows.append(None)
-            continue
-        row = epoch_record(epoch, run.member(totals, k), {s: run.member(t, k) for s, t in evals.items()},
-                           run.lr_fns[k](int(steps[k]) - 1), seconds, compute)
-        if run.config.on_nan == "skip":
-            row["skipped"] = nonfinite[k]
-        rows.append(row)
-        histories[k].append(row)
-        runs.append_metrics(run.run_dirs[k], histories[k])
-        events[k].epoch(row)
-        run.print_fn(run.labels[k] + epoch_line(row, run.config.epochs)
-                     + (f"  skipped {nonfinite[k]} non-finite steps" if nonfinite[k] else ""))
-    return rows
-
-
-def _early_stops(run: Run, stops: stopping.Stops, epoch: int, histories: list[list[dict]], state) -> list[bool]:
-    """``--early-stop``'s decisions after ``epoch`` (``stopping.Stops.after_epoch``), the stops
-    printed; returns which members improved (all members without ``--early-stop``)."""
-    if not stops.on:
-        return [True] * run.n
-    improved, newly = stops.after_epoch(epoch, histories, state)
-    for k in newly:
-        c, best = run.configs[k], stopping.decide(run.configs[k], histories[k])
-        run.print_fn(f"{run.labels[k]}stopped early after epoch {epoch + 1}: {best_metric(c)} did not improve "
-                     f"by more than {c.early_stop_min_delta:g} in {c.early_stop} epochs (best {best.best:.4f} "
-                     f"at epoch {best.best_epoch})")
-    return improved
-
-
-def _restore_best(run: Run, state, bests: list[dict]):
-    """Each member's best checkpoint's train state, stacked like ``state``, announced."""
-    members = []
-    for k, c in enumerate(run.checkpoints):
-        members.append(c.restore(c.best(), run.member(state, k))[0])
-        run.print_fn(f"{run.labels[k]}restored the best checkpoint, epoch {bests[k]['epoch']} "
-                     f"({best_metric(run.configs[k])} {bests[k][best_metric(run.configs[k])]:.4f}), "
-                     "for the final evaluation")
-    return replicas.stack(members) if run.n > 1 else members[0]
-
-
-def _nonfinite(run: Run, epoch: int, steps, nonfinite: list[int]) -> NonFiniteError:
-    """The error of a non-finite step with ``--on-nan stop``: where, and the last good checkpoint."""
-    for c in run.checkpoints or []:
-        c.wait()
-    last = run.checkpoints and run.checkpoints[0].latest()
-    position = int(min(steps[k] for k, x in enumerate(nonfinite) if x)) - epoch * run.steps_per_epoch + 1
-    which = "".join(f" of {run.labels[k][:-2]}" for k, x in enumerate(nonfinite) if x and run.labels[k])
-    return NonFiniteError(
-        f"non-finite loss or gradient{which} at epoch {epoch + 1}, step {position}/{run.steps_per_epoch}; "
-        "nothing after the last good checkpoint was saved ("
-        + (f"{run.checkpoints[0].directory}/{last}" if last is not None else "none yet")
-        + "). Lower the learning rate, or pass --on-nan skip to skip such steps.")
 
 
 def finish(run: Run, state, histories: list[list[dict]], bests: list[dict], started: float) -> None:

@@ -1,7 +1,9 @@
-"""An epoch's record, its printed line, and what of it ranks the best checkpoint."""
+"""An epoch's record, its printed line, and what of it ranks the best checkpoint; each member's record
+written (history, ``metrics.jsonl``, TensorBoard, the printed line) and the members' best records."""
 
 from __future__ import annotations
 
+from tinyjax import runs
 from tinyjax.train.progress import summarize
 from tinyjax.train.flops import si
 
@@ -42,3 +44,37 @@ def ranked(row: dict | None, improved: bool, metric: str) -> dict | None:
     without the metric when the epoch did not improve (``--early-stop``: the best checkpoint is then
     Keras's best epoch, the first to reach the best value by more than min_delta)."""
     return None if row is None else {k: v for k, v in row.items() if k not in TIMING and (improved or k != metric)}
+
+
+def record_epoch(run, epoch: int, state, totals, evals: dict, steps, nonfinite: list[int],
+            histories: list[list[dict]], events: list, seconds: float, active: list[bool],
+            compute: dict) -> list[dict | None]:
+    """Each active member's epoch record: appended to its history, ``metrics.jsonl`` and
+    TensorBoard, printed; None for a member that stopped early. ``compute``: the epoch's training
+    seconds and FLOP/s, the program's (all members together)."""
+    rows = []
+    for k in range(run.n):
+        if not active[k]:
+            rows.append(None)
+            continue
+        row = epoch_record(epoch, run.member(totals, k), {s: run.member(t, k) for s, t in evals.items()},
+                           run.lr_fns[k](int(steps[k]) - 1), seconds, compute)
+        if run.config.on_nan == "skip":
+            row["skipped"] = nonfinite[k]
+        rows.append(row)
+        histories[k].append(row)
+        runs.append_metrics(run.run_dirs[k], histories[k])
+        events[k].epoch(row)
+        run.print_fn(run.labels[k] + epoch_line(row, run.config.epochs)
+                     + (f"  skipped {nonfinite[k]} non-finite steps" if nonfinite[k] else ""))
+    return rows
+
+
+def best_records(run, histories: list[list[dict]]) -> list[dict]:
+    """Each member's best epoch record: its best checkpoint's when saving (``--best-metric``)."""
+    bests = [runs.best_epoch(c, h) for c, h in zip(run.configs, histories)]
+    for k, c in enumerate(run.checkpoints or []):
+        c.wait()
+        best_id = c.best()
+        bests[k] = histories[k][c.meta(best_id)["epoch"] - 1] if best_id is not None else bests[k]
+    return bests

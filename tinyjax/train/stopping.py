@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax.config import Config, best_metric
+from tinyjax.train.replicas import stack
 from tinyjax.train.state import copy_buffers
 
 HELD_FIELDS = ("step", "params", "batch_stats", "opt_state", "ema")  # What a step changes (``rng`` never does).
@@ -148,3 +149,28 @@ def _select(mask: Sequence[bool], a, b):
     def where(x, y):
         return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y)
     return b.replace(**{f: jax.tree.map(where, getattr(a, f), getattr(b, f)) for f in HELD_FIELDS})
+
+
+def early_stops(run, stops: Stops, epoch: int, histories: list[list[dict]], state) -> list[bool]:
+    """``--early-stop``'s decisions after ``epoch`` (``Stops.after_epoch``), the stops
+    printed; returns which members improved (all members without ``--early-stop``)."""
+    if not stops.on:
+        return [True] * run.n
+    improved, newly = stops.after_epoch(epoch, histories, state)
+    for k in newly:
+        c, best = run.configs[k], decide(run.configs[k], histories[k])
+        run.print_fn(f"{run.labels[k]}stopped early after epoch {epoch + 1}: {best_metric(c)} did not improve "
+                     f"by more than {c.early_stop_min_delta:g} in {c.early_stop} epochs (best {best.best:.4f} "
+                     f"at epoch {best.best_epoch})")
+    return improved
+
+
+def restore_best(run, state, bests: list[dict]):
+    """Each member's best checkpoint's train state, stacked like ``state``, announced."""
+    members = []
+    for k, c in enumerate(run.checkpoints):
+        members.append(c.restore(c.best(), run.member(state, k))[0])
+        run.print_fn(f"{run.labels[k]}restored the best checkpoint, epoch {bests[k]['epoch']} "
+                     f"({best_metric(run.configs[k])} {bests[k][best_metric(run.configs[k])]:.4f}), "
+                     "for the final evaluation")
+    return stack(members) if run.n > 1 else members[0]
