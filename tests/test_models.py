@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinyjax import models
+from tinyjax.models import torch_init
 
 
 def init(model, batch=1):
@@ -127,7 +128,7 @@ def test_seed_001_layers_have_bias_and_reach_1x1():
 @pytest.mark.slow
 def test_dropout_variant_differs_in_train_mode_only():
     model = models.create("mnist_cnn_7k_dropout")
-    variables = jax.jit(init, static_argnums=0)(model)  # Jitted: one compile instead of one per op.
+    variables = init(model)
     x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
     evaluate = jax.jit(model.apply)
     np.testing.assert_array_equal(evaluate(variables, x), evaluate(variables, x))
@@ -140,3 +141,38 @@ def test_dropout_variant_differs_in_train_mode_only():
 def test_unknown_model_raises():
     with pytest.raises(ValueError, match="unknown model 'resnet9'"):
         models.create("resnet9")
+
+
+@pytest.mark.parametrize("mode,distribution", [("fan_in", "uniform"), ("fan_out", "normal")])
+def test_flat_draw_initialisers_equal_jax_variance_scaling_bit_for_bit(mode, distribution):
+    """tinyjax.models.torch_init.variance_scaling draws on the flat shape (a fast compile) and must give
+    jax's values exactly: a conv kernel [kh, kw, in, out], a Dense kernel [in, out]."""
+    ours = torch_init.variance_scaling(2.0, mode, distribution)
+    theirs = jax.nn.initializers.variance_scaling(2.0, mode, distribution)
+    for shape in [(3, 3, 7, 10), (288, 10)]:
+        key = jax.random.key(sum(shape))
+        np.testing.assert_array_equal(ours(key, shape), theirs(key, shape, jnp.float32))
+    with pytest.raises(ValueError, match="not supported"):
+        torch_init.variance_scaling(1.0, "fan_avg", "uniform")
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 5, 3), (8, 190)])
+def test_flat_draw_dropout_equals_flax_dropout_bit_for_bit(shape):
+    """tinyjax.models.dropout.Dropout draws its mask on the flat shape (a fast compile) and must give
+    flax's nn.Dropout's output exactly, inside a model too (its auto-name, so its rng stream, is flax's)."""
+    from flax import linen as nn
+    from tinyjax.models.dropout import Dropout
+
+    class Twice(nn.Module):
+        layer: type
+
+        @nn.compact
+        def __call__(self, x):
+            return self.layer(0.3, deterministic=False)(self.layer(0.5, deterministic=False)(x))
+
+    x = jax.random.normal(jax.random.key(1), shape)
+    rngs = {"dropout": jax.random.key(7)}
+    ours, theirs = Twice(Dropout).apply({}, x, rngs=rngs), Twice(nn.Dropout).apply({}, x, rngs=rngs)
+    np.testing.assert_array_equal(ours, theirs)
+    assert 0 < np.mean(np.asarray(ours) == 0) < 1
+    assert Dropout(0.3).apply({}, x, deterministic=True) is x

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from tinyjax.models.dropout import Dropout
 from tinyjax.models.torch_init import bias_init, kernel_init
 
 # "gelu" is flax's default, the tanh approximation (PyTorch's nn.GELU(approximate="tanh")); FastNet uses
@@ -165,7 +166,7 @@ class CNN(nn.Module):
                 x = batch_norm(x, train, mask, name=f"bn{i}", scale=spec.bn_scale, axis_name=self.bn_axis_name)
             x = ACTIVATIONS[spec.activation](x)
             if spec.dropout:
-                x = nn.Dropout(spec.dropout, deterministic=not train)(x)
+                x = Dropout(spec.dropout, deterministic=not train)(x)
             if spec.pool:
                 x = max_pool(x, 2)
         x = jnp.mean(x, axis=(1, 2))

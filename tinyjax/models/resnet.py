@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -45,21 +46,22 @@ from flax import linen as nn
 from flax.typing import Dtype
 
 from tinyjax.models.cnn import batch_norm
-from tinyjax.models.torch_init import bias_init
+from tinyjax.models.dropout import Dropout
+from tinyjax.models.torch_init import bias_init, variance_scaling
 
 SHORTCUTS = ("A", "B")
 
 INIT_MODES = ("fan_in", "fan_out")
 
 
-def kaiming_normal(mode: str) -> nn.initializers.Initializer:
+def kaiming_normal(mode: str) -> Callable:
     """``torch.nn.init.kaiming_normal_(mode=mode, nonlinearity="relu")``: N(0, 2 / fan).
 
     flax's fan_in / fan_out of a ``[kh, kw, in, out]`` kernel are ``kh*kw*in`` /
     ``kh*kw*out``, as PyTorch's of ``[out, in, kh, kw]``; of a Dense ``[in, out]``
     kernel ``in`` / ``out``.
     """
-    return nn.initializers.variance_scaling(2.0, mode, "normal")
+    return variance_scaling(2.0, mode, "normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +202,7 @@ class ResNet(nn.Module):
                 x, train, mask)
         x = jnp.mean(x, axis=(1, 2))
         if self.dropout:
-            x = nn.Dropout(self.dropout, deterministic=not train)(x)
+            x = Dropout(self.dropout, deterministic=not train)(x)
         x = nn.Dense(self.num_classes, kernel_init=kaiming_normal(self.init_mode), bias_init=bias_init(x.shape[-1]),
                      dtype=self.dtype, param_dtype=jnp.float32, name="fc")(x)
         return x.astype(jnp.float32)
