@@ -75,10 +75,10 @@ def tinyjax_runner(config, steps: int, n_replicas: int = 0, placement: parallel.
     device_data = placement.replicated(data.to_device(images, labels))  # On the devices once, as a run places it.
     members = [dataclasses.replace(config, seed=k) for k in range(max(n_replicas, 1))]
     states = [init_state(c, steps, images)[1] for c in members]
-    state = [replicas.stack(states) if n_replicas else states[0]]
-    train_epoch = make_epoch_fns(config, "step", [config.label_smoothing] * n_replicas if n_replicas else None,
-                                 placement)[0]
-    keys = jax.random.split(jax.random.key(1), n_replicas) if n_replicas else jax.random.key(1)
+    program = replicas.Members.of(members)  # One model (N = 1) is not stacked.
+    state = [program.stack(states)]
+    train_epoch = make_epoch_fns(config, "step", program, placement)[0]
+    keys = program.stack(list(jax.random.split(jax.random.key(1), n_replicas))) if n_replicas else jax.random.key(1)
 
     def run():
         state[0], totals, _ = train_epoch(state[0], device_data, keys)

@@ -22,7 +22,9 @@ from tinyjax.data import builtin_info
 from tinyjax.distributed import parallel
 from tinyjax.models.door import resolve
 from tinyjax.train import replicas
-from tinyjax.train.epochs import EvalCarry, TrainCarry, batch_fns, over_replicas, zero_metrics
+from tinyjax.train.carry import EvalCarry, TrainCarry, zero_metrics
+from tinyjax.train.epochs import batch_fns
+from tinyjax.train.replicas import over_replicas
 from tinyjax.train.state import init_state
 
 # The reference-000 CNN (convolutions, BatchNorm) with every on-device augmentation, EMA and flip TTA.

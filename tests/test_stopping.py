@@ -153,7 +153,7 @@ def test_a_stopped_replicas_non_finite_steps_do_not_stop_the_epoch(mnist_train):
     images, labels = mnist_train[0][:1024], mnist_train[1][:1024]  # 32 steps.
     states = [init_state(dataclasses.replace(config, seed=s), 32, images)[1] for s in (0, 1)]
     states[1] = states[1].replace(params=jax.tree.map(lambda x: x * jnp.nan, states[1].params))
-    train_epoch, _ = make_epoch_fns(config, "step", [0.0, 0.0])
+    train_epoch, _ = make_epoch_fns(config, "step", replicas.Members((0.0, 0.0)))
     device = data.to_device(images, labels)
     for active, expected in (([True, False], 32), ([True, True], 25), (None, 25)):
         state = replicas.stack(states)

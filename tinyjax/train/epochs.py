@@ -5,8 +5,8 @@ built in three layers that each do one thing:
 
 1. the batch functions (``train_batch``, ``eval_batch``): one batch of one
    model, pure, their loop state a named carry (``TrainCarry``, ``EvalCarry``);
-2. the transforms: ``jax.vmap`` over a leading replica axis for N replicas
-   (``tinyjax.train.replicas``), and ``placement.compile`` (``jax.jit``, or
+2. the transforms: ``jax.vmap`` over a leading member axis for N > 1 members
+   (``tinyjax.train.replicas.Members``), and ``placement.compile`` (``jax.jit``, or
    ``jax.pmap`` over the device axis; ``tinyjax.distributed.parallel``) for the devices;
 3. the driver (``epoch_driver``): the epoch's batches as jitted steps called
    from Python, or as one ``lax.scan``.
@@ -19,40 +19,22 @@ run trains are the same whether or not it was interrupted.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from tinyjax import data
 from tinyjax.config import Config
 from tinyjax.data import augment
 from tinyjax.distributed import parallel
 from tinyjax.runs.inference import view_logits
+from tinyjax.train.carry import EvalCarry, TrainCarry
 from tinyjax.train.progress import Progress
+from tinyjax.train.replicas import Members
 from tinyjax.train.steps import batch_metrics, train_step
 
 BatchFn = Callable  # (carry, data, indices int32 [B], mask bool [B]) -> carry
-
-
-class TrainCarry(NamedTuple):
-    """The loop state of a train epoch: the train state, the metric sums of the epoch so far
-    (``zero_metrics(train=True)``), the 0-based epoch (int32, for the augmentation's flips) and the
-    label smoothing (float32; per replica when replicated)."""
-
-    state: Any
-    totals: dict
-    epoch: jax.Array
-    smoothing: jax.Array
-
-
-class EvalCarry(NamedTuple):
-    """The loop state of an evaluation: the train state, the metric sums and the label smoothing."""
-
-    state: Any
-    totals: dict
-    smoothing: jax.Array
 
 
 def resolve_loop(loop: str) -> str:
@@ -114,16 +96,6 @@ def epoch_driver(batch_fn: BatchFn, loop: str, donate: bool,
     return run_steps
 
 
-def zero_metrics(train: bool = False, replicas: int | None = None) -> dict[str, jax.Array]:
-    """Zero sums: ``loss_sum`` (float32), ``correct`` and ``count`` (int32), and
-    for training ``nonfinite`` (int32: steps with a non-finite loss, gradient or parameter);
-    scalars, or ``[replicas]`` (one per replica) when given."""
-    shape = () if replicas is None else (replicas,)
-    totals = {"loss_sum": jnp.zeros(shape, jnp.float32), "correct": jnp.zeros(shape, jnp.int32),
-              "count": jnp.zeros(shape, jnp.int32)}
-    return {**totals, "nonfinite": jnp.zeros(shape, jnp.int32)} if train else totals
-
-
 def batch_fns(config: Config, axis_name: str | None = None, normalization=None) -> tuple[BatchFn, BatchFn]:
     """``(train_batch, eval_batch)`` of one model, pure.
 
@@ -163,37 +135,15 @@ def batch_fns(config: Config, axis_name: str | None = None, normalization=None) 
     return train_batch, eval_batch
 
 
-def over_replicas(train_batch: BatchFn, eval_batch: BatchFn) -> tuple[BatchFn, BatchFn]:
-    """The batch functions of N replicas as one program: ``jax.vmap`` over the leading replica axis
-    of the state, the sums and the label smoothing; each replica reads its own ``[B]`` row of the
-    plan when training, and every replica the same batch when evaluating."""
-    train = jax.vmap(train_batch, in_axes=(TrainCarry(0, 0, None, 0), None, 0, 0),
-                     out_axes=TrainCarry(0, 0, None, 0))
-    return train, jax.vmap(eval_batch, in_axes=(EvalCarry(0, 0, 0), None, None, None))
-
-
-def epoch_plan(replicated: bool) -> Callable:
-    """The compiled batch plan of an epoch, ``(key, examples, batch_size) -> (indices int32, mask
-    bool)`` (``tinyjax.data.batch_plan``): ``[S, B]``; ``replicated``: one shuffle per replica from
-    ``key [N]``, step-major ``[S, N, B]`` (step i's batches of every replica together)."""
-    if not replicated:
-        return jax.jit(data.batch_plan, static_argnums=(1, 2))
-    plans = jax.jit(jax.vmap(data.batch_plan, in_axes=(0, None, None)), static_argnums=(1, 2))
-
-    def step_major(key, examples, batch_size):
-        return tuple(jnp.swapaxes(x, 0, 1) for x in plans(key, examples, batch_size))
-    return step_major
-
-
-def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] | None = None,
+def make_epoch_fns(config: Config, loop: str, members: Members | None = None,
                    placement: parallel.Placement = parallel.Placement(), *, net=None,
                    info=None) -> tuple[Callable, Callable]:
     """``(train_epoch, evaluate)`` for a config (see the module docstring for their layers).
 
-    ``label_smoothing=None`` trains one model with ``config.label_smoothing``. A sequence of N values
-    trains N replicas as one program, replica k with ``label_smoothing[k]``: ``state`` and the
-    metric sums then have a leading replica axis ``[N]``, and each replica shuffles by its own key
-    (``key`` is then ``[N]`` keys). ``placement`` splits every batch over devices; ``device_data``
+    ``members`` (``tinyjax.train.replicas.Members``; default one model, ``config``'s) trains N >= 1
+    members as one program, member k with label smoothing ``members.smoothing[k]``: for N > 1,
+    ``state`` and the metric sums have a leading member axis ``[N]``, and each member shuffles by
+    its own key (``key`` is then ``[N]`` keys). ``placement`` splits every batch over devices; ``device_data``
     must be on them already (``placement.replicated``). Metric sums come back summed over devices.
 
     ``train_epoch(state, device_data, key, *, epoch=0, start=0, totals=None, should_stop=None,
@@ -213,33 +163,26 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
     model that takes no ``mask`` trains an epoch's last partial batch at its true size (a second
     compiled shape), so no padding row reaches its BatchNorm statistics.
     """
-    replicated = label_smoothing is not None
-    # A new device array per call: the train carry is donated.
-    smoothing = np.asarray(label_smoothing if replicated else config.label_smoothing, np.float32)
+    members = Members.of([config]) if members is None else members
+    smoothing = members.carried_smoothing()  # A new device array per call: the train carry is donated.
     info = data.builtin_info(config.data.name) if info is None else info
     if net is None:
         from tinyjax.models.door import resolve
 
         net = resolve(config.model, num_classes=info.num_classes, dtype=config.dtype)
     synced_apply = placement.synced(net).apply
-    train_batch, eval_batch = batch_fns(config, parallel.AXIS if placement.mode == "pmap" else None,
-                                        (info.mean, info.std))
-    plan = epoch_plan(False)
-    train_plan = epoch_plan(True) if replicated else plan
-    if replicated:
-        train_batch, eval_batch = over_replicas(train_batch, eval_batch)
+    train_batch, eval_batch = members.batch_fns(*batch_fns(config, parallel.AXIS if placement.mode == "pmap" else None,
+                                                           (info.mean, info.std)))
+    train_plan, eval_plan = members.plan(), jax.jit(data.batch_plan, static_argnums=(1, 2))  # Eval: in order.
     run_train = epoch_driver(train_batch, loop, True, placement)
     run_eval = epoch_driver(eval_batch, loop, False, placement)
-
-    def zeros(train):
-        return zero_metrics(train, len(smoothing) if replicated else None)
 
     def train_epoch(state, device_data, key, *, epoch=0, start=0, totals=None, should_stop=None,
                     description="train", active=None, hook=None):
         examples = device_data.labels.shape[-1]  # Under pmap the placed data is [L, N].
         indices, mask = placement.batches(*train_plan(key, examples, config.batch_size))
         steps = indices.shape[1 if placement.mode == "pmap" else 0]  # pmap's plan is [D, S, B / D].
-        carry = TrainCarry(state.replace(apply_fn=synced_apply), zeros(True) if totals is None else totals,
+        carry = TrainCarry(state.replace(apply_fn=synced_apply), members.zeros(True) if totals is None else totals,
                            jnp.asarray(epoch, jnp.int32), jnp.asarray(smoothing))
         if hook is not None:
             hook(start, carry)
@@ -257,8 +200,8 @@ def make_epoch_fns(config: Config, loop: str, label_smoothing: Sequence[float] |
         return state, placement.summed(carry.totals), done
 
     def evaluate(state, device_data):
-        indices, mask = placement.batches(*plan(None, device_data.labels.shape[-1], config.eval_batch_size))
-        carry = placement.carry(EvalCarry(state, zeros(False), jnp.asarray(smoothing)))
+        indices, mask = placement.batches(*eval_plan(None, device_data.labels.shape[-1], config.eval_batch_size))
+        carry = placement.carry(EvalCarry(state, members.zeros(False), jnp.asarray(smoothing)))
         return placement.summed(run_eval(carry, device_data, indices, mask)[0].totals)
 
     return train_epoch, evaluate

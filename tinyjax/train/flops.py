@@ -33,7 +33,9 @@ import numpy as np
 
 from tinyjax.config import Config
 from tinyjax.data import DeviceData
-from tinyjax.train.epochs import TrainCarry, batch_fns, over_replicas, zero_metrics
+from tinyjax.train.carry import TrainCarry
+from tinyjax.train.epochs import batch_fns
+from tinyjax.train.replicas import Members
 
 # Dense peak FLOP/s of one JAX device (device_kind prefix -> compute dtype -> (FLOP/s, source)).
 # float32 on NVIDIA: XLA's default precision runs float32 matmuls and convolutions as TF32 on
@@ -83,26 +85,25 @@ def peak_flops(device_kind: str, dtype: str) -> tuple[float | None, str]:
     return None, f"peak FLOP/s of '{device_kind}' unknown: no MFU"
 
 
-def step_flops(config: Config, state, train_images: np.ndarray, members: int = 1,
+def step_flops(config: Config, state, train_images: np.ndarray, members: Members | None = None,
                normalization=None) -> float | None:
-    """FLOPs of one optimizer step of ``config`` (all ``members`` replicas together, as one
-    vmapped program; ``state`` is one member's), from XLA's cost analysis of the train batch function lowered for one
+    """FLOPs of one optimizer step of ``config`` (all ``members`` together, as one program, default
+    one model; ``state`` is one member's), from XLA's cost analysis of the train batch function lowered for one
     device on abstract inputs (nothing compiles or runs; the global batch, whatever the devices):
     ``train_images`` uint8 ``[N, H, W, C]`` (only its shape and dtype are read). None when
     the backend's cost analysis gives no FLOP count (a warning says why when it fails). On GPU and
     TPU the lowered program has no cost analysis in jax 0.10, so it is compiled once more for the
     count there (seconds). ``normalization``: the data's ``(mean, std)`` (``batch_fns``)."""
     single = dataclasses.replace(config, accumulate=1)  # A loop's body would be counted once.
-    train_batch, eval_batch = batch_fns(single, normalization=normalization)
-    lead = () if members == 1 else (members,)
-    if members > 1:
-        train_batch = over_replicas(train_batch, eval_batch)[0]
-    carry = TrainCarry(state, zero_metrics(True), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
-    carry = jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype), carry)  # Stacked: [N, ...].
+    members = Members.of([config]) if members is None else members
+    train_batch = members.batch_fns(*batch_fns(single, normalization=normalization))[0]
+    carry = jax.eval_shape(lambda s: TrainCarry(members.stack([s] * members.n), members.zeros(True),
+                                                jnp.zeros((), jnp.int32), jnp.asarray(members.carried_smoothing())),
+                           state)  # Shapes only; stacked: [N, ...].
     carry = carry._replace(epoch=jax.ShapeDtypeStruct((), jnp.int32))  # Shared by the members.
     device_data = DeviceData(jax.ShapeDtypeStruct(train_images.shape, jnp.uint8),
                              jax.ShapeDtypeStruct(train_images.shape[:1], jnp.int32))
-    batch = lead + (config.batch_size,)
+    batch = members.lead + (config.batch_size,)
     try:
         lowered = jax.jit(train_batch).lower(carry, device_data, jax.ShapeDtypeStruct(batch, jnp.int32),
                                              jax.ShapeDtypeStruct(batch, jnp.bool_))

@@ -12,10 +12,11 @@ The helpers of an epoch's end live beside what they serve: ``records.record_epoc
 ``records.best_records``, ``stopping.early_stops`` and ``stopping.restore_best``,
 ``faults.nonfinite_error``.
 
-One model or N replicas: N members (``tinyjax.train.replicas``) are a leading
-axis of the train state and a ``jax.vmap`` inside the epoch functions; the
-stages only meet it where each member has its own record (``run.member``):
-metrics, checkpoints, results. Devices are the epoch functions' placement
+One model or N replicas: ``run.members`` (``tinyjax.train.replicas.Members``)
+is the one object that knows N (a leading axis of the train state and a
+``jax.vmap`` inside the epoch functions when N > 1); the stages only meet it
+where each member has its own record (``run.member``): metrics, checkpoints,
+results. Devices are the epoch functions' placement
 (``tinyjax.distributed.parallel``).
 """
 
@@ -212,7 +213,7 @@ def train_epochs(run: Run, position: Position,
                 state, totals, done = run.train_epoch(
                     state, run.device["train"], run.order_key(state.rng, epoch), epoch=epoch, start=start_step,
                     totals=totals, should_stop=interrupts.agreed, description=f"epoch {epoch + 1}/{config.epochs}",
-                    active=stops.active if run.n > 1 else None, hook=hook)
+                    active=run.members.active(stops.active), hook=hook)
                 state, trained, start_step = stops.hold(state), done - start_step, 0  # Stopped members keep their weights.
                 nonfinite = [int(x) * active for x, active in
                              zip(np.atleast_1d(jax.device_get(totals["nonfinite"])), stops.active)]

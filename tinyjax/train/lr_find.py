@@ -57,7 +57,8 @@ from tinyjax.data.splits import load_splits
 from tinyjax.train import replicas
 from tinyjax.train.inputs import resolve_inputs
 from tinyjax.train.prepare import with_inputs
-from tinyjax.train.epochs import TrainCarry, batch_fns, epoch_driver, epoch_plan, over_replicas, resolve_loop, zero_metrics
+from tinyjax.train.carry import TrainCarry
+from tinyjax.train.epochs import batch_fns, epoch_driver, resolve_loop
 from tinyjax.train.lr_rule import TAIL, TOLERANCE, final_losses, flat_range, suggest, table
 from tinyjax.train.state import init_state
 from tinyjax.validation import validate
@@ -137,11 +138,13 @@ def range_test(config: Config, lrs, steps: int, *, print_fn: Callable[[str], Non
     losses = np.full((steps, len(configs)), np.nan, np.float32)
     for k, curve in done.items():
         losses[:, k] = curve
-    program = _program(configs[0], mode == "vmap", (info.mean, info.std))
+    programs = {}  # One compiled program per member count: each rate after another reuses one.
     for group in groups:
-        state = replicas.stack([states[k] for k in group]) if mode == "vmap" else states[group[0]]
-        losses[:, group] = _run(program, state, device_data, configs[0], steps, mode == "vmap",
-                                full_only=not net.takes_mask)
+        members = replicas.Members.of([configs[k] for k in group])
+        if members.n not in programs:
+            programs[members.n] = _program(configs[0], members, (info.mean, info.std))
+        losses[:, group] = _run(programs[members.n], members, members.stack([states[k] for k in group]), device_data,
+                                configs[0], steps, full_only=not net.takes_mask)
         if on_group is not None:
             on_group(group, losses)
     return losses
@@ -157,14 +160,12 @@ class RangeCarry(NamedTuple):
     done: jax.Array
 
 
-def _program(config: Config, replicated: bool, normalization=None):
-    """The run's train steps (``epochs.batch_fns``, over the replicas when ``replicated``) that also
+def _program(config: Config, members: replicas.Members, normalization=None):
+    """The run's train steps (``epochs.batch_fns`` over the ``members``) that also
     write each step's mean loss into the carry, driven as the run's ``--loop`` drives them
     (``epochs.epoch_driver``: jitted steps called from Python on CPU, one ``lax.scan`` elsewhere):
     ``(RangeCarry, device_data, indices [S, (K,) B], mask) -> (RangeCarry, S)``."""
-    train_batch, eval_batch = batch_fns(config, normalization=normalization)
-    if replicated:
-        train_batch = over_replicas(train_batch, eval_batch)[0]
+    train_batch = members.batch_fns(*batch_fns(config, normalization=normalization))[0]
 
     def step(c: RangeCarry, device_data, indices, mask) -> RangeCarry:
         new = train_batch(c.train, device_data, indices, mask)
@@ -174,22 +175,19 @@ def _program(config: Config, replicated: bool, normalization=None):
     return epoch_driver(step, resolve_loop(config.loop), donate=True)
 
 
-def _run(program, state, device_data, config: Config, steps: int, replicated: bool, full_only: bool) -> np.ndarray:
+def _run(program, members: replicas.Members, state, device_data, config: Config, steps: int,
+         full_only: bool) -> np.ndarray:
     """``program`` over ``steps`` steps of shuffled epochs (the plan and keys of the run's epochs:
-    ``epochs.epoch_plan``, ``streams.DATA_ORDER``), each epoch's last partial batch left out when
+    ``Members.plan``, ``streams.DATA_ORDER``), each epoch's last partial batch left out when
     ``full_only``; returns the losses ``float32 [steps, K]`` (K = 1 for one model)."""
     examples = int(device_data.labels.shape[0])
     epoch_steps = examples // config.batch_size if full_only else num_batches(examples, config.batch_size)
-    n = int(state.step.shape[0]) if replicated else None
-    plan = epoch_plan(replicated)
-    smoothing = jnp.full(() if n is None else (n,), config.label_smoothing, jnp.float32)
-    carry = RangeCarry(TrainCarry(state, zero_metrics(train=True, replicas=n), jnp.int32(0), smoothing),
-                       jnp.full((steps,) + smoothing.shape, jnp.nan, jnp.float32), jnp.int32(0))
+    plan = members.plan()
+    carry = RangeCarry(TrainCarry(state, members.zeros(True), jnp.int32(0), jnp.asarray(members.carried_smoothing())),
+                       jnp.full((steps,) + members.lead, jnp.nan, jnp.float32), jnp.int32(0))
     for epoch in range(math.ceil(steps / epoch_steps)):
-        def order(rng):
-            return streams.key(rng, streams.DATA_ORDER, epoch)
-        indices, mask = plan(jax.vmap(order)(carry.train.state.rng) if replicated else order(carry.train.state.rng),
-                             examples, config.batch_size)
+        key = members.each(lambda rng: streams.key(rng, streams.DATA_ORDER, epoch), carry.train.state.rng)
+        indices, mask = plan(key, examples, config.batch_size)
         take = min(epoch_steps, steps - epoch * epoch_steps)
         carry, _ = program(carry._replace(train=carry.train._replace(epoch=jnp.int32(epoch))), device_data,
                            indices[:take], mask[:take])

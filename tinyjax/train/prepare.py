@@ -34,6 +34,7 @@ class Run:
     ``--save-every 0``), how to print and resume, and the cost of a step (``tinyjax.train.flops``)."""
 
     configs: list[Config]
+    members: replicas.Members
     model: Any  # The tinyjax.models.door.Net.
     info: data.DataInfo
     table: LayerTable
@@ -62,17 +63,15 @@ class Run:
     @property
     def n(self) -> int:
         """The number of members (replicas of one program)."""
-        return len(self.configs)
+        return self.members.n
 
     def member(self, tree, k: int):
-        """Member ``k``'s part of a tree with a leading replica axis (the tree itself when N = 1)."""
-        return replicas.take(tree, k) if self.n > 1 else tree
+        """Member ``k``'s part of a tree the program holds (``Members.take``)."""
+        return self.members.take(tree, k)
 
     def order_key(self, rng: jax.Array, epoch: int) -> jax.Array:
         """The key that shuffles ``epoch``: ``streams.key(rng, DATA_ORDER, epoch)``, per member."""
-        def one(r):
-            return streams.key(r, streams.DATA_ORDER, epoch)
-        return jax.vmap(one)(rng) if self.n > 1 else one(rng)
+        return self.members.each(lambda r: streams.key(r, streams.DATA_ORDER, epoch), rng)
 
     def save(self, state, epoch: int, position: int, totals, rows: list[dict] | None = None) -> None:
         """Starts saving each member's checkpoint at ``position`` steps into (0-based) ``epoch``, with
@@ -106,7 +105,7 @@ class Position:
 
     @classmethod
     def fresh(cls, run: Run, states: list[TrainState]) -> "Position":
-        return cls(replicas.stack(states) if run.n > 1 else states[0], 0, 0, None, [[] for _ in states])
+        return cls(run.members.stack(states), 0, 0, None, [[] for _ in states])
 
 
 def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], *, resume: Sequence[str] | None = None,
@@ -152,13 +151,13 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], *, resum
                  for c in configs]
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    train_epoch, evaluate = make_epoch_fns(config, config.loop, [c.label_smoothing for c in configs] if n > 1 else None,
-                                           placement, net=net, info=info)
+    members = replicas.Members.of(configs)
+    train_epoch, evaluate = make_epoch_fns(config, config.loop, members, placement, net=net, info=info)
     run_dirs = list(resume or [runs.create(c, net, info, d)
                                for c, d in zip(configs, run_dirs or [None] * n)])
     checkpoints = [Checkpoints(d, c) for d, c in zip(run_dirs, configs)] if config.checkpoint.save_every else None
-    resumable = checkpoints and (n == 1 or group_dir)  # Not: no saves, or a grid's points.
-    run = Run(configs=configs, model=net, info=info, table=table, placement=placement, splits=splits,
+    resumable = checkpoints and (not members.stacked or group_dir)  # Not: no saves, or a grid's points.
+    run = Run(configs=configs, members=members, model=net, info=info, table=table, placement=placement, splits=splits,
               device={name: placement.replicated(data.to_device(*arrays)) for name, arrays in splits.items()},
               steps_per_epoch=steps_per_epoch, fingerprint=fingerprint, train_epoch=train_epoch, evaluate=evaluate,
               lr_fns=[init.lr_fn for init in inits],
@@ -166,7 +165,7 @@ def prepare(configs: Sequence[Config], print_fn: Callable[[str], None], *, resum
               checkpoints=checkpoints, print_fn=hosts.printer(print_fn),  # Process 0 prints for all.
               resumed=resume is not None,
               resume_command=runs.resume_command(group_dir or run_dirs[0], config.experiment) if resumable else None,
-              flops=flops.step_flops(config, inits[0].state, splits["train"][0], n, (info.mean, info.std)),
+              flops=flops.step_flops(config, inits[0].state, splits["train"][0], members, (info.mean, info.std)),
               peak=flops.peak_flops(jax.devices()[0].device_kind, config.dtype),
               held_out=source is not None and source.test is None)
     return run, [init.state for init in inits]
@@ -253,8 +252,8 @@ def restore(run: Run, states: list[TrainState], resume: Sequence[str]) -> Positi
     epoch = metas[0]["epoch"]
     sums = [{k: jnp.asarray(v, jnp.float32 if k == "loss_sum" else jnp.int32) for k, v in m["totals"].items()}
             for m in metas]
-    return Position(replicas.stack(states) if run.n > 1 else states[0], epoch, metas[0]["position"],
-                    replicas.stack(sums) if run.n > 1 else sums[0], [runs.read_metrics(d, epoch) for d in run.run_dirs])
+    return Position(run.members.stack(states), epoch, metas[0]["position"], run.members.stack(sums),
+                    [runs.read_metrics(d, epoch) for d in run.run_dirs])
 
 
 def announce(run: Run, position: Position) -> None:
@@ -267,7 +266,7 @@ def announce(run: Run, position: Position) -> None:
                  f"{run.placement.describe()}, '{config.loop}' loop"
                  + (", the nnx object's own init for every member" if run.model.instance is not None else "")
                  + ("" if run.model.reference else " (a Python object: load it with tinyjax.load(run_dir, model=...))")
-                 + (f", {run.n} replicas vmapped as one program" if run.n > 1 else "")
+                 + run.members.describe()
                  + f" -> {', '.join(run.run_dirs)}"
                  + "\n" + flops.describe(run.flops, run.n * config.batch_size, run.peak, run.placement.devices)
                  + (f"\nresumed at epoch {position.epoch + 1}, step {position.step}" if run.resumed else "")

@@ -2,7 +2,7 @@
 
 A replicated run stacks its N members' train states along a leading replica
 axis and ``jax.vmap``s every batch function over it
-(``tinyjax.train.epochs.make_epoch_fns(..., label_smoothing=[...])``): one
+(``Members``, which ``tinyjax.train.epochs.make_epoch_fns`` takes): one
 compiled program steps all N models, each with its own init, data order,
 dropout and augmentation (all drawn from its own ``state.rng`` by
 ``fold_in``), so replica k trains exactly what a run of its own config
@@ -23,15 +23,110 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from tinyjax import data
 from tinyjax.config import Config
 from tinyjax.flags import flag, flat
+from tinyjax.train.carry import EvalCarry, TrainCarry, zero_metrics
 
 REPLICA_FIELDS = ("seed", "label_smoothing", "optim.weight_decay", "optim.lr", "schedule.max_lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+    """The member axis of one program, and the one place that knows how many members it has: the
+    N >= 1 members' label smoothings (``smoothing``, a per-member value of the loop's carry; the
+    other ``REPLICA_FIELDS`` are in each member's train state). N > 1 members are stacked on a
+    leading axis of the train state, the metric sums, the label smoothing and the batch plan, and
+    the batch functions are vmapped over it; N = 1, one model, is not stacked, so that its compiled
+    program, numbers and checkpoints are a plain single-model run's (a vmap over a size-1 axis
+    compiles other convolutions). Everything that differs between the two goes through here.
+    """
+
+    smoothing: tuple[float, ...]
+
+    @classmethod
+    def of(cls, configs: Sequence[Config]) -> "Members":
+        """The members of a program of ``configs`` (one per member; they differ in ``REPLICA_FIELDS`` only)."""
+        return cls(tuple(float(c.label_smoothing) for c in configs))
+
+    @property
+    def n(self) -> int:
+        return len(self.smoothing)
+
+    @property
+    def stacked(self) -> bool:
+        """Whether the members are stacked on a leading axis (N > 1)."""
+        return self.n > 1
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The leading shape a member axis adds to an array: ``(N,)``, or ``()`` when not stacked."""
+        return (self.n,) if self.stacked else ()
+
+    @property
+    def axis(self) -> int | None:
+        """The leading axis's length, None when not stacked (``zero_metrics``' ``replicas``)."""
+        return self.n if self.stacked else None
+
+    def stack(self, trees: Sequence):
+        """The members' pytrees (one per member, in order) as the program holds them."""
+        return stack(trees) if self.stacked else trees[0]
+
+    def take(self, tree, k: int):
+        """Member ``k``'s part of a tree the program holds."""
+        return take(tree, k) if self.stacked else tree
+
+    def each(self, fn: Callable, tree):
+        """``fn`` of one member's ``tree`` (e.g. its rng key), applied to every member's."""
+        return jax.vmap(fn)(tree) if self.stacked else fn(tree)
+
+    def carried_smoothing(self) -> np.ndarray:
+        """The label smoothing as the loop's carry holds it: float32 ``[N]``, or a scalar."""
+        return np.asarray(self.smoothing if self.stacked else self.smoothing[0], np.float32)
+
+    def zeros(self, train: bool) -> dict[str, jax.Array]:
+        """Zero metric sums, one per member (``zero_metrics``)."""
+        return zero_metrics(train, self.axis)
+
+    def batch_fns(self, train_batch: Callable, eval_batch: Callable) -> tuple[Callable, Callable]:
+        """One model's batch functions (``tinyjax.train.epochs.batch_fns``) over the members
+        (``over_replicas`` when stacked)."""
+        return over_replicas(train_batch, eval_batch) if self.stacked else (train_batch, eval_batch)
+
+    def plan(self) -> Callable:
+        """The compiled batch plan of an epoch, ``(key, examples, batch_size) -> (indices int32, mask
+        bool)`` (``tinyjax.data.batch_plan``): ``[S, B]`` from one key; stacked, one shuffle per
+        member from ``key [N]``, step-major ``[S, N, B]`` (step i's batches of every member together)."""
+        if not self.stacked:
+            return jax.jit(data.batch_plan, static_argnums=(1, 2))
+        plans = jax.jit(jax.vmap(data.batch_plan, in_axes=(0, None, None)), static_argnums=(1, 2))
+
+        def step_major(key, examples, batch_size):
+            return tuple(jnp.swapaxes(x, 0, 1) for x in plans(key, examples, batch_size))
+        return step_major
+
+    def active(self, flags: Sequence[bool]) -> list[bool] | None:
+        """Which members still train, as the epoch functions take it (``active``; None: one model)."""
+        return list(flags) if self.stacked else None
+
+    def describe(self) -> str:
+        """The run header's words for the members (empty for one model)."""
+        return f", {self.n} replicas vmapped as one program" if self.stacked else ""
+
+
+def over_replicas(train_batch: Callable, eval_batch: Callable) -> tuple[Callable, Callable]:
+    """The batch functions of N replicas as one program: ``jax.vmap`` over the leading replica axis
+    of the state, the sums and the label smoothing; each replica reads its own ``[B]`` row of the
+    plan when training, and every replica the same batch when evaluating."""
+    train = jax.vmap(train_batch, in_axes=(TrainCarry(0, 0, None, 0), None, 0, 0),
+                     out_axes=TrainCarry(0, 0, None, 0))
+    return train, jax.vmap(eval_batch, in_axes=(EvalCarry(0, 0, 0), None, None, None))
 
 
 def expand(config: Config) -> list[Config]:

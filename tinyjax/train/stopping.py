@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinyjax.config import Config, best_metric
-from tinyjax.train.replicas import stack
 from tinyjax.train.state import copy_buffers
 
 HELD_FIELDS = ("step", "params", "batch_stats", "opt_state", "ema")  # What a step changes (``rng`` never does).
@@ -108,7 +107,7 @@ class Stops:
     def start(cls, configs: Sequence[Config], histories: Sequence[Sequence[dict]], state) -> "Stops":
         """The stops of a run about to train (fresh: none; resumed: those its histories decide)."""
         stopped = [bool(c.early_stop and h and decide(c, h).stopped) for c, h in zip(configs, histories)]
-        return cls(list(configs), stopped, copy_buffers(state) if any(stopped) and len(configs) > 1 else None)
+        return cls(list(configs), stopped, copy_buffers(state) if any(stopped) and not all(stopped) else None)
 
     @property
     def on(self) -> bool:
@@ -173,4 +172,4 @@ def restore_best(run, state, bests: list[dict]):
         run.print_fn(f"{run.labels[k]}restored the best checkpoint, epoch {bests[k]['epoch']} "
                      f"({best_metric(run.configs[k])} {bests[k][best_metric(run.configs[k])]:.4f}), "
                      "for the final evaluation")
-    return stack(members) if run.n > 1 else members[0]
+    return run.members.stack(members)
