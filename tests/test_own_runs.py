@@ -18,7 +18,7 @@ from flax import nnx
 from test_own import TinyNnx
 from tinyjax.config import Config, DataConfig, OptimConfig, ScheduleConfig
 from tinyjax.grid import expand
-from tinyjax.train import find_lr, lr_find, train_grid, train_halving
+from tinyjax.train import find_lr, lr_find, replicas, train_grid, train_halving
 
 
 class TinyMlp(nnx.Module):
@@ -103,6 +103,7 @@ def test_a_maskless_range_test_trains_full_batches_only(full_only, rows):
         return carry, jnp.zeros(indices.shape[0])
     state = types.SimpleNamespace(rng=jax.random.key(0))
     device_data = types.SimpleNamespace(labels=jnp.zeros(100, jnp.int32))
-    losses = lr_find._run(program, state, device_data, dataclasses.replace(BASE, batch_size=32), 7, None, full_only)
+    losses = lr_find._run(program, replicas.Members((0.0,)), state, device_data, dataclasses.replace(BASE, batch_size=32),
+                          7, full_only)
     assert losses.shape == (7, 1) and [int(m.sum()) for m in masks] == rows
 
