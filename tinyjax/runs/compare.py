@@ -36,7 +36,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 METRICS = {"test_accuracy": "final test %", "best_epoch_test_accuracy": "best-epoch test %"}
 POWER, ALPHA = 0.8, 0.05
@@ -116,6 +115,7 @@ def confidence_interval(values: Sequence[float]) -> tuple[float, float]:
     """The 95% confidence interval ``(low, high)`` of the mean of ``values`` (Student's t, n - 1
     degrees of freedom; ``scipy.stats.ttest_1samp(...).confidence_interval``); the mean itself for
     one value or equal values."""
+    from scipy import stats  # Imported here: ~0.5 s, and a run needs it only for --seeds.
     x = np.asarray(values, float)
     if len(x) < 2 or np.ptp(x) == 0:
         return float(x.mean()), float(x.mean())
@@ -127,6 +127,7 @@ def seeds_needed(effect: float, spread: float, paired: bool, limit: int = 10_000
     """The smallest n (per side) at which a two-sided t-test at ``ALPHA`` has ``POWER`` against a
     true mean difference ``effect`` with standard deviation ``spread`` (of the paired differences,
     or of each side); None when ``effect`` is 0 or n would exceed ``limit``."""
+    from scipy import stats  # Imported here: ~0.5 s, and a run needs it only for --seeds.
     if effect == 0:
         return None
     if spread == 0:
@@ -146,6 +147,7 @@ def compare(a: dict[int, float], b: dict[int, float], metric: str = "test_accura
     Raises:
       ValueError: a side with fewer than 2 runs.
     """
+    from scipy import stats  # Imported here: ~0.5 s, and a run needs it only for --seeds.
     if min(len(a), len(b)) < 2:
         raise ValueError(f"--compare needs >= 2 runs per side (seeds), got {len(a)} and {len(b)}; "
                          "train more with --seeds")
